@@ -1,0 +1,32 @@
+"""Inference loops: optical memory (VTC-R1), the text-memory baseline and the no-memory ablation.
+
+`LoopConfig` imports nothing heavy; the engine and loop (torch, transformers) load on first use,
+so composing and validating configs stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from vtc_lab.infer.config import MODES, LoopConfig
+
+_LAZY = {
+    "Engine": "vtc_lab.infer.engine",
+    "GenerationParams": "vtc_lab.infer.engine",
+    "GenerationRequest": "vtc_lab.infer.engine",
+    "GenerationOutput": "vtc_lab.infer.engine",
+    "HFEngine": "vtc_lab.infer.engine",
+    "run_loop": "vtc_lab.infer.loop",
+    "ProblemRecord": "vtc_lab.infer.records",
+    "RoundRecord": "vtc_lab.infer.records",
+    "summarize": "vtc_lab.infer.metrics",
+}
+
+__all__ = ["MODES", "LoopConfig", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vtc_lab.infer' has no attribute {name!r}")

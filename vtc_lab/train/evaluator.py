@@ -1,0 +1,211 @@
+"""`OpticalMemoryEvaluator`: run the inference loops on a benchmark subset during training.
+
+It calls the same `vtc_lab.infer` code as `vtc-lab eval` (one code path, so numbers logged
+during training and offline agree), with the weights being trained, on rank 0 only, every N
+optimizer steps and/or at the end of validation. Metrics go to `eval/<benchmark>/<loop>/<name>`;
+a predictions table and a few rendered memory images go to the MLflow run.
+
+`EvaluatorConfig` is the schema of the `evaluator` config group (conf/evaluator/*.yaml) used by
+the training config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightning.pytorch import Callback
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluatorConfig:
+    enabled: bool = False
+    """Run the loops during training at all."""
+
+    every_n_steps: int = 0
+    """Evaluate every N optimizer steps (global_step); 0 = only at validation end / train end."""
+
+    at_validation_end: bool = True
+    """Evaluate at the end of every validation epoch (not during the sanity check)."""
+
+    at_train_end: bool = False
+    """Evaluate once more when training finishes."""
+
+    benchmarks: list[str] = field(default_factory=lambda: ["math500"])
+    """Benchmarks to evaluate: registered names (`vtc_lab.eval` registry, e.g. math500, aime25,
+    gsm8k) or paths to local jsonl files with `question`/`answer` fields."""
+
+    limit: int = 8
+    """Problems per benchmark (a seeded random subset); 0 = all (slow: the whole benchmark)."""
+
+    subset_seed: int = 0
+    """Seed of the subset choice, fixed so every evaluation sees the same problems."""
+
+    loops: list[str] = field(default_factory=lambda: ["optical"])
+    """Loop modes to run (`optical`, `text`, `none`), each logged under its own key."""
+
+    max_rounds: int | None = 2
+    """Override of loop.max_rounds for in-training evaluation; null keeps the loop default (8)."""
+
+    max_new_tokens: int | None = 256
+    """Override of loop.max_new_tokens; null keeps the loop default (8,192: far too slow here)."""
+
+    samples_per_problem: int = 1
+    """Samples per problem (mean@k); 1 keeps in-training evaluation cheap."""
+
+    do_sample: bool = False
+    """Greedy by default so successive evaluations differ only through the weights."""
+
+    temperature: float = 0.6
+    """Sampling temperature when `do_sample` is true."""
+
+    top_p: float = 0.95
+    """Nucleus mass when `do_sample` is true."""
+
+    batch_size: int = 8
+    """Problems generated together."""
+
+    seed: int = 0
+    """Sampling seed."""
+
+    log_predictions: bool = True
+    """Log a predictions table (one row per problem and sample) per benchmark and loop."""
+
+    log_images: int = 2
+    """Rendered memory images to log per benchmark (optical loop, first problems); 0 = none."""
+
+    def __post_init__(self) -> None:
+        from vtc_lab.infer.config import MODES
+
+        if self.every_n_steps < 0:
+            raise ValueError(f"evaluator.every_n_steps must be >= 0, got {self.every_n_steps}")
+        if self.limit < 0:
+            raise ValueError(f"evaluator.limit must be >= 0, got {self.limit}")
+        if not self.benchmarks:
+            raise ValueError("evaluator.benchmarks must name at least one benchmark")
+        if not self.loops:
+            raise ValueError("evaluator.loops must name at least one loop")
+        for mode in self.loops:
+            if mode not in MODES:
+                raise ValueError(f"evaluator.loops entries must be in {MODES}, got {mode!r}")
+        for name in ("max_rounds", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"evaluator.{name} must be >= 1 or null, got {value}")
+        for name in ("samples_per_problem", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluator.{name} must be >= 1, got {getattr(self, name)}")
+        if self.log_images < 0:
+            raise ValueError(f"evaluator.log_images must be >= 0, got {self.log_images}")
+
+    def loop_config(self, mode: str):
+        """The `LoopConfig` this evaluator runs for one loop mode."""
+        from vtc_lab.infer.config import LoopConfig
+
+        base = LoopConfig(mode=mode)
+        return LoopConfig(
+            mode=mode,
+            max_rounds=self.max_rounds or base.max_rounds,
+            max_new_tokens=self.max_new_tokens or base.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            do_sample=self.do_sample,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            samples_per_problem=self.samples_per_problem,
+        )
+
+
+class OpticalMemoryEvaluator(Callback):
+    """Lightning callback running `vtc_lab.infer` loops on the model being trained.
+
+    `backbone` is the `vtc_lab.models.Backbone` whose `.model` is being trained (the same
+    object, so the current weights are evaluated); when omitted, `pl_module.backbone` is used.
+    `render_cfg`, `system_prompt` and `image_position` must be the ones the training data was
+    built with (the prompt has to match training). `run` is the `vtc_lab.tracking` RunHandle;
+    without one, metrics go to the trainer's loggers and tables/images are skipped.
+    """
+
+    def __init__(self, cfg: EvaluatorConfig, backbone: Any = None, render_cfg: Any = None,
+                 system_prompt: str | None = None, image_position: str = "before",
+                 run: Any = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.render_cfg = render_cfg
+        self.system_prompt = system_prompt
+        self.image_position = image_position
+        self.run = run
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self._last_step: int | None = None
+        self._problems: dict[str, list] | None = None
+
+    def set_run(self, run: Any) -> None:
+        """Bind the tracking run handle after construction (the run may start later)."""
+        self.run = run
+
+    # -- Lightning hooks -------------------------------------------------------------------
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = self.cfg.every_n_steps
+        step = trainer.global_step
+        if self.cfg.enabled and n and step > 0 and step % n == 0 and step != self._last_step:
+            self.evaluate(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.cfg.enabled and self.cfg.at_validation_end and not trainer.sanity_checking:
+            if trainer.global_step != self._last_step:
+                self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.cfg.enabled and self.cfg.at_train_end and trainer.global_step != self._last_step:
+            self.evaluate(trainer, pl_module)
+
+    # -- the work --------------------------------------------------------------------------
+    def evaluate(self, trainer=None, pl_module=None) -> dict[str, float]:
+        """Run every (benchmark, loop) once and log; returns the flat metrics dict (rank 0)."""
+        step = int(trainer.global_step) if trainer is not None else 0
+        self._last_step = step
+        if trainer is not None and not trainer.is_global_zero:
+            return {}
+        backbone = self.backbone if self.backbone is not None else getattr(pl_module, "backbone", None)
+        if backbone is None:
+            raise ValueError("OpticalMemoryEvaluator needs a backbone (constructor argument or "
+                             "pl_module.backbone)")
+        from vtc_lab.infer.evaluate import evaluate_benchmarks, load_problems
+        from vtc_lab.infer.engine import HFEngine
+
+        if self._problems is None:
+            self._problems = {name: load_problems(name, self.cfg.limit, self.cfg.subset_seed)
+                              for name in self.cfg.benchmarks}
+        model = backbone.model
+        was_training = model.training
+        model.eval()
+        try:
+            engine = HFEngine(backbone)
+            results = evaluate_benchmarks(
+                engine, self._problems, [self.cfg.loop_config(m) for m in self.cfg.loops],
+                render_cfg=self.render_cfg, system_prompt=self.system_prompt,
+                image_position=self.image_position, progress=False)
+        finally:
+            model.train(was_training)
+        metrics = results.metrics
+        self.history.append((step, metrics))
+        self._log(trainer, results, step)
+        return metrics
+
+    def _log(self, trainer, results, step: int) -> None:
+        if self.run is not None:
+            self.run.log_metrics(results.metrics, step=step)
+            if self.cfg.log_predictions:
+                for key, rows in results.tables.items():
+                    self.run.log_table(rows, f"eval/predictions/{key}/step_{step:07d}.json")
+            for i, (name, image) in enumerate(results.memory_images(self.cfg.log_images)):
+                self.run.log_image(image, f"eval/memory/step_{step:07d}/{name}")
+        elif trainer is not None:
+            for logger in trainer.loggers:
+                logger.log_metrics(results.metrics, step=step)
+        log.info("evaluator step %d: %s", step, {k: round(v, 4) for k, v in results.metrics.items()
+                                                  if k.endswith("/accuracy")})
