@@ -1,0 +1,84 @@
+"""Lossless, budgeted segmentation for every policy (hypothesis on arbitrary text)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vtc_lab.segment import SegmentationConfig, TooManySegmentsError, segment_text
+
+from .conftest import WordPieceTokenizer
+
+TOK = WordPieceTokenizer()
+ALPHABET = st.sampled_from(list("ab Wait.\n\n?!x12 ") + ["Wait", " Alternatively", "\r\n", "é", "\t"])
+TEXTS = st.lists(ALPHABET, max_size=120).map("".join) | st.text(max_size=300)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TEXTS, policy=st.sampled_from(["fixed_tokens", "boundary", "markers"]),
+       max_tokens=st.integers(1, 40), min_tokens=st.integers(0, 5))
+def test_lossless_and_within_budget(text, policy, max_tokens, min_tokens):
+    if min_tokens >= max_tokens:
+        min_tokens = 0
+    cfg = SegmentationConfig(policy=policy, max_tokens=max_tokens, min_tokens=min_tokens)
+    segs = segment_text(text, cfg, TOK)
+    assert "".join(segs) == text
+    assert all(segs), "no empty segments"
+    # every segment but a merged tail respects the budget
+    for s in segs[:-1]:
+        assert TOK.count(s) <= max_tokens
+    if segs:
+        assert TOK.count(segs[-1]) < max_tokens + max(min_tokens, 1) + 1
+
+
+def test_empty_text_gives_no_segments(tok):
+    assert segment_text("", SegmentationConfig(), tok) == []
+
+
+def test_boundary_prefers_paragraph_then_sentence(tok):
+    para = "First we add. " * 6 + "\n\n"
+    text = para + "Then we multiply things here. " * 6
+    cfg = SegmentationConfig(policy="boundary", max_tokens=TOK.count(para) + 3, min_tokens=0)
+    segs = segment_text(text, cfg, tok)
+    assert segs[0] == para
+    # later cuts land right after a sentence end
+    for s in segs[1:-1]:
+        assert s.endswith(". ")
+
+
+def test_fixed_tokens_cuts_exactly_at_budget(tok):
+    text = " ".join(f"w{i}" for i in range(50))
+    segs = segment_text(text, SegmentationConfig(policy="fixed_tokens", max_tokens=7, min_tokens=0), tok)
+    assert [tok.count(s) for s in segs[:-1]] == [7] * (len(segs) - 1)
+
+
+def test_markers_cut_before_reflection(tok):
+    text = "So x equals four, clearly right. Wait, that is wrong since y is odd. " * 3
+    cfg = SegmentationConfig(policy="markers", max_tokens=25, min_tokens=0, min_fill=0.2)
+    segs = segment_text(text, cfg, tok)
+    assert "".join(segs) == text
+    assert all(s.startswith("Wait") for s in segs[1:])
+
+
+def test_tiny_tail_is_merged(tok):
+    text = "alpha beta gamma delta. " * 4 + "ok"
+    cfg = SegmentationConfig(policy="boundary", max_tokens=8, min_tokens=3)
+    segs = segment_text(text, cfg, tok)
+    assert segs[-1].endswith("delta. ok")
+    assert "".join(segs) == text
+
+
+def test_max_segments_drop_and_merge(tok):
+    text = "one two three four. " * 20
+    drop = SegmentationConfig(max_tokens=10, min_tokens=0, max_segments=3)
+    with pytest.raises(TooManySegmentsError, match="max_segments=3"):
+        segment_text(text, drop, tok)
+    merge = SegmentationConfig(max_tokens=10, min_tokens=0, max_segments=3, on_overflow="merge")
+    segs = segment_text(text, merge, tok)
+    assert len(segs) == 3 and "".join(segs) == text
+
+
+@pytest.mark.parametrize("field,value", [("policy", "nope"), ("max_tokens", 0), ("min_tokens", -1),
+                                         ("max_segments", 0), ("on_overflow", "x"), ("min_fill", 1.5)])
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=f"segmentation.{field}"):
+        SegmentationConfig(**{field: value})

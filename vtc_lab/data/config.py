@@ -1,0 +1,91 @@
+"""The `data` config group: where traces come from and how SFT samples are laid out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vtc_lab.data.messages import IMAGE_POSITIONS, REFERENCE_SYSTEM_PROMPT
+
+SOURCES = ("openr1", "jsonl", "math500_fixture", "toy")
+GENERATION_MODES = ("first", "all")
+
+
+@dataclass
+class DataConfig:
+    """One preset of the `data` group (conf/data/*.yaml)."""
+
+    name: str = "math500_fixture"
+    """Dataset name: the default output directory is `<output_root>/datasets/<name>`."""
+
+    source: str = "math500_fixture"
+    """Trace source: `openr1` (OpenR1-Math-220K schema, parquet or jsonl), `jsonl` (one trace
+    per line with configurable field names), `math500_fixture` (the packaged MATH500 solutions
+    wrapped as OpenR1-style `<think>...</think>` generations; no download) or `toy` (the
+    synthetic task, registered by a later issue)."""
+
+    path: str | None = None
+    """Input for `openr1`/`jsonl`: one file, a directory of shards, or a glob (`*.parquet`,
+    `*.jsonl`, `*.jsonl.gz`)."""
+
+    question_field: str = "problem"
+    """Field holding the question (`jsonl`; `openr1` always uses `problem`)."""
+
+    trace_field: str = "trace"
+    """`jsonl`: field holding the reasoning trace (with or without `<think>...</think>`)."""
+
+    answer_field: str = "answer"
+    """Field holding the final answer (FINAL in `<answer>FINAL</answer>`)."""
+
+    id_field: str | None = "uuid"
+    """Field holding a problem id; rows without it get `<file stem>-<line>` ids. Ids are
+    sanitised and never used as paths."""
+
+    only_correct: bool = True
+    """`openr1`: keep only generations whose `correctness_math_verify` flag is true (rows
+    without that column count as unverified and are skipped when this is on)."""
+
+    generations: str = "first"
+    """`openr1`: `first` correct generation per problem, or `all` correct ones (each its own
+    problem id `<id>-g<j>`)."""
+
+    require_think_end: bool = True
+    """Skip (and count) traces that contain `<think>` but no `</think>` (truncated generations)."""
+
+    max_trace_chars: int = 400_000
+    """Traces longer than this are skipped and counted (gigantic or runaway generations)."""
+
+    limit: int | None = None
+    """Use at most this many problems (after filtering); None = all."""
+
+    system_prompt: str | None = REFERENCE_SYSTEM_PROMPT
+    """System turn of every sample; null = no system turn."""
+
+    image_position: str = "before"
+    """Memory images `before` (the paper) or `after` the question text."""
+
+    include_layouts: bool = False
+    """Store per-image character boxes (JSON) in the `layouts` column, for the auxiliary
+    per-vision-token character loss. Costs a layout pass per render."""
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"data.source must be one of {SOURCES}, got {self.source!r}")
+        if self.source in ("openr1", "jsonl") and not self.path:
+            raise ValueError(f"data.path is required for data.source={self.source!r}")
+        if not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
+            raise ValueError(f"data.name must be a plain directory name, got {self.name!r}")
+        if self.generations not in GENERATION_MODES:
+            raise ValueError(
+                f"data.generations must be one of {GENERATION_MODES}, got {self.generations!r}"
+            )
+        if self.image_position not in IMAGE_POSITIONS:
+            raise ValueError(
+                f"data.image_position must be one of {IMAGE_POSITIONS}, got {self.image_position!r}"
+            )
+        if not isinstance(self.max_trace_chars, int) or self.max_trace_chars < 1:
+            raise ValueError(f"data.max_trace_chars must be an int >= 1, got {self.max_trace_chars!r}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ValueError(f"data.limit must be None or an int >= 1, got {self.limit!r}")
+        for name in ("question_field", "trace_field", "answer_field"):
+            if not getattr(self, name):
+                raise ValueError(f"data.{name} must be a non-empty field name")
