@@ -1,0 +1,267 @@
+"""Grading: is an extracted answer equivalent to the gold answer?
+
+- math (MATH500, AIME25, AMC23, local): equivalence through `math-verify` (LaTeX -> sympy,
+  numeric and symbolic comparison, sets, intervals, matrices, units, percent). We never write a
+  LaTeX grader of our own.
+- gsm8k: exact decimal equality after dropping commas, `$` and units ("1,000" == "1000.00").
+- gpqa: exact letter.
+
+Two entry points:
+- `is_correct(text, gold, benchmark)`: in-process and cheap, for external checks and single
+  items. It relies on math-verify's own signal-based timeouts (only in the main thread), which
+  cannot interrupt a computation stuck inside C (e.g. a huge integer power in GMP).
+- `grade_many(items, benchmark, timeout_s, workers)`: the hardened path used by evaluations.
+  Math equivalence runs in worker processes with a hard per-item deadline; a worker that runs
+  past it is killed and replaced, one that crashes is replaced; the item gets status `timeout` or
+  `error` and the evaluation goes on. Model output is parsed, never executed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from multiprocessing.connection import wait
+from typing import Iterable, Sequence
+
+from vtc_lab.eval.extract import extract_answer, grader_kind, normalize_number
+
+STATUSES = ("ok", "timeout", "error")
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    """The outcome of grading one prediction."""
+
+    correct: bool
+    """True only when an answer was extracted and judged equivalent (timeouts/errors: False)."""
+    status: str
+    """ok | timeout (ran past the per-item deadline) | error (the grader raised or crashed)."""
+    extracted: str | None
+    """The extracted answer (None: no answer found, counted as no-answer, status ok)."""
+    error: str | None = None
+    """Short reason for status error/timeout."""
+    seconds: float = 0.0
+    """Wall time spent comparing (0 for items without an answer)."""
+
+
+# ---------------------------------------------------------------------------------- comparison
+def _math_targets():
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    return [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+
+
+def _math_equal(pred: str, gold: str, timeout: int | None, raise_on_error: bool) -> bool:
+    """math-verify equivalence of two answer spans (each wrapped in \\boxed{} for parsing)."""
+    from math_verify import parse, verify
+
+    targets = _math_targets()
+    g = parse("\\boxed{" + gold + "}", targets, parsing_timeout=timeout, raise_on_error=raise_on_error)
+    p = parse("\\boxed{" + pred + "}", targets, parsing_timeout=timeout, raise_on_error=raise_on_error)
+    if not g or not p:
+        return pred.strip() == gold.strip()
+    return bool(verify(g, p, timeout_seconds=timeout, raise_on_error=raise_on_error))
+
+
+def _number_equal(pred: str, gold: str) -> bool:
+    a, b = normalize_number(pred), normalize_number(gold)
+    if a is None or b is None:
+        return False
+    try:
+        return Decimal(a) == Decimal(b)
+    except InvalidOperation:
+        return False
+
+
+def answers_match(pred: str, gold: str, benchmark: str, timeout_s: float | None = 5.0) -> bool:
+    """Compare an already-extracted answer with the gold answer, in-process (see module doc)."""
+    kind = grader_kind(benchmark)
+    if kind == "gpqa":
+        return pred.strip().upper() == gold.strip().upper()
+    if kind == "gsm8k":
+        return _number_equal(pred, gold)
+    in_main = threading.current_thread() is threading.main_thread()
+    timeout = max(1, math.ceil(timeout_s)) if (timeout_s and in_main) else None
+    return _math_equal(pred, gold, timeout, raise_on_error=False)
+
+
+def is_correct(prediction_text: str | None, gold: str, benchmark: str, strict: bool = False) -> bool:
+    """Extract the answer from a model output and compare it with `gold` (public API).
+
+    `benchmark` is a benchmark name or grader kind; `strict` picks the extraction variant.
+    """
+    pred = extract_answer(prediction_text, benchmark, strict=strict)
+    if pred is None:
+        return False
+    return answers_match(pred, str(gold), benchmark)
+
+
+# ---------------------------------------------------------------------------------- workers
+def _worker_main(conn, memory_mb: int | None) -> None:
+    """Child process: compare (pred, gold) pairs until the parent closes the pipe."""
+    if memory_mb:
+        try:
+            import resource
+
+            limit = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ImportError, ValueError, OSError):  # not on this platform: rely on the deadline
+            pass
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        idx, pred, gold = msg
+        try:
+            # Deadline enforced by the parent; no signal alarms in here.
+            ok = _math_equal(pred, gold, None, raise_on_error=True)
+            reply = (idx, "ok", ok, None)
+        except MemoryError:
+            reply = (idx, "error", False, "MemoryError")
+        except Exception as e:  # noqa: BLE001 - any grader failure is a per-item status
+            reply = (idx, "error", False, f"{type(e).__name__}: {str(e)[:160]}")
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _context(name: str | None):
+    """Default: fork where available (Linux). The parent imports math-verify first, so workers
+    start in milliseconds and a killed one is replaced at once; like DataLoader workers, they
+    never touch torch, so forking a torch-using parent is safe. `spawn`/`forkserver` re-import
+    the parent's __main__ and need a real script file."""
+    import math_verify  # noqa: F401  (imported before forking: the workers inherit it)
+
+    if name is None:
+        name = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    return mp.get_context(name)
+
+
+class _Worker:
+    def __init__(self, ctx, memory_mb: int | None):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, memory_mb), daemon=True)
+        self.proc.start()
+        child.close()
+        self.item: int | None = None
+        self.started = 0.0
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill:
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                kill = True
+        if kill:
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def compare_many(
+    pairs: Sequence[tuple[str, str]],
+    timeout_s: float = 5.0,
+    workers: int = 2,
+    memory_mb: int | None = 4096,
+    mp_context: str | None = None,
+) -> list[tuple[str, bool, str | None, float]]:
+    """Math equivalence of (pred, gold) answer spans in worker processes with a hard deadline.
+
+    Returns (status, correct, error, seconds) per pair, in order.
+    """
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    results: list[tuple[str, bool, str | None, float] | None] = [None] * len(pairs)
+    if not pairs:
+        return []
+    ctx = _context(mp_context)
+    pending = deque(range(len(pairs)))
+    pool = [_Worker(ctx, memory_mb) for _ in range(min(workers, len(pairs)))]
+    try:
+        while pending or any(w.item is not None for w in pool):
+            for w in pool:
+                if w.item is None and pending:
+                    i = pending.popleft()
+                    w.item, w.started = i, time.monotonic()
+                    w.conn.send((i, pairs[i][0], pairs[i][1]))
+            busy = [w for w in pool if w.item is not None]
+            now = time.monotonic()
+            next_deadline = min(w.started + timeout_s for w in busy)
+            ready = wait([w.conn for w in busy], timeout=max(0.0, next_deadline - now))
+            now = time.monotonic()
+            for k, w in enumerate(pool):
+                if w.item is None:
+                    continue
+                if w.conn in ready:
+                    try:
+                        idx, status, ok, err = w.conn.recv()
+                        results[idx] = (status, bool(ok), err, now - w.started)
+                        w.item = None
+                        continue
+                    except (EOFError, OSError):
+                        w.proc.join(timeout=1)
+                        results[w.item] = ("error", False, f"grader process died (exit {w.proc.exitcode})",
+                                           now - w.started)
+                elif now - w.started >= timeout_s:
+                    results[w.item] = ("timeout", False, f"no verdict within {timeout_s:g}s", now - w.started)
+                else:
+                    continue
+                w.stop(kill=True)  # dead or stuck: replace it
+                pool[k] = _Worker(ctx, memory_mb)
+    finally:
+        for w in pool:
+            w.stop(kill=w.item is not None)
+    return results  # type: ignore[return-value]
+
+
+def grade_many(
+    items: Iterable[tuple[str | None, str]],
+    benchmark: str,
+    timeout_s: float = 5.0,
+    workers: int = 2,
+    strict: bool = False,
+    memory_mb: int | None = 4096,
+) -> list[GradeResult]:
+    """Grade (prediction_text, gold) pairs; never hangs or raises on a bad prediction.
+
+    Extraction runs here (linear-time regexes); math equivalence runs in `workers` processes,
+    each item with a hard `timeout_s` deadline and a `memory_mb` address-space cap. GSM8K and
+    GPQA comparisons are plain string/decimal checks done in-process. Identical (answer, gold)
+    pairs are compared once.
+    """
+    items = list(items)
+    kind = grader_kind(benchmark)
+    extracted = [extract_answer(t, kind, strict=strict) for t, _ in items]
+    out: list[GradeResult | None] = [None] * len(items)
+    todo: dict[tuple[str, str], list[int]] = {}
+    for i, ((_, gold), pred) in enumerate(zip(items, extracted)):
+        if pred is None:
+            out[i] = GradeResult(False, "ok", None)
+        elif kind != "math":
+            t0 = time.perf_counter()
+            ok = answers_match(pred, str(gold), kind)
+            out[i] = GradeResult(ok, "ok", pred, None, time.perf_counter() - t0)
+        else:
+            todo.setdefault((pred, str(gold)), []).append(i)
+    keys = list(todo)
+    verdicts = compare_many(keys, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb)
+    for key, (status, ok, err, secs) in zip(keys, verdicts):
+        for i in todo[key]:
+            out[i] = GradeResult(ok and status == "ok", status, key[0], err, secs)
+    return out  # type: ignore[return-value]
