@@ -1,0 +1,158 @@
+"""RunHandle / start_run against a real sqlite MLflow store in tmp_path."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass, field
+
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from vtc_lab.tracking import (
+    NullRunHandle,
+    TrackingConfig,
+    TrackingUnavailableError,
+    lightning_logger,
+    prepare_store,
+    resolve_tracking_uri,
+    start_run,
+)
+
+
+@dataclass
+class _Renderer:
+    font_size: int = 9
+    dpi: int = 72
+
+
+@dataclass
+class _App:
+    output_root: str = "x"
+    renderer: _Renderer = field(default_factory=_Renderer)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="tracking.mode"):
+        TrackingConfig(mode="cloud")
+    with pytest.raises(ValueError, match="tracking.uri is required"):
+        TrackingConfig(mode="server")
+    with pytest.raises(ValueError, match="tracking.experiment"):
+        TrackingConfig(experiment="../escape")
+    with pytest.raises(ValueError, match="tracking.uri must be a sqlite"):
+        TrackingConfig(mode="local", uri="http://x:5000")
+
+
+def test_resolve_uri(tmp_path):
+    assert resolve_tracking_uri(TrackingConfig(mode="off"), tmp_path) is None
+    uri = resolve_tracking_uri(TrackingConfig(), tmp_path / "out")
+    assert uri == f"sqlite:///{(tmp_path / 'out').resolve()}/mlflow.db"
+    assert resolve_tracking_uri(TrackingConfig(mode="server", uri="http://h:1"), tmp_path) == "http://h:1"
+
+
+def test_off_mode_is_a_noop_and_creates_nothing(tmp_path):
+    with start_run(TrackingConfig(mode="off"), _App(), tmp_path) as run:
+        assert isinstance(run, NullRunHandle)
+        run.log_params({"a": 1})
+        run.log_metrics({"m": 1.0})
+        assert lightning_logger(run) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_logs_everything_and_finishes(tmp_path):
+    cfg = TrackingConfig(experiment="unit", tags={"owner": "me"})
+    with start_run(cfg, _App(), tmp_path, run_name="r1") as run:
+        run.log_params({"extra": {"nested": 3}})
+        run.log_metrics({"eval/acc": 0.5, "n": 3}, step=2)
+        run.log_dict({"k": [1, 2]}, "d.json")
+        run.log_image(Image.new("RGB", (8, 4), "white"), "pages/p0")
+        run.log_table([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], "tables/t.csv")
+        run_id = run.run_id
+    client = MlflowClient(resolve_tracking_uri(cfg, tmp_path))
+    got = client.get_run(run_id)
+    assert got.info.status == "FINISHED"
+    assert got.info.run_name == "r1"
+    assert got.data.params["font_size"] == "9" and got.data.params["dpi"] == "72"
+    assert got.data.params["extra.nested"] == "3"
+    assert got.data.metrics == {"eval/acc": 0.5, "n": 3.0}
+    assert got.data.tags["owner"] == "me"
+    assert len(got.data.tags["git.commit"]) in (40, 7)  # a sha, or 'unknown'
+    assert {"host", "device", "vtc_lab.version", "git.dirty"} <= set(got.data.tags)
+    files = {f.path for f in client.list_artifacts(run_id)}
+    assert {"config", "d.json", "pages", "tables"} <= files
+    cfg_text = (tmp_path / "dl").mkdir() or client.download_artifacts(run_id, "config/config.yaml", str(tmp_path / "dl"))
+    assert "font_size: 9" in open(cfg_text).read()
+    csv = client.download_artifacts(run_id, "tables/t.csv", str(tmp_path / "dl"))
+    assert open(csv).read().splitlines() == ["a,b", "1,x", "2,y"]
+    # artifacts live beside the sqlite store, not in ./mlruns of the working directory
+    assert (tmp_path / "mlartifacts" / "unit").is_dir()
+
+
+def test_failure_marks_failed_with_traceback(tmp_path):
+    cfg = TrackingConfig(experiment="unit")
+    with pytest.raises(RuntimeError, match="boom"):
+        with start_run(cfg, None, tmp_path) as run:
+            run_id = run.run_id
+            raise RuntimeError("boom")
+    client = MlflowClient(resolve_tracking_uri(cfg, tmp_path))
+    assert client.get_run(run_id).info.status == "FAILED"
+    tb = client.download_artifacts(run_id, "error/traceback.txt", str(tmp_path))
+    assert "RuntimeError: boom" in open(tb).read()
+
+
+def test_params_never_collide_on_resume(tmp_path):
+    cfg = TrackingConfig(experiment="unit")
+    with start_run(cfg, _App(), tmp_path) as run:
+        run_id = run.run_id
+    changed = _App(renderer=_Renderer(font_size=12))
+    resumed = TrackingConfig(experiment="unit", resume_run_id=run_id)
+    with start_run(resumed, changed, tmp_path) as run:
+        assert run.run_id == run_id
+        run.log_metrics({"late": 1.0})
+    got = MlflowClient(resolve_tracking_uri(cfg, tmp_path)).get_run(run_id)
+    assert got.data.params["font_size"] == "9"          # never rewritten
+    assert got.data.tags["param_changed.font_size"] == "12"
+    assert got.data.metrics["late"] == 1.0 and got.info.status == "FINISHED"
+
+
+def test_non_numeric_metric_names_the_key(tmp_path):
+    with start_run(TrackingConfig(), None, tmp_path) as run:
+        with pytest.raises(TypeError, match="'eval/acc'"):
+            run.log_metrics({"eval/acc": "high"})
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
+    cfg = TrackingConfig(mode="server", uri="http://127.0.0.1:9", connect_timeout_s=2)
+    with pytest.raises(TrackingUnavailableError, match=r"http://127\.0\.0\.1:9"):
+        with start_run(cfg, None, tmp_path):
+            pytest.fail("the body must not run")
+
+
+def test_lightning_logger_writes_into_the_same_run(tmp_path):
+    cfg = TrackingConfig(experiment="unit")
+    with start_run(cfg, _App(), tmp_path) as run:
+        logger = lightning_logger(run)
+        logger.log_hyperparams({"lr": 0.1, "font_size": 9})
+        logger.log_metrics({"train/loss": 1.5}, step=3)
+        logger.finalize("success")
+        assert logger.run_id == run.run_id
+        run_id = run.run_id
+        # still running: the logger must not end the run the app still logs into
+        assert run.client.get_run(run_id).info.status == "RUNNING"
+    client = MlflowClient(resolve_tracking_uri(cfg, tmp_path))
+    hist = client.get_metric_history(run_id, "train/loss")
+    assert [(m.step, m.value) for m in hist] == [(3, 1.5)]
+    assert client.get_run(run_id).data.params["hparams.lr"] == "0.1"
+
+
+def _migrate(uri):
+    prepare_store(uri)
+    return True
+
+
+def test_parallel_first_use_of_a_fresh_store_does_not_race(tmp_path):
+    uri = resolve_tracking_uri(TrackingConfig(), tmp_path)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        assert pool.map(_migrate, [uri] * 4) == [True] * 4

@@ -1,0 +1,336 @@
+"""MLflow runs behind a small handle: the only place (with store.py) that talks to mlflow.
+
+Apps call `start_run(...)` and log through the `RunHandle` it yields. Inside a Hydra job the
+tracking callback has already opened the job's run (nested under the sweep's parent run); then
+`start_run` hands out that same run and leaves ending it to the callback, so the app code is the
+same for a single run, a sweep job, a test and a notebook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import re
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
+
+from vtc_lab.tracking.config import TrackingConfig
+from vtc_lab.tracking.provenance import flatten, key_params, provenance_tags, to_plain
+from vtc_lab.tracking.store import artifact_location, prepare
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+_MAX_PARAM_VALUE = 6000
+_BATCH = 100
+_KEY_RE = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+# The run the Hydra callback opened for the job running in this process (one job at a time
+# per process, under every launcher).
+_job_run: Optional["RunHandle"] = None
+_open_runs: dict[str, "RunHandle"] = {}
+
+
+def _clean_key(key: str) -> str:
+    return _KEY_RE.sub("_", str(key))[:250]
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    return text if len(text) <= _MAX_PARAM_VALUE else text[: _MAX_PARAM_VALUE - 3] + "..."
+
+
+class NullRunHandle:
+    """`tracking=off`: the same methods, doing nothing, so apps never branch on the mode."""
+
+    run_id: Optional[str] = None
+    tracking_uri: Optional[str] = None
+    experiment_id: Optional[str] = None
+    enabled = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None: ...
+    def log_artifact(self, path: str | Path, subdir: Optional[str] = None) -> None: ...
+    def log_dict(self, obj: Any, name: str) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def log_image(self, image: "Image.Image", name: str) -> None: ...
+    def log_table(self, rows: list[dict], name: str) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+
+
+class RunHandle:
+    """One MLflow run, addressed by id through an `MlflowClient` (no global active-run state, so
+    several runs — a sweep parent and its children — can be written from one process)."""
+
+    enabled = True
+
+    def __init__(self, client: Any, run_id: str, tracking_uri: str, experiment_id: str):
+        self.client = client
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self._params: Optional[dict[str, str]] = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log (nested dicts are flattened to dotted keys). Re-logging an identical value is a
+        no-op; a *different* value for an existing key (a resumed run with a changed config) is
+        kept as tag `param_changed.<key>` instead, because MLflow refuses to change a param."""
+        from mlflow.entities import Param
+
+        if self._params is None:
+            self._params = dict(self.client.get_run(self.run_id).data.params)
+        new: dict[str, str] = {}
+        changed: dict[str, str] = {}
+        for key, value in flatten(params).items():
+            key, text = _clean_key(key), _param_value(value)
+            old = self._params.get(key, new.get(key))
+            if old is None:
+                new[key] = text
+            elif old != text:
+                changed[key] = text
+        items = [Param(k, v) for k, v in new.items()]
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
+        self._params.update(new)
+        if changed:
+            log.warning("run %s already has params %s with other values; new values kept as "
+                        "param_changed.* tags", self.run_id, sorted(changed))
+            self.set_tags({f"param_changed.{k}": v for k, v in changed.items()})
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
+        """Numeric values only (tensors and numpy scalars are converted); a non-numeric value
+        raises naming its key rather than disappearing."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = []
+        for key, value in flatten(metrics).items():
+            if value is None:
+                continue
+            if hasattr(value, "item"):
+                value = value.item()
+            if isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, (int, float)):
+                raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__} "
+                                f"{value!r}")
+            items.append(Metric(_clean_key(key), float(value), now, int(step or 0)))
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+
+    def log_artifact(self, path: str | Path, subdir: Optional[str] = None) -> None:
+        """A file, or a directory's contents, under artifact path `subdir`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"artifact {path} does not exist")
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path=subdir)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path=subdir)
+
+    def log_dict(self, obj: Any, name: str) -> None:
+        """JSON, or YAML when `name` ends in .yaml/.yml."""
+        self.client.log_dict(self.run_id, to_plain(obj), name)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_image(self, image: "Image.Image", name: str) -> None:
+        if not Path(name).suffix:
+            name += ".png"
+        self.client.log_image(self.run_id, image, artifact_file=name)
+
+    def log_table(self, rows: list[dict], name: str) -> None:
+        """`.csv` -> a CSV file; otherwise an MLflow table (`.json`, viewable in the UI)."""
+        import pandas as pd
+
+        frame = pd.DataFrame([to_plain(r) for r in rows])
+        if name.endswith(".csv"):
+            with tempfile.TemporaryDirectory() as tmp:
+                target = Path(tmp) / Path(name).name
+                frame.to_csv(target, index=False)
+                parent = str(Path(name).parent)
+                self.client.log_artifact(self.run_id, str(target),
+                                         artifact_path=None if parent == "." else parent)
+            return
+        if not name.endswith(".json"):
+            name += ".json"
+        self.client.log_table(self.run_id, data=frame, artifact_file=name)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(_clean_key(k), _param_value(v)) for k, v in tags.items()]
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, tags=items[i:i + _BATCH])
+
+
+def _client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client: Any, name: str, uri: str) -> str:
+    """Id of experiment `name`, created (with its artifacts beside a sqlite store) if missing;
+    a deleted experiment of that name is restored rather than failing."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+        except MlflowException:  # created meanwhile by a parallel job
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+def open_run(cfg: TrackingConfig, uri: str, *, run_name: Optional[str],
+             parent_run_id: Optional[str] = None,
+             tags: Optional[Mapping[str, Any]] = None) -> RunHandle:
+    """Create a run (or reopen `cfg.resume_run_id`) carrying the provenance tags."""
+    client = _client(uri)
+    all_tags = {**provenance_tags(), **cfg.tags, **(tags or {})}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    if cfg.resume_run_id:
+        run = client.get_run(cfg.resume_run_id)
+        client.update_run(run.info.run_id, status="RUNNING")
+        handle = RunHandle(client, run.info.run_id, uri, run.info.experiment_id)
+        all_tags.pop(PARENT_TAG, None)  # a resumed run keeps its place in the tree
+        handle.set_tags({**all_tags, "resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    else:
+        exp_id = ensure_experiment(client, cfg.experiment, uri)
+        run = client.create_run(exp_id, run_name=run_name,
+                                tags={_clean_key(k): _param_value(v) for k, v in all_tags.items()})
+        handle = RunHandle(client, run.info.run_id, uri, exp_id)
+    _open_runs[handle.run_id] = handle
+    return handle
+
+
+def record_config(handle: RunHandle | NullRunHandle, app_cfg: Any,
+                  overrides: Optional[Mapping[str, str]] = None,
+                  hydra_dir: Optional[Path] = None, log_config: bool = True) -> None:
+    """Key params + overrides as params; the resolved config (and `.hydra/`) as artifacts."""
+    if not handle.enabled:
+        return
+    params = dict(key_params(app_cfg)) if app_cfg is not None else {}
+    params.update(overrides or {})
+    handle.log_params(params)
+    if log_config and app_cfg is not None:
+        import yaml
+
+        handle.log_text(yaml.safe_dump(to_plain(app_cfg), sort_keys=False), "config/config.yaml")
+    if log_config and hydra_dir is not None and Path(hydra_dir).is_dir():
+        handle.log_artifact(hydra_dir, ".hydra")
+
+
+def finish_run(handle: RunHandle | NullRunHandle, error: Optional[BaseException] = None) -> None:
+    """End the run: FINISHED, or FAILED with `error/traceback.txt` (KILLED on Ctrl-C)."""
+    if not handle.enabled:
+        return
+    status = "FINISHED"
+    if error is not None:
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            handle.log_text(text, "error/traceback.txt")
+            handle.set_tags({"error": f"{type(error).__name__}: {error}"[:500]})
+        except Exception:  # noqa: BLE001 - the status below matters more than the artifact
+            log.exception("could not log the traceback of run %s", handle.run_id)
+    handle.client.set_terminated(handle.run_id, status)
+    _open_runs.pop(handle.run_id, None)
+
+
+@atexit.register
+def _kill_open_runs() -> None:
+    """A process that dies with runs still open (Ctrl-C, sys.exit in a job) marks them KILLED
+    instead of leaving them RUNNING forever in the UI."""
+    for handle in list(_open_runs.values()):
+        try:
+            handle.client.set_terminated(handle.run_id, "KILLED")
+        except Exception:  # noqa: BLE001
+            pass
+    _open_runs.clear()
+
+
+def set_job_run(handle: Optional[RunHandle]) -> None:
+    """Used by the Hydra callback: the run of the job now running in this process."""
+    global _job_run
+    _job_run = handle
+
+
+def current_job_run() -> Optional[RunHandle]:
+    return _job_run
+
+
+@contextmanager
+def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
+              output_root: str | Path = "vtc-runs",
+              run_name: Optional[str] = None) -> Iterator[RunHandle | NullRunHandle]:
+    """The run of this app invocation. Fails fast (naming the URI) when the store is unreachable.
+
+    Inside a Hydra job whose run the tracking callback opened: that run (the callback ends it).
+    Otherwise a new run (nested under the sweep parent when inside a multirun), ended here:
+    FINISHED, or FAILED with the traceback as an artifact.
+    """
+    if tracking_cfg.mode == "off":
+        yield NullRunHandle()
+        return
+    uri = prepare(tracking_cfg, output_root)
+    assert uri is not None
+    job = current_job_run()
+    if job is not None and job.tracking_uri == uri:
+        if app_cfg is not None:
+            job.log_params(key_params(app_cfg))
+        yield job
+        return
+    from vtc_lab.tracking.sweep import hydra_job_context
+
+    ctx = hydra_job_context(uri)
+    handle = open_run(tracking_cfg, uri, run_name=run_name or tracking_cfg.run_name or ctx.name,
+                      parent_run_id=ctx.parent_run_id)
+    record_config(handle, app_cfg, ctx.overrides, ctx.hydra_dir, tracking_cfg.log_config)
+    try:
+        yield handle
+    except BaseException as exc:
+        finish_run(handle, exc)
+        raise
+    finish_run(handle)
+
+
+def lightning_logger(handle: RunHandle | NullRunHandle) -> Any:
+    """A Lightning `MLFlowLogger` writing into `handle`'s run (None when tracking is off).
+
+    It never ends the run (the run's owner does, after evaluation too) and routes
+    hyper-parameters through `handle.log_params`, so they cannot collide with the params
+    already logged."""
+    if not handle.enabled:
+        return None
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class _RunLogger(MLFlowLogger):
+        def log_hyperparams(self, params: Any) -> None:  # type: ignore[override]
+            handle.log_params({"hparams": to_plain(params) if not isinstance(params, Mapping)
+                               else {k: to_plain(v) for k, v in params.items()}})
+
+        def finalize(self, status: str = "success") -> None:
+            if self._initialized and self._checkpoint_callback:
+                self._scan_and_log_checkpoints(self._checkpoint_callback)
+
+    return _RunLogger(tracking_uri=handle.tracking_uri, run_id=handle.run_id)

@@ -1,0 +1,133 @@
+"""Sweep bookkeeping shared by the launching process and the job processes, through files.
+
+Under the joblib or submitit launchers a job runs in another process (or machine), so the parent
+run id and the finished/failed counters travel through small files in the sweep directory
+(`<sweep dir>/.tracking/`), guarded by a file lock; no environment variables or globals that a
+reused worker process could carry over from an earlier sweep.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from vtc_lab.tracking.provenance import override_params
+
+STATE_DIR = ".tracking"
+PARENT_FILE = "parent.json"
+JOBS_FILE = "jobs.json"
+
+
+def state_dir(sweep_dir: str | Path) -> Path:
+    return Path(sweep_dir) / STATE_DIR
+
+
+def write_parent(sweep_dir: str | Path, run_id: str, tracking_uri: str, experiment_id: str) -> None:
+    """Atomically publish the parent run for the jobs (temp file + rename)."""
+    folder = state_dir(sweep_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{PARENT_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking_uri,
+                               "experiment_id": experiment_id}))
+    tmp.replace(folder / PARENT_FILE)
+    (folder / JOBS_FILE).unlink(missing_ok=True)
+
+
+def read_parent(sweep_dir: str | Path, tracking_uri: str) -> Optional[str]:
+    """The sweep's parent run id, if it was created for this same tracking store."""
+    path = state_dir(sweep_dir) / PARENT_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("run_id") if data.get("tracking_uri") == tracking_uri else None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def record_job(sweep_dir: str | Path, job: str, status: str) -> dict[str, Any]:
+    """Count one ended job (`status` FINISHED or FAILED); returns the updated counters."""
+    path = state_dir(sweep_dir) / JOBS_FILE
+    with _locked(path):
+        counts = read_jobs(sweep_dir)
+        counts["finished" if status == "FINISHED" else "failed"] += 1
+        if status != "FINISHED":
+            counts["failed_jobs"].append(job)
+        tmp = path.with_name(f".{JOBS_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps(counts))
+        tmp.replace(path)
+    return counts
+
+
+def read_jobs(sweep_dir: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads((state_dir(sweep_dir) / JOBS_FILE).read_text())
+    except (OSError, ValueError):
+        data = {}
+    return {"finished": int(data.get("finished", 0)), "failed": int(data.get("failed", 0)),
+            "failed_jobs": list(data.get("failed_jobs", []))}
+
+
+@dataclass
+class JobContext:
+    """What a run needs to know about the Hydra job it belongs to (empty outside Hydra)."""
+
+    name: Optional[str] = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    hydra_dir: Optional[Path] = None
+    parent_run_id: Optional[str] = None
+    sweep_dir: Optional[Path] = None
+    job_num: Optional[int] = None
+
+
+def job_context(config: Any, tracking_uri: str) -> JobContext:
+    """From a full Hydra config (with its `hydra` node) of a job."""
+    from hydra.types import RunMode
+
+    hydra = config.hydra
+    overrides = [str(o) for o in hydra.overrides.task]
+    name = hydra.job.override_dirname or None
+    ctx = JobContext(name=name, overrides=override_params(overrides))
+    runtime_dir = hydra.runtime.get("output_dir")
+    if runtime_dir and hydra.output_subdir:
+        ctx.hydra_dir = Path(runtime_dir) / str(hydra.output_subdir)
+    if hydra.mode == RunMode.MULTIRUN:
+        ctx.sweep_dir = Path(str(hydra.sweep.dir))
+        ctx.parent_run_id = read_parent(ctx.sweep_dir, tracking_uri)
+        ctx.job_num = int(hydra.job.num) if hydra.job.get("num") is not None else None
+        if ctx.name is None:
+            ctx.name = f"job-{ctx.job_num}"
+    return ctx
+
+
+def hydra_job_context(tracking_uri: str) -> JobContext:
+    """`job_context` of the Hydra job running now, or an empty context outside Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return JobContext()
+        return job_context(_wrap(HydraConfig.get()), tracking_uri)
+    except (ImportError, ValueError):
+        return JobContext()
+
+
+def _wrap(hydra_node: Any) -> Any:
+    class _Cfg:
+        hydra = hydra_node
+
+    return _Cfg()
