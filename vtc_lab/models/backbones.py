@@ -1,0 +1,292 @@
+"""Backbones: build a tiny random-init VLM or load a local checkpoint, and save one.
+
+This is the only module in vtc-lab that calls `from_pretrained`. A `Backbone` bundles what every
+later stage needs from one place, so training, inference and token counting can never disagree
+about the processor, the chat template or the vision-token rule.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtc_lab.models.config import ModelConfig
+from vtc_lab.models.tiny_tokenizer import ARCH_TOKENS, build_tiny_tokenizer
+
+log = logging.getLogger(__name__)
+
+MODEL_CARD = "vtc_lab_model.json"
+"""Written next to an exported model: the ModelConfig it was built from and its arch."""
+
+# model_type in a checkpoint's config.json -> our arch name
+MODEL_TYPES = {"qwen3_vl": "qwen3_vl", "glm4v": "glm4v", "qwen2_5_vl": "qwen2_5_vl",
+               "qwen2_vl": "qwen2_vl"}
+# Substrings of parameter names: the projector between vision tower and language model.
+PROJECTOR_KEYS = ("merger", "downsample")
+
+
+@dataclass
+class Backbone:
+    """A VLM with everything needed to feed it: model, processor (image processor + tokenizer +
+    chat template), the exact vision-token rule and the tokens that end an assistant turn."""
+
+    model: Any
+    processor: Any
+    tokenizer: Any
+    vision_spec: Any
+    arch: str
+    stop_token_ids: list[int] = field(default_factory=list)
+    """Token ids that end an assistant turn (generation stops there; SFT labels end there)."""
+    config: ModelConfig | None = None
+
+
+def resolve_dtype(name: str):
+    """`auto` is float32 on CPU (CPU bf16 matmuls are slow and lossy) and bfloat16 on CUDA."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
+def _check_local_dir(cfg: ModelConfig) -> Path:
+    path = Path(cfg.path).expanduser()
+    if not path.is_dir() or not (path / "config.json").is_file():
+        what = cfg.hub_id or "the Hugging Face checkpoint"
+        raise FileNotFoundError(
+            f"model.path={cfg.path!r} (preset model={cfg.name}) is not a local checkpoint "
+            f"directory (no config.json). vtc-lab never downloads at run time: download {what} "
+            f"first, e.g. `huggingface-cli download {cfg.hub_id or '<repo>'} --local-dir "
+            f"{cfg.path}`, then set model.path=<that directory>.")
+    return path
+
+
+def _checkpoint_arch(cfg: ModelConfig, path: Path) -> str:
+    model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+    arch = MODEL_TYPES.get(model_type, model_type or "unknown")
+    if cfg.arch != "auto" and arch != cfg.arch:
+        raise ValueError(f"model.arch={cfg.arch!r} but the checkpoint at {path} is "
+                         f"model_type={model_type!r}; set model.arch=auto or fix model.path")
+    return arch
+
+
+def load_tokenizer(cfg: ModelConfig):
+    """The backbone's tokenizer without loading weights (what build-data counts tokens with)."""
+    if cfg.source == "tiny":
+        return build_tiny_tokenizer(cfg.arch, cfg.tiny.vocab_size)
+    from transformers import AutoTokenizer
+
+    path = _check_local_dir(cfg)
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                         trust_remote_code=cfg.trust_remote_code)
+
+
+def _mrope_section(rotary_dim: int) -> list[int]:
+    """Split rotary frequencies over (time, height, width) like the real models (64 -> 24/20/20)."""
+    half = rotary_dim // 2
+    side = half * 5 // 16
+    return [half - 2 * side, side, side]
+
+
+def _tiny_image_processor(cfg: ModelConfig):
+    from transformers import Glm4vImageProcessorPil, Qwen2VLImageProcessorPil
+
+    t = cfg.tiny
+    cls = Qwen2VLImageProcessorPil if cfg.arch == "qwen3_vl" else Glm4vImageProcessorPil
+    kwargs: dict[str, Any] = {"patch_size": t.patch_size, "merge_size": t.merge_size,
+                              "temporal_patch_size": t.temporal_patch_size}
+    if cfg.arch == "qwen3_vl":
+        # Qwen3-VL's released processor: mean/std 0.5, 256x256 .. 4096x4096 px
+        kwargs.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+                      min_pixels=65536, max_pixels=16777216)
+    if cfg.min_pixels is not None:
+        kwargs["min_pixels"] = cfg.min_pixels
+    if cfg.max_pixels is not None:
+        kwargs["max_pixels"] = cfg.max_pixels
+    return cls(**kwargs)
+
+
+def _tiny_model_config(cfg: ModelConfig, tokenizer):
+    t = cfg.tiny
+    ids = tokenizer.convert_tokens_to_ids
+    common_text = dict(vocab_size=len(tokenizer), hidden_size=t.hidden_size,
+                       intermediate_size=t.intermediate_size, num_hidden_layers=t.num_layers,
+                       num_attention_heads=t.num_heads, num_key_value_heads=t.num_kv_heads,
+                       max_position_embeddings=t.max_position_embeddings,
+                       pad_token_id=tokenizer.pad_token_id)
+    common_vision = dict(depth=t.vision_depth, hidden_size=t.vision_hidden_size,
+                         num_heads=t.vision_heads, intermediate_size=t.vision_intermediate_size,
+                         patch_size=t.patch_size, spatial_merge_size=t.merge_size,
+                         temporal_patch_size=t.temporal_patch_size, out_hidden_size=t.hidden_size)
+    if cfg.arch == "qwen3_vl":
+        from transformers import Qwen3VLConfig
+
+        text = dict(common_text, head_dim=t.head_dim, rope_parameters={
+            "rope_type": "default", "rope_theta": 500000.0,
+            "mrope_section": _mrope_section(t.head_dim), "mrope_interleaved": True})
+        vision = dict(common_vision, num_position_embeddings=1024, deepstack_visual_indexes=[])
+        return Qwen3VLConfig(text_config=text, vision_config=vision,
+                             image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                             vision_start_token_id=ids("<|vision_start|>"),
+                             vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False)
+    from transformers import Glm4vConfig
+
+    head_dim = t.hidden_size // t.num_heads
+    text = dict(common_text, rope_parameters={
+        "rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+        "mrope_section": _mrope_section(head_dim // 2)})
+    vision = dict(common_vision, image_size=t.patch_size * 24)
+    return Glm4vConfig(text_config=text, vision_config=vision,
+                       image_token_id=ids("<|image|>"), video_token_id=ids("<|video|>"),
+                       image_start_token_id=ids("<|begin_of_image|>"),
+                       image_end_token_id=ids("<|end_of_image|>"),
+                       video_start_token_id=ids("<|begin_of_video|>"),
+                       video_end_token_id=ids("<|end_of_video|>"), tie_word_embeddings=False)
+
+
+def _build_tiny(cfg: ModelConfig):
+    import torch
+    from transformers import Glm4vForConditionalGeneration, Qwen3VLForConditionalGeneration
+
+    from vtc_lab.models.processor import PROCESSORS
+
+    tokenizer = build_tiny_tokenizer(cfg.arch, cfg.tiny.vocab_size)
+    processor = PROCESSORS[cfg.arch](image_processor=_tiny_image_processor(cfg), tokenizer=tokenizer,
+                                     chat_template=tokenizer.chat_template)
+    model_config = _tiny_model_config(cfg, tokenizer)
+    model_config._attn_implementation = cfg.attn_implementation
+    model_cls = Qwen3VLForConditionalGeneration if cfg.arch == "qwen3_vl" else Glm4vForConditionalGeneration
+    # A private generator state: the same seed gives the same weights whatever ran before.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.tiny.seed)
+        model = model_cls(model_config)
+    model.to(resolve_dtype(cfg.dtype))
+    eot = ARCH_TOKENS[cfg.arch][2]
+    stop = [tokenizer.convert_tokens_to_ids(eot)]
+    model.generation_config.eos_token_id = stop
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, processor, tokenizer, stop
+
+
+def _load_processor(cfg: ModelConfig, path: Path, arch: str):
+    """Known families: assembled image-only from the checkpoint's own parts (no torchvision
+    needed); anything else: the checkpoint's AutoProcessor."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    from vtc_lab.models.processor import PROCESSORS, read_chat_template
+
+    common = dict(local_files_only=True, trust_remote_code=cfg.trust_remote_code)
+    if arch not in PROCESSORS:
+        return AutoProcessor.from_pretrained(str(path), **common)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), **common)
+    image_processor = AutoImageProcessor.from_pretrained(str(path), **common)
+    template = read_chat_template(path, tokenizer)
+    if not template:
+        raise ValueError(f"model.path={str(path)!r} has no chat template (tokenizer_config.json, "
+                         f"chat_template.jinja or chat_template.json); use an instruct checkpoint")
+    return PROCESSORS[arch](image_processor=image_processor, tokenizer=tokenizer,
+                            chat_template=template)
+
+
+def _load_pretrained(cfg: ModelConfig):
+    from transformers import AutoModelForImageTextToText
+
+    path = _check_local_dir(cfg)
+    arch = _checkpoint_arch(cfg, path)
+    processor = _load_processor(cfg, path, arch)
+    image_processor = processor.image_processor
+    if cfg.min_pixels is not None:
+        image_processor.size["shortest_edge"] = cfg.min_pixels
+    if cfg.max_pixels is not None:
+        image_processor.size["longest_edge"] = cfg.max_pixels
+    model = AutoModelForImageTextToText.from_pretrained(
+        str(path), local_files_only=True, trust_remote_code=cfg.trust_remote_code,
+        dtype=resolve_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation)
+    tokenizer = processor.tokenizer
+    stop = model.generation_config.eos_token_id
+    stop = list(stop) if isinstance(stop, (list, tuple)) else ([stop] if stop is not None else [])
+    if not stop and tokenizer.eos_token_id is not None:
+        stop = [tokenizer.eos_token_id]
+    return arch, model, processor, tokenizer, stop
+
+
+def vision_spec_of(processor, arch: str):
+    """The renderer's `VisionSpec` read off the processor itself, so token counts match it."""
+    try:
+        from vtc_lab.render import VisionSpec
+    except ImportError:  # renderer not landed yet: same fields, plain record
+        from collections import namedtuple
+        VisionSpec = namedtuple("VisionSpec", "name patch_size merge_size temporal_patch_size min_pixels max_pixels")
+
+    ip = processor.image_processor
+    size = ip.size
+    get = size.get if hasattr(size, "get") else (lambda key, default=None: getattr(size, key, default))
+    return VisionSpec(name=arch, patch_size=int(ip.patch_size), merge_size=int(ip.merge_size),
+                      temporal_patch_size=int(ip.temporal_patch_size),
+                      min_pixels=int(get("shortest_edge")), max_pixels=int(get("longest_edge")))
+
+
+def apply_training_switches(model, cfg: ModelConfig) -> dict[str, int]:
+    """Freeze parts and turn on gradient checkpointing; returns trainable parameter counts."""
+    counts = {"vision": 0, "projector": 0, "language_model": 0}
+    for name, param in model.named_parameters():
+        if "visual" in name:
+            part = "projector" if any(key in name for key in PROJECTOR_KEYS) else "vision"
+        else:
+            part = "language_model"
+        frozen = {"vision": cfg.freeze_vision, "projector": cfg.freeze_projector,
+                  "language_model": cfg.freeze_language_model}[part]
+        param.requires_grad_(not frozen)
+        if not frozen:
+            counts[part] += param.numel()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return counts
+
+
+def load_backbone(cfg: ModelConfig) -> Backbone:
+    """Build (`source: tiny`) or load (`source: pretrained`, local files only) a backbone."""
+    if cfg.source == "tiny":
+        model, processor, tokenizer, stop = _build_tiny(cfg)
+        arch = cfg.arch
+    else:
+        arch, model, processor, tokenizer, stop = _load_pretrained(cfg)
+    apply_training_switches(model, cfg)
+    return Backbone(model=model, processor=processor, tokenizer=tokenizer,
+                    vision_spec=vision_spec_of(processor, arch), arch=arch,
+                    stop_token_ids=stop, config=cfg)
+
+
+def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:
+    """`save_pretrained` of model + processor into `directory`, atomically (temp dir + rename).
+
+    Reload with `ModelConfig(source="pretrained", path=directory, arch="auto")`.
+    """
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        backbone.model.save_pretrained(str(tmp))
+        backbone.processor.save_pretrained(str(tmp))
+        card = {"arch": backbone.arch, "stop_token_ids": backbone.stop_token_ids,
+                "model_config": asdict(backbone.config) if backbone.config else None}
+        (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
