@@ -1,0 +1,128 @@
+"""Trace sources: OpenR1 schema (parquet/jsonl, file/dir/glob), plain jsonl, bad rows counted."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from vtc_lab.data.config import DataConfig
+from vtc_lab.data.sources import (
+    Skip,
+    Trace,
+    iter_traces,
+    math500_fixture_rows,
+    write_openr1_fixture,
+)
+
+
+def split(items):
+    traces = [i for i in items if isinstance(i, Trace)]
+    skips = Counter(i.reason for i in items if isinstance(i, Skip))
+    return traces, skips
+
+
+def test_math500_fixture_is_openr1_shaped():
+    rows = list(math500_fixture_rows())
+    assert len(rows) == 500
+    g = rows[0]["generations"][0]
+    assert g.startswith("<think>\n") and "</think>" in g and "\\boxed{" in g.split("</think>")[1]
+    traces, skips = split(list(iter_traces(DataConfig())))
+    assert len(traces) == 500 and not skips
+    # the reasoning is exactly the MATH500 solution (stripped), the answer the gold answer
+    assert traces[0].reasoning == rows[0]["solution"].strip()
+    assert traces[0].answer == rows[0]["answer"]
+
+
+@pytest.mark.parametrize("layout", ["file_parquet", "file_jsonl", "dir", "glob"])
+def test_openr1_file_dir_glob(tmp_path, layout):
+    rows = list(math500_fixture_rows())[:30]
+    if layout == "file_parquet":
+        path = write_openr1_fixture(tmp_path / "a.parquet", rows)
+    elif layout == "file_jsonl":
+        path = write_openr1_fixture(tmp_path / "a.jsonl", rows)
+    else:
+        write_openr1_fixture(tmp_path / "d" / "train-00000.parquet", rows[:10])
+        write_openr1_fixture(tmp_path / "d" / "train-00001.parquet", rows[10:])
+        path = tmp_path / "d" if layout == "dir" else tmp_path / "d" / "train-*.parquet"
+    traces, skips = split(list(iter_traces(DataConfig(source="openr1", path=str(path)))))
+    assert [t.problem_id for t in traces] == [r["uuid"] for r in rows]
+    assert not skips
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        list(iter_traces(DataConfig(source="openr1", path=str(tmp_path / "nope*.parquet"))))
+    with pytest.raises(ValueError, match="data.path is required"):
+        DataConfig(source="openr1")
+
+
+def _row(uuid, gens, flags, problem="What is 1+1?", answer="2"):
+    return {"uuid": uuid, "problem": problem, "answer": answer, "generations": gens,
+            "correctness_math_verify": flags}
+
+
+def test_openr1_bad_rows_are_skipped_and_counted(tmp_path):
+    good = "<think>\nadd them: 1+1=2.\n</think>\nSo $\\boxed{2}$."
+    path = tmp_path / "bad.jsonl"
+    lines = [
+        json.dumps(_row("a", [good], [True])),
+        "{this is not json",
+        json.dumps([1, 2, 3]),
+        json.dumps({"uuid": "b", "problem": "q", "generations": [good]}),        # no answer
+        json.dumps(_row("c", ["", 7], [True, True])),                            # empty / non-str
+        json.dumps(_row("d", [good, good], [False, False])),                     # none correct
+        json.dumps(_row("e", ["<think>never closed"], [True])),                  # no </think>
+        json.dumps(_row("f", ["<think>" + "x" * 5000 + "</think> done"], [True])),  # gigantic
+        json.dumps(_row("a", [good], [True])),                                   # duplicate id
+        json.dumps(_row("../../etc/passwd", [good], [True])),                    # path chars kept as data
+        json.dumps(_row("g", "not a list", [True])),
+        "",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    cfg = DataConfig(source="openr1", path=str(path), max_trace_chars=4000)
+    items = list(iter_traces(cfg))
+    traces, skips = split(items)
+    assert [t.problem_id for t in traces] == ["a", "../../etc/passwd"]
+    assert skips == Counter({"malformed_json": 2, "missing_field": 1, "bad_generation": 3,
+                             "no_correct_generation": 1, "no_think_end": 1, "too_long": 1,
+                             "duplicate_id": 1})
+    bad_line = next(i for i in items if isinstance(i, Skip) and i.reason == "malformed_json")
+    assert bad_line.origin == f"{path}:2"
+
+
+def test_all_correct_generations_and_unverified(tmp_path):
+    g1 = "<think>first way</think>ok"
+    g2 = "<think>second way</think>ok"
+    path = write_openr1_fixture(tmp_path / "x.jsonl", [_row("p", [g1, "<think>bad</think>", g2], [True, False, True])])
+    every = split(list(iter_traces(DataConfig(source="openr1", path=str(path), generations="all"))))[0]
+    assert [(t.problem_id, t.reasoning) for t in every] == [("p-g0", "first way"), ("p-g2", "second way")]
+    first = split(list(iter_traces(DataConfig(source="openr1", path=str(path)))))[0]
+    assert [t.reasoning for t in first] == ["first way"]
+    anyflag = split(list(iter_traces(DataConfig(source="openr1", path=str(path), only_correct=False,
+                                                generations="all"))))[0]
+    assert len(anyflag) == 3
+
+
+def test_plain_jsonl_with_custom_fields(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"qid": 1, "q": "Q1", "cot": "plain reasoning, no tags", "final": 3},
+        {"qid": 2, "q": "Q2", "cot": "<think>tagged</think> tail", "final": "x"},
+        {"qid": 3, "q": "Q3", "final": "y"},
+    ]) + "\n")
+    cfg = DataConfig(source="jsonl", path=str(path), question_field="q", trace_field="cot",
+                     answer_field="final", id_field="qid")
+    traces, skips = split(list(iter_traces(cfg)))
+    assert [(t.problem_id, t.question, t.reasoning, t.answer) for t in traces] == [
+        ("1", "Q1", "plain reasoning, no tags", "3"), ("2", "Q2", "tagged", "x")]
+    assert skips == Counter({"missing_field": 1})
+
+
+def test_limit_counts_kept_problems():
+    traces, _ = split(list(iter_traces(DataConfig(limit=7))))
+    assert len(traces) == 7
+
+
+def test_toy_source_not_yet_registered_is_clear():
+    with pytest.raises(ValueError, match="toy"):
+        list(iter_traces(DataConfig(source="toy")))

@@ -1,0 +1,310 @@
+"""Trace sources: OpenR1-Math-220K (parquet/jsonl), plain jsonl, the packaged MATH500 fixture.
+
+Every source yields, in a deterministic order, either a `Trace` or a `Skip` (a counted reason
+plus the file and line/row it came from). The builder never sees a half-valid row, and a bad
+row never stops a build. Sources stream: parquet in record batches, jsonl line by line, so
+memory does not grow with the size of the data.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import gzip
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from vtc_lab.data.config import DataConfig
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+READ_BATCH_ROWS = 256
+_EXTENSIONS = (".parquet", ".jsonl", ".jsonl.gz", ".json")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One reasoning trace to segment: the question, the reasoning inside <think>, the answer."""
+
+    problem_id: str
+    question: str
+    reasoning: str
+    answer: str
+    origin: str
+    """`file:line` (jsonl) or `file:row` (parquet) it came from, for error messages."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A row or generation that was left out, and why (counted in stats.json)."""
+
+    reason: str
+    origin: str
+    detail: str = ""
+
+
+SourceFn = Callable[[DataConfig], Iterator["Trace | Skip"]]
+_REGISTRY: dict[str, SourceFn] = {}
+
+
+def register_source(name: str, fn: SourceFn) -> None:
+    """Plug in a trace source (the synthetic toy task registers itself here as `toy`)."""
+    _REGISTRY[name] = fn
+
+
+def available_sources() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def iter_traces(cfg: DataConfig) -> Iterator[Trace | Skip]:
+    """All traces of the configured source, filtered and de-duplicated, in a stable order."""
+    if cfg.source not in _REGISTRY:
+        hint = " (it is registered by the synthetic toy-task module once that lands)" if cfg.source == "toy" else ""
+        raise ValueError(
+            f"data.source={cfg.source!r} is not available{hint}; available: {available_sources()}"
+        )
+    seen: set[str] = set()
+    kept = 0
+    for item in _REGISTRY[cfg.source](cfg):
+        if isinstance(item, Trace):
+            if item.problem_id in seen:
+                yield Skip("duplicate_id", item.origin, item.problem_id[:80])
+                continue
+            seen.add(item.problem_id)
+            if cfg.limit is not None and kept >= cfg.limit:
+                return
+            kept += 1
+        yield item
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def resolve_files(path: str) -> list[Path]:
+    """One file, every data file in a directory (sorted), or a glob's matches (sorted)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        found = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(_EXTENSIONS))
+        if not found:
+            raise FileNotFoundError(f"data.path={path!r}: directory holds no {', '.join(_EXTENSIONS)} files")
+        return found
+    matches = sorted(Path(m) for m in globlib.glob(os.path.expanduser(path), recursive=True))
+    matches = [m for m in matches if m.is_file()]
+    if not matches:
+        raise FileNotFoundError(f"data.path={path!r}: no such file, directory or glob match")
+    return matches
+
+
+def iter_rows(path: Path) -> Iterator[tuple[str, dict | Skip]]:
+    """(origin, row) for each row of a parquet or jsonl(.gz) file; bad lines become Skips."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        row = 0
+        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS):
+            for record in batch.to_pylist():
+                row += 1
+                yield f"{path}:row {row}", record
+        return
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="\n") as fh:
+        for lineno, line in enumerate(fh, 1):
+            origin = f"{path}:{lineno}"
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield origin, Skip("malformed_json", origin, str(exc))
+                continue
+            if not isinstance(record, dict):
+                yield origin, Skip("malformed_json", origin, f"not an object: {type(record).__name__}")
+                continue
+            yield origin, record
+
+
+def _rows(cfg: DataConfig) -> Iterator[tuple[str, dict | Skip]]:
+    assert cfg.path is not None
+    for path in resolve_files(cfg.path):
+        yield from iter_rows(path)
+
+
+# ------------------------------------------------------------------------------- parsing
+
+
+def extract_reasoning(text: str, require_think_end: bool) -> str | Skip:
+    """The reasoning of a generation: what lies inside `<think>...</think>`, stripped.
+
+    A text without any think tag is all reasoning (plain traces). A text that opens `<think>`
+    but never closes it is a truncated generation: skipped when `require_think_end`.
+    """
+    close = text.find(THINK_CLOSE)
+    if close < 0:
+        if THINK_OPEN in text and require_think_end:
+            return Skip("no_think_end", "", "generation opens <think> but has no </think>")
+        body = text
+    else:
+        body = text[:close]
+    open_at = body.find(THINK_OPEN)
+    if open_at >= 0:
+        body = body[open_at + len(THINK_OPEN):]
+    return body.strip()
+
+
+def _check_trace(problem_id: Any, question: Any, reasoning: str, answer: Any, origin: str,
+                 cfg: DataConfig) -> Trace | Skip:
+    if not isinstance(question, str) or not question.strip():
+        return Skip("missing_field", origin, "question")
+    if answer is None or not str(answer).strip():
+        return Skip("missing_field", origin, "answer")
+    answer = str(answer).strip()
+    if "</answer>" in answer or THINK_CLOSE in answer:
+        return Skip("bad_answer", origin, answer[:80])
+    if not reasoning:
+        return Skip("empty_trace", origin)
+    if len(reasoning) > cfg.max_trace_chars:
+        return Skip("too_long", origin, f"{len(reasoning)} chars > data.max_trace_chars={cfg.max_trace_chars}")
+    if THINK_CLOSE in reasoning:
+        return Skip("bad_trace", origin, "reasoning contains </think>")
+    return Trace(str(problem_id), question, reasoning, answer, origin)
+
+
+def _row_id(record: dict, cfg: DataConfig, origin: str) -> str:
+    value = record.get(cfg.id_field) if cfg.id_field else None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return origin.rsplit("/", 1)[-1].replace(":row ", "-").replace(":", "-")
+    return str(value)
+
+
+def openr1_row_traces(record: dict, origin: str, cfg: DataConfig) -> Iterator[Trace | Skip]:
+    """Traces of one OpenR1-Math-220K row: its (correct) generations, first or all."""
+    for name in ("problem", "answer", "generations"):
+        if name not in record or record[name] is None:
+            yield Skip("missing_field", origin, name)
+            return
+    gens = record["generations"]
+    if isinstance(gens, str) or not isinstance(gens, Iterable):
+        yield Skip("bad_generation", origin, "generations is not a list")
+        return
+    gens = list(gens)
+    flags = record.get("correctness_math_verify")
+    flags = list(flags) if flags is not None and not isinstance(flags, (str, bool)) else None
+    base_id = _row_id(record, cfg, origin)
+    emitted = 0
+    any_kept = False
+    for j, gen in enumerate(gens):
+        if cfg.only_correct and (flags is None or j >= len(flags) or flags[j] is not True):
+            continue
+        any_kept = True
+        gen_origin = f"{origin} generation {j}"
+        if not isinstance(gen, str) or not gen.strip():
+            yield Skip("bad_generation", gen_origin, "empty or not a string")
+            continue
+        reasoning = extract_reasoning(gen, cfg.require_think_end)
+        if isinstance(reasoning, Skip):
+            yield Skip(reasoning.reason, gen_origin, reasoning.detail)
+            continue
+        pid = base_id if cfg.generations == "first" else f"{base_id}-g{j}"
+        item = _check_trace(pid, record["problem"], reasoning, record["answer"], gen_origin, cfg)
+        yield item
+        if isinstance(item, Trace):
+            emitted += 1
+            if cfg.generations == "first":
+                return
+    if not any_kept:
+        yield Skip("no_correct_generation", origin)
+    elif emitted == 0 and cfg.generations == "first":
+        pass  # every correct generation was itself skipped and counted above
+
+
+def openr1_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
+    for origin, record in _rows(cfg):
+        if isinstance(record, Skip):
+            yield record
+            continue
+        yield from openr1_row_traces(record, origin, cfg)
+
+
+def jsonl_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
+    """Plain traces: `question_field`, `trace_field`, `answer_field` (and `id_field`) per row."""
+    for origin, record in _rows(cfg):
+        if isinstance(record, Skip):
+            yield record
+            continue
+        missing = [f for f in (cfg.question_field, cfg.trace_field, cfg.answer_field)
+                   if record.get(f) is None]
+        if missing:
+            yield Skip("missing_field", origin, ",".join(missing))
+            continue
+        trace = record[cfg.trace_field]
+        if not isinstance(trace, str) or not trace.strip():
+            yield Skip("bad_generation", origin, "trace empty or not a string")
+            continue
+        reasoning = extract_reasoning(trace, cfg.require_think_end)
+        if isinstance(reasoning, Skip):
+            yield Skip(reasoning.reason, origin, reasoning.detail)
+            continue
+        yield _check_trace(_row_id(record, cfg, origin), record[cfg.question_field], reasoning,
+                           record[cfg.answer_field], origin, cfg)
+
+
+# ------------------------------------------------------------------------ MATH500 fixture
+
+
+def math500_fixture_rows() -> Iterator[dict]:
+    """The packaged MATH500 problems as OpenR1-Math-220K rows (one correct generation each).
+
+    The worked solution becomes the reasoning inside `<think>...</think>`, followed by a short
+    write-up with the boxed answer, the shape of an R1 generation.
+    """
+    data = files("vtc_lab.eval") / "benchmarks_data" / "math500.jsonl"
+    with data.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            answer = row["answer"]
+            generation = (f"{THINK_OPEN}\n{row['solution']}\n{THINK_CLOSE}\n\n"
+                          f"The final answer is $\\boxed{{{answer}}}$.")
+            yield {
+                "uuid": row["unique_id"],
+                "problem": row["problem"],
+                "solution": row["solution"],
+                "answer": answer,
+                "problem_type": row.get("subject", ""),
+                "generations": [generation],
+                "correctness_math_verify": [True],
+                "finish_reasons": ["stop"],
+            }
+
+
+def write_openr1_fixture(path: str | Path, rows: Iterable[dict] | None = None, limit: int | None = None) -> Path:
+    """Write rows (default: the MATH500 fixture) as an OpenR1-schema `.parquet` or `.jsonl` file."""
+    path = Path(path)
+    rows = list(rows if rows is not None else math500_fixture_rows())[:limit]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def math500_fixture_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
+    for i, record in enumerate(math500_fixture_rows(), 1):
+        yield from openr1_row_traces(record, f"math500.jsonl:{i}", cfg)
+
+
+register_source("openr1", openr1_source)
+register_source("jsonl", jsonl_source)
+register_source("math500_fixture", math500_fixture_source)
