@@ -20,7 +20,14 @@ _LAZY = {
     "run_loop": "vtc_lab.infer.loop",
     "ProblemRecord": "vtc_lab.infer.records",
     "RoundRecord": "vtc_lab.infer.records",
-    "summarize": "vtc_lab.infer.metrics",
+    "derive_seed": "vtc_lab.infer.loop",
+    "LoopStats": "vtc_lab.infer.loop",
+    "grade_records": "vtc_lab.infer.metrics",
+    "efficiency_metrics": "vtc_lab.infer.metrics",
+    "evaluate_benchmarks": "vtc_lab.infer.evaluate",
+    "EvalResults": "vtc_lab.infer.evaluate",
+    "load_problems": "vtc_lab.infer.evaluate",
+    "PredictionsFile": "vtc_lab.infer.predictions",
 }
 
 __all__ = ["MODES", "LoopConfig", *_LAZY]

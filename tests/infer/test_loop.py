@@ -1,0 +1,136 @@
+"""Loop logic with a scripted engine: what each mode feeds back, when it stops, what it counts."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from infer_scripted import EOS, VISION_PER_IMAGE, ScriptedEngine, images_of
+from vtc_lab.eval.benchmarks import Problem
+from vtc_lab.infer.config import LoopConfig
+from vtc_lab.infer.loop import LoopStats, derive_seed, run_loop
+from vtc_lab.infer.metrics import efficiency_metrics
+
+FINAL = "so it is four </think>\n<answer>4</answer>"
+
+
+def pages_of(text: str) -> tuple[list, bool]:
+    """Test renderer: one page per 3 words, each page's width encodes its first word."""
+    words = text.split()
+    pages = [Image.new("RGB", (10 + len(" ".join(words[i:i + 3])), 8), "white")
+             for i in range(0, len(words), 3)]
+    return pages, False
+
+
+def problems(*qs: str) -> list[Problem]:
+    return [Problem(id=f"p{i}", question=q, gold="4", benchmark="toy") for i, q in enumerate(qs)]
+
+
+def cfg(mode: str, **kw) -> LoopConfig:
+    base = dict(mode=mode, max_rounds=4, max_new_tokens=32, do_sample=False, batch_size=8)
+    return LoopConfig(**{**base, **kw})
+
+
+def test_optical_feeds_back_rendered_pages_and_shrinks_the_active_set():
+    eng = ScriptedEngine({
+        "quick one": [FINAL],
+        "slow one": ["first we add two and two", "still thinking here", FINAL],
+    })
+    recs = run_loop(eng, problems("quick one", "slow one"), cfg("optical"), None, "sys",
+                    renderer=pages_of, progress=False)
+    assert [len(c) for c in eng.calls] == [2, 1, 1]  # the finished problem leaves the batch
+    r2 = eng.calls[1][0]
+    first_pages, _ = pages_of("first we add two and two")
+    assert [im.size for im in images_of(r2)] == [im.size for im in first_pages]
+    r3 = eng.calls[2][0]
+    second_pages, _ = pages_of("still thinking here")
+    assert len(images_of(r3)) == len(first_pages) + len(second_pages)
+    assert r2.prefix_ids == [] and r2.messages[0]["role"] == "system"
+    quick, slow = recs
+    assert (quick.status, quick.num_rounds, quick.output) == ("final", 1, FINAL)
+    assert (slow.status, slow.num_rounds) == ("final", 3)
+    assert [r.images for r in slow.rounds] == [0, 2, 3]
+    assert [r.new_images for r in slow.rounds] == [2, 1, 0]
+    # Compression bookkeeping: rendered text tokens vs the vision tokens they cost next round.
+    assert [r.memory_text_tokens for r in slow.rounds] == [6, 3, 0]
+    assert [r.memory_vision_tokens for r in slow.rounds] == [2 * VISION_PER_IMAGE, VISION_PER_IMAGE, 0]
+    m = efficiency_metrics(recs, max_rounds=4, kv_bytes_per_token=100)
+    assert m["compression_ratio"] == pytest.approx(9 / (3 * VISION_PER_IMAGE))
+    assert m["rounds_hist/1"] == 1 and m["rounds_hist/3"] == 1 and m["rounds_mean"] == 2
+    assert m["status/final"] == 2 and m["final_rate"] == 1.0
+
+
+def test_text_mode_continues_from_exact_token_ids():
+    eng = ScriptedEngine({"q": ["alpha beta", "gamma", FINAL]})
+    (rec,) = run_loop(eng, problems("q"), cfg("text"), None, None, progress=False)
+    prefixes = [c[0].prefix_ids for c in eng.calls]
+    # Round 1 ids [5, 4, EOS]: the end-of-turn token is dropped before continuing the turn.
+    assert prefixes == [[], [5, 4], [5, 4, 5]]
+    assert all(images_of(c[0]) == [] for c in eng.calls)
+    assert rec.status == "final" and rec.output == "alpha beta" + "gamma" + FINAL
+    assert [r.context_text_tokens for r in rec.rounds] == [1, 3, 4]
+
+
+def test_none_mode_sees_only_the_question_every_round():
+    eng = ScriptedEngine({"q": ["nothing useful"] * 3})
+    (rec,) = run_loop(eng, problems("q"), cfg("none", max_rounds=3), None, None, progress=False)
+    assert len(eng.calls) == 3
+    assert all(images_of(c[0]) == [] and c[0].prefix_ids == [] for c in eng.calls)
+    assert rec.status == "max_rounds" and rec.num_rounds == 3 and rec.output == "nothing useful"
+
+
+def test_misbehaving_model_is_counted_not_fatal():
+    def broken_renderer(text):
+        if "BOOM" in text:
+            raise RuntimeError("cannot lay out this markup")
+        return pages_of(text)
+
+    eng = ScriptedEngine({
+        "never closes": ["thinking forever and ever"],
+        "empty answer": ["done </think>\n<answer> </answer>"],
+        "silent": [""],
+        "markup": ["<svg> BOOM \x00 </svg>"],
+        "giant": ["word " * 500],
+    }, budget_words=40)
+    recs = run_loop(eng, problems("never closes", "empty answer", "silent", "markup", "giant"),
+                    cfg("optical", max_rounds=8, batch_size=2), None, None,
+                    renderer=broken_renderer, progress=False)
+    by_q = {r.problem_id: r for r in recs}
+    assert by_q["p0"].status == "max_rounds" and by_q["p0"].num_rounds == 8
+    assert by_q["p1"].status == "max_rounds"  # an empty <answer> is not final
+    assert by_q["p2"].status == "max_rounds" and all(r.text == "" for r in by_q["p2"].rounds)
+    assert by_q["p3"].status == "render_error" and by_q["p3"].num_rounds == 1
+    assert "cannot lay out" in by_q["p3"].rounds[0].render_error
+    assert by_q["p4"].rounds[0].generated_tokens == 40 and not by_q["p4"].rounds[0].stopped
+    m = efficiency_metrics(recs, max_rounds=8)
+    assert m["bad/empty_answer"] == 1
+    assert m["bad/all_rounds_empty"] == 1
+    assert m["bad/render_errors"] == 1 and m["status/render_error"] == 1
+    assert m["bad/no_think_end"] == 4  # all but the empty-answer one
+    assert m["bad/budget_hits"] == 8  # every round of the giant one
+
+
+def test_samples_skip_and_callback():
+    eng = ScriptedEngine({"a": [FINAL], "b": [FINAL], "c": [FINAL]})
+    seen = []
+    recs = run_loop(eng, problems("a", "b", "c"), cfg("none", batch_size=2), None, None,
+                    skip={("p1", 0)}, on_record=seen.append, progress=False)
+    assert [r.problem_id for r in recs] == ["p0", "p2"] == [r.problem_id for r in seen]
+    assert [len(c) for c in eng.calls] == [2]
+
+
+def test_seeds_depend_only_on_identity():
+    a = derive_seed(0, "math500", "p1", 0, 2)
+    assert a == derive_seed(0, "math500", "p1", 0, 2)
+    assert len({a, derive_seed(1, "math500", "p1", 0, 2), derive_seed(0, "math500", "p2", 0, 2),
+                derive_seed(0, "math500", "p1", 1, 2), derive_seed(0, "math500", "p1", 0, 3)}) == 5
+
+
+def test_context_overflow_stops_a_growing_text_memory():
+    eng = ScriptedEngine({"q": ["one two three four five six"]})
+    stats = LoopStats()
+    (rec,) = run_loop(eng, problems("q"), cfg("text", max_context_tokens=12), None, None,
+                      progress=False, stats=stats)
+    # contexts 1, 7 (next would be 13 > 12): two rounds, then stopped and counted.
+    assert rec.status == "context_overflow" and rec.num_rounds == 2
+    assert stats.kv_cache_peak_bytes_batch == 100 * (7 + 7)

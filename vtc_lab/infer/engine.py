@@ -1,0 +1,252 @@
+"""Generation engines behind the inference loops.
+
+The loop talks to an `Engine` (a Protocol): a batch of `GenerationRequest`s (chat messages with
+PIL images, plus an optional assistant-turn prefix of token ids) in, one `GenerationOutput` per
+request out. `HFEngine` is Hugging Face `generate` over a `vtc_lab.models.Backbone`; a vLLM
+engine for GPU clusters only has to implement the same three methods.
+
+Sampling is per request: each request carries its own seed and is sampled with its own
+`torch.Generator`, so a sample's tokens do not depend on which other requests share its batch
+(an interrupted eval resumed with a different batch composition draws the same samples).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class GenerationParams:
+    """Decoding settings shared by a batch (built from `LoopConfig`)."""
+
+    max_new_tokens: int = 8192
+    do_sample: bool = True
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: chat messages from `vtc_lab.data.build_messages`, optionally followed by
+    an assistant-turn prefix (token ids the model produced earlier: the text-memory baseline
+    continues its own turn from exact ids, so nothing it wrote is re-tokenized or re-parsed)."""
+
+    messages: list[dict]
+    prefix_ids: list[int] = field(default_factory=list)
+    seed: int = 0
+
+
+@dataclass
+class GenerationOutput:
+    """What one request produced and what it cost."""
+
+    text: str
+    """Decoded new text (special tokens such as end-of-turn removed)."""
+    token_ids: list[int]
+    """New token ids, up to and including the end-of-turn token when one was emitted."""
+    context_text_tokens: int
+    """Prompt tokens that are not image placeholders (incl. the prefix and image delimiters)."""
+    context_vision_tokens: int
+    """Image placeholder tokens in the prompt (the merged vision tokens the LM attends to)."""
+    stopped: bool
+    """True when the model ended its turn (end-of-turn token), False when it hit the budget."""
+    generate_s: float
+    """Wall time of the batched call this request was part of."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the loops need from a model. Implementations must never execute model output."""
+
+    def generate(self, requests: Sequence[GenerationRequest],
+                 params: GenerationParams) -> list[GenerationOutput]: ...
+
+    def count_text_tokens(self, text: str) -> int: ...
+
+    def kv_bytes_per_token(self) -> int | None: ...
+
+
+class _RowSampler:
+    """Logits processor that samples each batch row with its own generator.
+
+    It returns scores that are -inf everywhere except at the sampled token, and generate runs
+    in greedy mode, so HF picks exactly the token this processor drew. Temperature, top-k and
+    top-p are applied here (HF's own warpers are off in greedy mode).
+    """
+
+    def __init__(self, seeds: Sequence[int], params: GenerationParams, device: torch.device):
+        self.params = params
+        self.generators = [torch.Generator(device=device).manual_seed(int(s) % (2**63))
+                           for s in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        logits = scores.float() / p.temperature
+        if p.top_k > 0:
+            kth = torch.topk(logits, min(p.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if p.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            probs = torch.softmax(sorted_logits, dim=-1)
+            # Drop a token when the mass strictly before it already reaches top_p (keeps >= 1).
+            drop_sorted = (torch.cumsum(probs, dim=-1) - probs) >= p.top_p
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        out = torch.full_like(scores, float("-inf"))
+        for row, gen in enumerate(self.generators):
+            token = torch.multinomial(probs[row], 1, generator=gen)
+            out[row, token] = 0.0
+        return out
+
+
+def _image_token_id(backbone: Any) -> int | None:
+    for owner in (backbone.processor, getattr(backbone.model, "config", None)):
+        value = getattr(owner, "image_token_id", None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+class HFEngine:
+    """Batched `model.generate` (left padding, KV cache on) over a `vtc_lab.models.Backbone`.
+
+    The prompt of each request is `processor.apply_chat_template(messages,
+    add_generation_prompt=True)`: the same template and the same `build_messages` output as
+    the training collator, so the inference prompt is the training prompt's prefix.
+    """
+
+    def __init__(self, backbone: Any):
+        self.backbone = backbone
+        self.model = backbone.model
+        self.processor = backbone.processor
+        self.tokenizer = getattr(backbone, "tokenizer", None) or self.processor.tokenizer
+        self.image_token_id = _image_token_id(backbone)
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError("HFEngine: the tokenizer has no pad token; left padding needs one")
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.stop_ids = self._stop_ids()
+
+    def _stop_ids(self) -> list[int]:
+        ids: list[int] = []
+        gen_cfg = getattr(self.model, "generation_config", None)
+        for value in (getattr(gen_cfg, "eos_token_id", None), self.tokenizer.eos_token_id):
+            if value is None:
+                continue
+            ids.extend([value] if isinstance(value, int) else list(value))
+        return sorted(set(ids))
+
+    # -- prompt ----------------------------------------------------------------------------
+    def prompt_text(self, messages: list[dict]) -> str:
+        """The chat-template text of one request (no assistant prefix)."""
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True,
+                                                  tokenize=False)
+
+    def encode(self, request: GenerationRequest) -> dict[str, torch.Tensor]:
+        """Processor outputs of one request, the prefix ids appended to the sequence keys."""
+        images = [part["image"] for msg in request.messages
+                  if isinstance(msg.get("content"), list)
+                  for part in msg["content"] if part.get("type") == "image"]
+        enc = self.processor(text=[self.prompt_text(request.messages)],
+                             images=images or None, return_tensors="pt")
+        enc = dict(enc)
+        length = enc["input_ids"].shape[1]
+        if request.prefix_ids:
+            extra = torch.tensor([request.prefix_ids], dtype=enc["input_ids"].dtype)
+            for key, value in list(enc.items()):
+                if _is_sequence(value, length):
+                    fill = extra if key == "input_ids" else (
+                        torch.ones_like(extra) if key == "attention_mask" else torch.zeros_like(extra))
+                    enc[key] = torch.cat([value, fill.to(value.dtype)], dim=1)
+        return enc
+
+    def _collate(self, encodings: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Left-pad the sequence tensors, concatenate the image tensors along dim 0."""
+        lengths = [e["input_ids"].shape[1] for e in encodings]
+        width = max(lengths)
+        batch: dict[str, torch.Tensor] = {}
+        keys = list(dict.fromkeys(k for e in encodings for k in e))
+        for key in keys:
+            values = [e[key] for e in encodings if key in e]
+            if all(_is_sequence(v, n) for v, n in zip(values, lengths)):
+                pad = self.pad_id if key == "input_ids" else 0
+                batch[key] = torch.cat([
+                    torch.cat([torch.full((1, width - v.shape[1]), pad, dtype=v.dtype), v], dim=1)
+                    for v in values], dim=0)
+            else:
+                batch[key] = torch.cat(values, dim=0)
+        return batch
+
+    # -- Engine ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[GenerationRequest],
+                 params: GenerationParams) -> list[GenerationOutput]:
+        if not requests:
+            return []
+        encodings = [self.encode(r) for r in requests]
+        batch = self._collate(encodings)
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        batch = {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device))
+                 for k, v in batch.items()}
+        kwargs: dict[str, Any] = dict(max_new_tokens=params.max_new_tokens, do_sample=False,
+                                      use_cache=True, pad_token_id=self.pad_id,
+                                      eos_token_id=self.stop_ids or None,
+                                      repetition_penalty=params.repetition_penalty,
+                                      temperature=None, top_p=None, top_k=None)
+        if params.do_sample:
+            from transformers import LogitsProcessorList
+
+            sampler = _RowSampler([r.seed for r in requests], params, device)
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+        start = time.perf_counter()
+        out = self.model.generate(**batch, **kwargs)
+        elapsed = time.perf_counter() - start
+        prompt_width = batch["input_ids"].shape[1]
+        results = []
+        for row, enc in enumerate(encodings):
+            ids = out[row, prompt_width:].tolist()
+            stopped = False
+            for i, tok in enumerate(ids):
+                if tok in self.stop_ids:
+                    ids, stopped = ids[:i + 1], True
+                    break
+            else:
+                while ids and ids[-1] == self.pad_id and self.pad_id not in self.stop_ids:
+                    ids.pop()  # rows that ended early are padded by generate
+            text_ids = ids[:-1] if stopped else ids
+            prompt_ids = enc["input_ids"][0]
+            vision = int((prompt_ids == self.image_token_id).sum()) if self.image_token_id is not None else 0
+            results.append(GenerationOutput(
+                text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+                token_ids=ids, context_text_tokens=int(prompt_ids.numel()) - vision,
+                context_vision_tokens=vision, stopped=stopped, generate_s=elapsed))
+        return results
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def kv_bytes_per_token(self) -> int | None:
+        """Bytes of K and V cached per token: 2 x layers x kv_heads x head_dim x dtype bytes."""
+        config = self.model.config
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        layers = getattr(text, "num_hidden_layers", None)
+        heads = getattr(text, "num_attention_heads", None)
+        kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        head_dim = getattr(text, "head_dim", None) or (
+            text.hidden_size // heads if heads and getattr(text, "hidden_size", None) else None)
+        if not (layers and kv_heads and head_dim):
+            return None
+        itemsize = next(self.model.parameters()).element_size()
+        return 2 * layers * kv_heads * head_dim * itemsize
+
+
+def _is_sequence(value: Any, length: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape == (1, length)

@@ -1,0 +1,135 @@
+"""Loops x benchmarks -> graded records, metrics and tables: shared by `vtc-lab eval` and the
+in-training `OpticalMemoryEvaluator` (one code path, so their numbers agree).
+
+Metric keys are `eval/<benchmark>/<loop>/<metric>`. With a `predictions_dir`, every finished
+sample is appended to `<benchmark>__<loop>.jsonl` there as it finishes; a restarted run with the
+same settings skips those samples (see `vtc_lab.infer.predictions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtc_lab.infer.config import LoopConfig
+from vtc_lab.infer.loop import LoopStats, run_loop
+from vtc_lab.infer.metrics import PeakMemory, efficiency_metrics, grade_records
+from vtc_lab.infer.records import ProblemRecord
+
+
+def load_problems(benchmark: str, limit: int = 0, seed: int = 0):
+    """A benchmark by registered name, or a local jsonl path (`question`/`answer` fields)."""
+    from vtc_lab.eval.benchmarks import BENCHMARKS, BenchmarkConfig, load_benchmark
+
+    if benchmark in BENCHMARKS:
+        cfg = BenchmarkConfig(name=benchmark, limit=limit or None, seed=seed)
+    else:
+        path = Path(benchmark)
+        if not path.is_file():
+            raise ValueError(f"benchmark {benchmark!r} is neither registered "
+                             f"({sorted(BENCHMARKS)}) nor an existing jsonl file")
+        name = path.name.split(".")[0]
+        cfg = BenchmarkConfig(name=name, path=str(path), limit=limit or None, seed=seed)
+    return load_benchmark(cfg)
+
+
+@dataclass
+class EvalResults:
+    """Everything one evaluation produced."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Flat `eval/<benchmark>/<loop>/<metric>` -> value."""
+    records: dict[str, list[ProblemRecord]] = field(default_factory=dict)
+    """`<benchmark>/<loop>` -> graded records (resumed + new)."""
+
+    @property
+    def tables(self) -> dict[str, list[dict]]:
+        return {key: [r.table_row() for r in recs] for key, recs in self.records.items()}
+
+    def memory_images(self, limit: int) -> list[tuple[str, Any]]:
+        """Up to `limit` (name, PIL image) pairs of rendered memory pages, for logging."""
+        out: list[tuple[str, Any]] = []
+        for key, recs in self.records.items():
+            for rec in recs:
+                for i, img in enumerate(rec.memory_images):
+                    if len(out) >= limit:
+                        return out
+                    out.append((f"{key.replace('/', '_')}_p{rec.problem_id}_s{rec.sample}_"
+                                f"{i:02d}.png", img))
+        return out
+
+
+def evaluate_benchmarks(
+    engine: Any,
+    problems: dict[str, Sequence[Any]],
+    loop_cfgs: Sequence[LoopConfig],
+    render_cfg: Any = None,
+    system_prompt: str | None = None,
+    image_position: str = "before",
+    *,
+    predictions_dir: str | Path | None = None,
+    header: dict[str, Any] | None = None,
+    keep_images: int = 2,
+    progress: bool = True,
+    grade_workers: int = 2,
+    grade_timeout_s: float = 5.0,
+) -> EvalResults:
+    """Run every loop on every benchmark, grade, and compute the metrics.
+
+    `problems` maps a benchmark name to its problems (a `vtc_lab.eval.ProblemList` carries its
+    reference samples-per-problem, used when the loop config leaves it null). `header` is what
+    identifies the run's settings in the predictions files (refused on mismatch when resuming).
+    """
+    from vtc_lab.infer.predictions import PredictionsFile
+
+    results = EvalResults()
+    kv_per_token = engine.kv_bytes_per_token()
+    for bench, probs in problems.items():
+        for loop_cfg in loop_cfgs:
+            samples = (loop_cfg.samples_per_problem
+                       or getattr(probs, "samples_per_problem", None) or 1)
+            key = f"{bench}/{loop_cfg.mode}"
+            store = None
+            done: list[ProblemRecord] = []
+            if predictions_dir is not None:
+                store = PredictionsFile(Path(predictions_dir) / f"{bench}__{loop_cfg.mode}.jsonl",
+                                        {**(header or {}), "benchmark": bench,
+                                         "loop": _loop_dict(loop_cfg), "samples": samples})
+                done = store.open()
+                wanted = {(p.id, s) for p in probs for s in range(samples)}
+                done = [r for r in done if r.key in wanted]
+            stats = LoopStats()
+            memory = PeakMemory()
+            memory.start()
+            new = run_loop(engine, probs, loop_cfg, render_cfg, system_prompt,
+                           image_position=image_position, samples_per_problem=samples,
+                           skip={r.key for r in done},
+                           on_record=store.append if store is not None else None,
+                           keep_images=keep_images, progress=progress, stats=stats)
+            if store is not None:
+                store.close()
+            order = {(p.id, s): i for i, p in enumerate(probs) for s in range(samples)}
+            records = sorted(done + new, key=lambda r: order[r.key])
+            metrics = grade_records(records, probs, timeout_s=grade_timeout_s,
+                                    workers=grade_workers)
+            metrics.update(efficiency_metrics(records, loop_cfg.max_rounds, kv_per_token))
+            if stats.wall_s > 0 and new:
+                # Throughput of this invocation only: resumed samples cost no time here.
+                metrics["samples_per_s"] = len(new) / stats.wall_s
+                metrics["wall_s"] = stats.wall_s
+            if stats.kv_cache_peak_bytes_batch:
+                metrics["kv_cache_peak_bytes_batch"] = float(stats.kv_cache_peak_bytes_batch)
+            metrics.update(memory.read())
+            metrics["resumed_samples"] = float(len(done))
+            results.records[key] = records
+            results.metrics.update({f"eval/{key}/{k}": float(v) for k, v in metrics.items()})
+    return results
+
+
+def _loop_dict(cfg: LoopConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    # batch_size does not change results (per-sample seeds), so a resumed run may change it.
+    return {k: v for k, v in asdict(cfg).items() if k != "batch_size"}

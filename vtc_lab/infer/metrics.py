@@ -1,0 +1,171 @@
+"""Grading and run-level metrics of loop records.
+
+Accuracy comes from `vtc_lab.eval` (math-verify in worker processes with per-item deadlines);
+everything else (rounds, tokens, context, compression, latency, memory, misbehaviour counters)
+is computed here from the `ProblemRecord`s, so a resumed eval that reloads its records from the
+predictions file reaches the same numbers as an uninterrupted one.
+
+Token accounting: `context_vision_tokens` are image placeholder tokens only; the image delimiter
+tokens (`<|vision_start|>`, `<|vision_end|>`, GLM's begin/end-of-image) count as text tokens.
+`compression_ratio` = text tokens of all rendered round texts (backbone tokenizer) / the vision
+tokens their pages cost in the following prompt.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Sequence
+from typing import Any
+
+from vtc_lab.infer.records import STATUSES, ProblemRecord
+
+
+def grade_records(records: Sequence[ProblemRecord], problems: Sequence[Any],
+                  timeout_s: float = 5.0, workers: int = 2) -> dict[str, float]:
+    """Grade each record's `output` (lenient and strict extraction), fill its prediction fields,
+    and return the accuracy metrics of `vtc_lab.eval.summarize` (accuracy, mean_at_k, ...)."""
+    from vtc_lab.eval.metrics import grade_predictions, summarize
+
+    graded = grade_predictions(problems, [(r.problem_id, r.sample, r.output) for r in records],
+                               timeout_s=timeout_s, workers=workers)
+    for rec, g in zip(records, graded):
+        rec.prediction, rec.correct = g.extracted, g.correct
+        rec.prediction_strict, rec.correct_strict = g.extracted_strict, g.correct_strict
+        rec.grade_status = g.status if g.status != "ok" else g.status_strict
+    return summarize(graded)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), 0.0 for no values."""
+    if not values:
+        return 0.0
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def efficiency_metrics(records: Sequence[ProblemRecord], max_rounds: int,
+                       kv_bytes_per_token: int | None = None, wall_s: float | None = None,
+                       ) -> dict[str, float]:
+    """Rounds, tokens, context, compression, latency and misbehaviour counters of a run."""
+    n = len(records)
+    rounds = [r for rec in records for r in rec.rounds]
+    contexts = [r.context_text_tokens + r.context_vision_tokens for r in rounds]
+    latencies = [rec.latency_s for rec in records]
+    render_s = sum(r.render_s for r in rounds)
+    busy_s = sum(r.generate_s for r in rounds) + render_s
+
+    def mean(xs) -> float:
+        xs = list(xs)
+        return sum(xs) / len(xs) if xs else 0.0
+
+    out: dict[str, float] = {
+        "rounds_mean": mean(rec.num_rounds for rec in records),
+        "generated_tokens_mean": mean(sum(r.generated_tokens for r in rec.rounds) for rec in records),
+        "generated_tokens_total": float(sum(r.generated_tokens for r in rounds)),
+        "context_tokens_peak": float(max(contexts, default=0)),
+        "context_tokens_mean": mean(contexts),
+        "context_text_tokens_mean": mean(r.context_text_tokens for r in rounds),
+        "context_vision_tokens_mean": mean(r.context_vision_tokens for r in rounds),
+        "memory_images_mean": mean(sum(r.new_images for r in rec.rounds) for rec in records),
+        "latency_mean_s": mean(latencies),
+        "latency_p50_s": _percentile(latencies, 0.5),
+        "latency_p90_s": _percentile(latencies, 0.9),
+        "render_share": render_s / busy_s if busy_s > 0 else 0.0,
+        "render_s_total": render_s,
+    }
+    for k in range(1, max_rounds + 1):
+        out[f"rounds_hist/{k}"] = float(sum(rec.num_rounds == k for rec in records))
+    # Compression of the rendered memory: only rounds whose pages reached a following prompt.
+    measured = [r for r in rounds if r.new_images and r.memory_vision_tokens > 0]
+    text_tok = sum(r.memory_text_tokens for r in measured)
+    vision_tok = sum(r.memory_vision_tokens for r in measured)
+    out["memory_text_tokens_total"] = float(text_tok)
+    out["memory_vision_tokens_total"] = float(vision_tok)
+    out["compression_ratio"] = text_tok / vision_tok if vision_tok else 0.0
+    if kv_bytes_per_token:
+        peak_seq = max((r.context_text_tokens + r.context_vision_tokens + r.generated_tokens
+                        for r in rounds), default=0)
+        out["kv_cache_peak_bytes_per_sample"] = float(kv_bytes_per_token * peak_seq)
+    if wall_s:
+        out["wall_s"] = wall_s
+        out["samples_per_s"] = n / wall_s
+    # Misbehaviour, counted (section 5 of the issue): never a crash.
+    for status in STATUSES:
+        out[f"status/{status}"] = float(sum(rec.status == status for rec in records))
+    out["final_rate"] = mean(rec.status == "final" for rec in records)
+    out["bad/no_think_end"] = float(sum("</think>" not in rec.output for rec in records))
+    out["bad/empty_answer"] = float(sum(_empty_answer(rec.output) for rec in records))
+    out["bad/empty_rounds"] = float(sum(not r.text.strip() for r in rounds))
+    out["bad/all_rounds_empty"] = float(sum(
+        bool(rec.rounds) and all(not r.text.strip() for r in rec.rounds) for rec in records))
+    out["bad/budget_hits"] = float(sum(not r.stopped for r in rounds))
+    out["bad/render_errors"] = float(sum(r.render_error is not None for r in rounds))
+    out["bad/render_lossy"] = float(sum(r.render_truncated for r in rounds))
+    return out
+
+
+def _empty_answer(text: str) -> bool:
+    """`</think>` followed by an `<answer>` block with nothing in it."""
+    from vtc_lab.data.format import FINAL_RE, THINK_END
+
+    cut = text.rfind(THINK_END)
+    if cut < 0:
+        return False
+    match = FINAL_RE.search(text[cut:])
+    return match is not None and not match.group(1).strip()
+
+
+class PeakMemory:
+    """Peak memory of a block of work: CUDA allocator peak if CUDA is in use, else peak RSS.
+
+    On Linux the process's peak RSS (VmHWM) is reset at `start()` through /proc/self/clear_refs,
+    so the number is the block's peak, not the process lifetime's; where that is not possible
+    the lifetime peak (ru_maxrss) is reported and `rss_is_lifetime` says so.
+    """
+
+    def __init__(self) -> None:
+        self.rss_is_lifetime = False
+
+    def start(self) -> None:
+        try:
+            import torch
+
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.reset_peak_memory_stats()
+        except Exception:  # noqa: BLE001 - measuring must never break a run
+            pass
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            self.rss_is_lifetime = True
+
+    def read(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        hwm = _vm_hwm_bytes()
+        if hwm is None or self.rss_is_lifetime:
+            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out["peak_rss_bytes"] = float(hwm)
+        try:
+            import torch
+
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                out["peak_cuda_bytes"] = float(torch.cuda.max_memory_allocated())
+        except Exception:  # noqa: BLE001
+            pass
+        return out
+
+
+def _vm_hwm_bytes() -> int | None:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
