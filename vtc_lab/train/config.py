@@ -1,0 +1,123 @@
+"""The `trainer` config group: hardware, strategy, optimisation and SFT batching in one schema.
+
+A preset is a complete recipe for one kind of machine: `cpu` trains the tiny backbones in
+minutes, `deepspeed_zero3` is the paper's 8-GPU setting (lr 1e-5, cosine, 10 % warmup, 1 epoch,
+batch 1 x accumulation 8 per GPU, bf16, cutoff 32,768 tokens, images capped at 262,144 px).
+No torch import here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed_stage_2", "deepspeed_stage_3",
+              "deepspeed_stage_3_offload")
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
+TRUNCATIONS = ("truncate", "drop")
+
+
+@dataclass
+class TrainerConfig:
+    """One preset of the `trainer` group (conf/trainer/*.yaml)."""
+
+    name: str = "cpu"
+    """Preset name (shown in MLflow params)."""
+    accelerator: str = "cpu"
+    """Lightning accelerator: cpu | gpu | cuda | mps | auto."""
+    devices: int = 1
+    """Processes per node (GPUs, or CPU processes for DDP on CPU)."""
+    num_nodes: int = 1
+    """Nodes (multi-node needs an external launcher: torchrun / Slurm)."""
+    strategy: str = "auto"
+    """auto | ddp | ddp_spawn | fsdp | deepspeed_stage_2 | deepspeed_stage_3 | deepspeed_stage_3_offload."""
+    process_group_backend: str | None = None
+    """DDP backend override (gloo on CPU, nccl on GPU); null: Lightning's choice."""
+    precision: str = "32-true"
+    """32-true on CPU (weights are loaded float32); bf16-mixed / bf16-true on GPU."""
+    max_steps: int = 60
+    """Optimizer steps; -1 = run `max_epochs` over the data."""
+    max_epochs: int = 1
+    """Epochs when max_steps is -1 (the paper: 1)."""
+    batch_size: int = 4
+    """Samples per device per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (the paper: 8)."""
+    lr: float = 1e-3
+    """Peak learning rate (the paper: 1e-5; a random-init tiny model needs ~1e-3)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (not applied to biases and norms)."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    warmup_ratio: float = 0.1
+    """Linear warmup as a fraction of the optimizer steps, then cosine to `min_lr_ratio`."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate as a fraction of `lr`."""
+    gradient_clip_val: float = 1.0
+    """Clip the global gradient norm; 0 = off."""
+    cutoff_len: int = 4096
+    """Longest tokenized sample (prompt incl. vision tokens + target); longer ones follow
+    `truncation`. The paper: 32,768."""
+    truncation: str = "truncate"
+    """Samples over `cutoff_len`: `truncate` the target's tail (only if every vision token and at
+    least one target token still fit, else dropped) or `drop` them. Both are counted and logged."""
+    image_max_pixels: int | None = 262144
+    """Downscale images with more pixels than this before the processor (aspect kept); the
+    paper: 262,144. null = no cap (the processor's own max_pixels still applies)."""
+    val_fraction: float = 0.1
+    """Fraction of PROBLEMS held out for val/loss (split by problem id hash, not by sample)."""
+    val_max_samples: int = 64
+    """Validation samples per evaluation (the first of the held-out split)."""
+    val_check_interval: int = 20
+    """Validate every N optimizer steps (and at the end)."""
+    num_workers: int = 0
+    """DataLoader worker processes (image decoding + processor); 0 = in the training process."""
+    log_every_n_steps: int = 5
+    """Logging cadence of train/* metrics, in optimizer steps."""
+    checkpoint_every_n_steps: int = 20
+    """Save a resumable Lightning checkpoint (last.ckpt) every N optimizer steps."""
+    char_loss_weight: float = 0.0
+    """Weight of the auxiliary per-vision-token character loss (needs a dataset built with
+    `data.include_layouts=true`); 0 = off."""
+    shuffle_buffer: int = 256
+    """Streaming shuffle buffer (samples); 0 = dataset order."""
+    seed: int = 0
+    """Seed of data order, dropout and the split."""
+    deterministic: bool = False
+    """torch deterministic algorithms (slower; bit-identical reruns)."""
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"trainer.accelerator must be one of {ACCELERATORS}, got {self.accelerator!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"trainer.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"trainer.truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
+        for name in ("devices", "num_nodes", "max_epochs", "batch_size", "grad_accum", "cutoff_len",
+                     "val_check_interval", "log_every_n_steps", "checkpoint_every_n_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"trainer.{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.max_steps, int) or (self.max_steps < 1 and self.max_steps != -1):
+            raise ValueError(f"trainer.max_steps must be >= 1 or -1 (epochs), got {self.max_steps!r}")
+        if not self.lr > 0:
+            raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"trainer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.image_max_pixels is not None and self.image_max_pixels < 784:
+            raise ValueError(f"trainer.image_max_pixels must be >= 784 or null, got {self.image_max_pixels}")
+        for name in ("gradient_clip_val", "char_loss_weight", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_workers < 0 or self.shuffle_buffer < 0 or self.val_max_samples < 0:
+            raise ValueError("trainer.num_workers, trainer.shuffle_buffer and "
+                             "trainer.val_max_samples must be >= 0")
+        self.betas = [float(b) for b in self.betas]
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"trainer.betas must be two numbers in [0, 1), got {self.betas}")

@@ -1,0 +1,190 @@
+"""`SFTModule`: causal-LM loss on the assistant tokens of a VLM backbone.
+
+AdamW, linear warmup then cosine decay (per optimizer step), gradient accumulation and clipping
+are Lightning's; we log `train/loss`, `train/lr`, `train/tokens_per_s` (supervised + prompt
+tokens through the model per second), the truncation counters and `val/loss`. An optional
+auxiliary per-vision-token character loss (`char_loss_weight > 0`) puts a linear head on the
+merged vision tokens that predicts the character drawn under each (labels from the renderer's
+layout), the dense signal that lets a random-init tower learn to read.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from vtc_lab.train.collate import IGNORE_INDEX
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
+
+
+def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """LR multiplier: linear 0 -> 1 over `warmup` steps, then cosine 1 -> min_ratio at `total`."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _visual(model):
+    inner = getattr(model, "model", model)
+    return getattr(inner, "visual", None)
+
+
+class SFTModule(pl.LightningModule):
+    """Wraps a `vtc_lab.models.Backbone`; `backbone.model` is the trained module."""
+
+    def __init__(self, backbone, *, lr: float, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), warmup_ratio: float = 0.1,
+                 min_lr_ratio: float = 0.0, total_steps: int = 100, char_loss_weight: float = 0.0,
+                 model_signature: dict | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.model = backbone.model
+        self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
+        self.warmup_ratio, self.min_lr_ratio = warmup_ratio, min_lr_ratio
+        self.total_steps = total_steps
+        self.char_loss_weight = char_loss_weight
+        self.model_signature = model_signature or {}
+        self.char_head = None
+        if char_loss_weight > 0:
+            hidden = self.model.config.text_config.hidden_size
+            self.char_head = torch.nn.Linear(hidden, self.model.config.text_config.vocab_size)
+        self._vision_out: list[torch.Tensor] = []
+        self._tick: float | None = None
+        self._tokens = 0
+        self.stats: dict[str, int] = {}
+
+    # -- forward -----------------------------------------------------------------------------
+    def _capture_vision(self, _module, _inputs, output) -> None:
+        hidden = output.pooler_output if hasattr(output, "pooler_output") else output
+        if isinstance(hidden, (tuple, list)):
+            hidden = hidden[0]
+        self._vision_out.append(hidden)
+
+    def _dummy_vision(self) -> torch.Tensor:
+        """A zero-weighted pass of a tiny blank image through the vision tower.
+
+        A batch without images would leave the tower's parameters without gradients, and DDP
+        (which all-reduces every trainable parameter) would hang or fail; adding 0 * output
+        gives them a zero gradient instead."""
+        visual = _visual(self.model)
+        spec = self.backbone.vision_spec
+        m = spec.merge_size
+        dim = 3 * spec.temporal_patch_size * spec.patch_size ** 2
+        pixels = torch.zeros((m * m, dim), device=self.device, dtype=self.model.dtype)
+        grid = torch.tensor([[1, m, m]], device=self.device)
+        out = visual(pixels, grid_thw=grid)
+        tensors = [t for t in (out.values() if hasattr(out, "values") else [out])
+                   if isinstance(t, torch.Tensor)]
+        return sum(t.float().sum() for t in tensors) * 0.0
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
+        hook = None
+        visual = _visual(self.model)
+        if self.char_head is not None and "pixel_values" in batch and visual is not None:
+            self._vision_out = []
+            hook = visual.register_forward_hook(self._capture_vision)
+        try:
+            out = self.model(**inputs, use_cache=False)
+        finally:
+            if hook is not None:
+                hook.remove()
+        logits = out.logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        lm_loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                  ignore_index=IGNORE_INDEX)
+        parts = {"lm_loss": lm_loss.detach()}
+        loss = lm_loss
+        trainable_vision = visual is not None and any(p.requires_grad for p in visual.parameters())
+        if "pixel_values" not in batch and trainable_vision and self.training:
+            loss = loss + self._dummy_vision()
+        if self.char_head is not None:
+            if self._vision_out and "char_labels" in batch:
+                feats = self._vision_out[0]
+                labels_c = batch["char_labels"].to(feats.device)
+                if feats.shape[0] == labels_c.shape[0]:
+                    char = F.cross_entropy(self.char_head(feats.float()), labels_c,
+                                           ignore_index=IGNORE_INDEX)
+                    parts["char_loss"] = char.detach()
+                    loss = loss + self.char_loss_weight * char
+            else:
+                loss = loss + 0.0 * sum(p.sum() for p in self.char_head.parameters())
+            self._vision_out = []
+        return loss, parts
+
+    # -- steps -------------------------------------------------------------------------------
+    def _note_position(self, batch: dict) -> None:
+        position = batch.get("position")
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if position is not None and datamodule is not None and hasattr(datamodule, "start_positions"):
+            worker, pos = (int(x) for x in position.tolist())
+            datamodule.start_positions[worker] = pos
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self._tick is None:
+            self._tick = time.perf_counter()
+        loss, parts = self.loss(batch)
+        self._tokens += int(batch["attention_mask"].sum())
+        self._note_position(batch)
+        if "stats" in batch:
+            self.stats = {k: int(v) for k, v in batch["stats"].items()}
+        bs = batch["input_ids"].size(0)
+        self.log("train/loss", parts["lm_loss"], on_step=True, prog_bar=True, batch_size=bs)
+        if "char_loss" in parts:
+            self.log("train/char_loss", parts["char_loss"], on_step=True, batch_size=bs)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # once per optimizer step (after the last accumulated micro-batch)
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
+            return
+        now = time.perf_counter()
+        if self._tick is not None and now > self._tick:
+            self.log("train/tokens_per_s", self._tokens / (now - self._tick), on_step=True)
+        self._tick, self._tokens = now, 0
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True)
+        for key, value in self.stats.items():
+            if key != "samples":
+                self.log(f"train/{key}", float(value), on_step=True, reduce_fx="sum")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.loss(batch)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=batch["input_ids"].size(0))
+        return loss
+
+    # -- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        groups = [{"params": decay, "weight_decay": self.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr,
+                                      betas=self.betas)
+        warmup = int(self.warmup_ratio * self.total_steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, self.total_steps, warmup, self.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vtc_lab_model_signature"] = self.model_signature
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("vtc_lab_model_signature")
+        if saved is not None and self.model_signature and saved != self.model_signature:
+            diff = {k: (saved.get(k), self.model_signature.get(k))
+                    for k in set(saved) | set(self.model_signature)
+                    if saved.get(k) != self.model_signature.get(k)}
+            raise ValueError(f"checkpoint was written for a different model config "
+                             f"(checkpoint vs now): {diff}")
