@@ -94,14 +94,26 @@ class JobContext:
     job_num: Optional[int] = None
 
 
+def task_overrides(config: Any) -> dict[str, str]:
+    """The job's command-line overrides as params, minus what Hydra also leaves out of the run
+    name (`output_root`, `tracking.*`: where results go is not what is being compared)."""
+    from omegaconf import OmegaConf
+
+    overrides = override_params([str(o) for o in config.hydra.overrides.task])
+    excluded = set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys",
+                                    default=None) or [])
+    return {k: v for k, v in overrides.items()
+            if k not in excluded and not k.startswith(("hydra.", "hydra/"))}
+
+
 def job_context(config: Any, tracking_uri: str) -> JobContext:
     """From a full Hydra config (with its `hydra` node) of a job."""
     from hydra.types import RunMode
 
     hydra = config.hydra
-    overrides = [str(o) for o in hydra.overrides.task]
+    overrides = task_overrides(config)
     name = hydra.job.override_dirname or None
-    ctx = JobContext(name=name, overrides=override_params(overrides))
+    ctx = JobContext(name=name, overrides=overrides)
     runtime_dir = hydra.runtime.get("output_dir")
     if runtime_dir and hydra.output_subdir:
         ctx.hydra_dir = Path(runtime_dir) / str(hydra.output_subdir)

@@ -1,0 +1,160 @@
+"""Hydra callback: one MLflow run per job, and a parent run per multirun sweep.
+
+Enabled for every app in `conf/common.yaml`. The order of events:
+- `on_run_start` / `on_multirun_start` (launching process): resolve + prepare the store (sqlite:
+  migrate once, under a lock, before parallel jobs touch it; server: fail now, naming the URI).
+  A multirun also opens the parent run and publishes its id in `<sweep dir>/.tracking/`.
+- `on_job_start` (the job's own process, under any launcher): open the job's run, nested under
+  the parent, named by the override string; log overrides, key params, config and `.hydra/`.
+  Apps reach it through `vtc_lab.tracking.start_run`.
+- `on_job_end`: FINISHED, or FAILED with the traceback artifact; count it on the parent.
+- `on_multirun_end` (or process exit, when Hydra aborts the sweep after a failed job): close the
+  parent with the finished/failed counts.
+
+The callback object is pickled to joblib/submitit workers, so it keeps no clients or handles;
+per-process state lives in module globals.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import RunMode
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from vtc_lab.tracking import runs, sweep
+from vtc_lab.tracking.config import TrackingConfig
+from vtc_lab.tracking.store import prepare
+
+log = logging.getLogger(__name__)
+
+# sweep dir -> open parent run (launching process only)
+_parents: dict[str, runs.RunHandle] = {}
+
+
+def _tracking(config: DictConfig) -> tuple[Optional[TrackingConfig], Optional[str]]:
+    """The job's TrackingConfig and prepared URI, or (None, None) when off / not configured."""
+    node = config.get("tracking")
+    if node is None:
+        return None, None
+    data = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(data, dict)
+    cfg = TrackingConfig(**data)
+    if cfg.mode == "off":
+        return None, None
+    return cfg, prepare(cfg, str(config.get("output_root", "vtc-runs")))
+
+
+def _task_config(config: DictConfig) -> dict[str, Any]:
+    cfg = OmegaConf.to_container(config, resolve=False)
+    assert isinstance(cfg, dict)
+    cfg.pop("hydra", None)
+    task = OmegaConf.create(cfg)
+    return OmegaConf.to_container(task, resolve=True)  # type: ignore[return-value]
+
+
+class TrackingCallback(Callback):
+    """See the module docstring. `job_runs=false` (the report app) skips per-job runs."""
+
+    def __init__(self, job_runs: bool = True) -> None:
+        self.job_runs = job_runs
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _tracking(config)  # fail before any work when the store is unreachable
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        cfg, uri = _tracking(config)
+        if cfg is None or uri is None or not self.job_runs:
+            return
+        sweep_dir = str(config.hydra.sweep.dir)
+        swept = sweep.task_overrides(config)
+        spec = " ".join(f"{k}={v}" for k, v in swept.items())
+        name = cfg.run_name or f"sweep {config.hydra.job.name}: {spec}"
+        parent = runs.open_run(cfg, uri, run_name=name[:250],
+                               tags={"vtc.sweep": "true", "sweep.dir": sweep_dir,
+                                     "app": str(config.hydra.job.name)})
+        parent.log_params({f"sweep.{k}": v for k, v in swept.items()})
+        sweep.write_parent(sweep_dir, parent.run_id, uri, parent.experiment_id)
+        _parents[sweep_dir] = parent
+        atexit.register(_close_parent, sweep_dir, False)
+        log.info("MLflow sweep parent run %s (%s)", parent.run_id, uri)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _close_parent(str(config.hydra.sweep.dir), True)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        runs.set_job_run(None)
+        if not self.job_runs:
+            return
+        cfg, uri = _tracking(config)
+        if cfg is None or uri is None:
+            return
+        ctx = sweep.job_context(config, uri)
+        name = cfg.run_name or ctx.name or str(config.hydra.job.name)
+        tags = {"app": str(config.hydra.job.name),
+                "hydra.output_dir": str(config.hydra.runtime.output_dir)}
+        if ctx.job_num is not None:
+            tags["hydra.job.num"] = str(ctx.job_num)
+        handle = runs.open_run(cfg, uri, run_name=name[:250], parent_run_id=ctx.parent_run_id,
+                               tags=tags)
+        runs.record_config(handle, _task_config(config), ctx.overrides, ctx.hydra_dir,
+                           cfg.log_config)
+        runs.set_job_run(handle)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        handle = runs.current_job_run()
+        runs.set_job_run(None)
+        if handle is None:
+            return
+        error = None
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value  # the exception; .return_value would re-raise it
+            if not isinstance(error, BaseException):
+                error = RuntimeError(str(error))
+        else:
+            value = job_return._return_value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                handle.log_metrics({"objective": value})
+        runs.finish_run(handle, error)
+        if config.hydra.mode == RunMode.MULTIRUN:
+            sweep_dir = str(config.hydra.sweep.dir)
+            parent_id = sweep.read_parent(sweep_dir, handle.tracking_uri)
+            if parent_id:
+                status = "FAILED" if error is not None else "FINISHED"
+                job = str(config.hydra.job.override_dirname or f"job-{config.hydra.job.num}")
+                counts = sweep.record_job(sweep_dir, job, status)
+                done = counts["finished"] + counts["failed"]
+                parent = runs.RunHandle(handle.client, parent_id, handle.tracking_uri,
+                                        handle.experiment_id)
+                parent.log_metrics({"sweep/jobs_finished": counts["finished"],
+                                    "sweep/jobs_failed": counts["failed"]}, step=done)
+
+
+def _close_parent(sweep_dir: str, completed: bool) -> None:
+    """End the sweep's parent run once: FINISHED when every job finished, else FAILED."""
+    parent = _parents.pop(sweep_dir, None)
+    if parent is None:
+        return
+    try:
+        counts = sweep.read_jobs(sweep_dir)
+        total = counts["finished"] + counts["failed"]
+        parent.log_metrics({"sweep/jobs_finished": counts["finished"],
+                            "sweep/jobs_failed": counts["failed"],
+                            "sweep/jobs_total": total}, step=total)
+        parent.set_tags({"sweep.failed_jobs": ",".join(counts["failed_jobs"]) or "-",
+                         "sweep.completed": str(completed).lower()})
+        for name in ("multirun.yaml", "optimization_results.yaml"):  # the latter: optuna
+            if (Path(sweep_dir) / name).is_file():
+                parent.log_artifact(Path(sweep_dir) / name, "config")
+        status = "FINISHED" if counts["failed"] == 0 and completed else "FAILED"
+        parent.client.set_terminated(parent.run_id, status)
+        runs._open_runs.pop(parent.run_id, None)
+        print(f"[vtc-lab] MLflow sweep run {parent.run_id}: {counts['finished']} finished, "
+              f"{counts['failed']} failed ({parent.tracking_uri})")
+    except Exception:  # noqa: BLE001 - never mask the sweep's own outcome
+        log.exception("could not close the MLflow parent run of sweep %s", sweep_dir)
