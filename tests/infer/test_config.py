@@ -35,7 +35,6 @@ def test_evaluator_presets_compose(name):
     ({"top_p": 0.0}, "loop.top_p"),
     ({"temperature": 0.0}, "loop.temperature"),
     ({"do_sample": False, "samples_per_problem": 4}, "loop.samples_per_problem"),
-    ({"text_memory": "nope"}, "loop.text_memory"),
 ])
 def test_loop_config_names_the_bad_field(kwargs, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):

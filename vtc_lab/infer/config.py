@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODES = ("optical", "text", "none")
-TEXT_MEMORY = ("continue", "messages")
 
 
 @dataclass
 class LoopConfig:
     mode: str = "optical"
-    """Which loop: `optical` (earlier rounds rendered to images and fed back), `text` (earlier
-    rounds kept as text: the long-context baseline), `none` (every round sees only the question:
+    """Which loop: `optical` (earlier rounds rendered to images and fed back), `text` (the
+    long-context baseline: the model continues its own assistant turn, earlier rounds kept as
+    exact tokens, i.e. one long generation cut into rounds), `none` (every round sees only the question:
     the no-memory ablation)."""
 
     max_rounds: int = 8
@@ -51,11 +51,6 @@ class LoopConfig:
     """Samples per problem for mean@k. null: the benchmark's reference protocol (16 for AIME25
     and AMC23, 1 otherwise) when the benchmark declares one, else 1."""
 
-    text_memory: str = "continue"
-    """`text` mode only. `continue`: the next round continues the assistant turn that already
-    holds all earlier rounds' text (one long generation cut into rounds). `messages`: the
-    earlier text goes into the user turn after the question."""
-
     max_context_tokens: int = 0
     """Stop a problem (counted as `context_overflow`) when a round's context would exceed this
     many tokens; 0 = no limit. Guards the text baseline against unbounded prompts."""
@@ -66,9 +61,6 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"loop.mode must be one of {MODES}, got {self.mode!r}")
-        if self.text_memory not in TEXT_MEMORY:
-            raise ValueError(
-                f"loop.text_memory must be one of {TEXT_MEMORY}, got {self.text_memory!r}")
         for name in ("max_rounds", "max_new_tokens", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

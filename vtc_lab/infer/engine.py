@@ -135,7 +135,7 @@ class HFEngine:
         self.stop_ids = self._stop_ids()
 
     def _stop_ids(self) -> list[int]:
-        ids: list[int] = []
+        ids: list[int] = list(getattr(self.backbone, "stop_token_ids", None) or [])
         gen_cfg = getattr(self.model, "generation_config", None)
         for value in (getattr(gen_cfg, "eos_token_id", None), self.tokenizer.eos_token_id):
             if value is None:

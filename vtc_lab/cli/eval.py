@@ -1,0 +1,195 @@
+"""`vtc-lab eval`: run the optical / text / none loops of a saved model on a benchmark.
+
+    vtc-lab eval model=local model.path=/ckpt/VTC-R1-Glyph benchmark=aime25 loops=[optical,text]
+    vtc-lab eval -m loop=optical,text,none benchmark.limit=50
+
+Results: metrics `eval/<benchmark>/<loop>/<metric>`, predictions tables and memory images in
+MLflow; a resumable predictions jsonl per loop under `output_dir` (a restart with the same
+config skips finished samples and reaches the same numbers; a different config is refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.data.config import IMAGE_POSITIONS
+from vtc_lab.data.messages import REFERENCE_SYSTEM_PROMPT
+from vtc_lab.eval.benchmarks import BenchmarkConfig
+from vtc_lab.infer.config import MODES, LoopConfig
+from vtc_lab.models.config import ModelConfig
+from vtc_lab.render.config import RenderConfig
+from vtc_lab.tracking.config import TrackingConfig
+
+
+@dataclass
+class EvalConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The backbone to evaluate (a tiny one, our export, or a local checkpoint directory)."""
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    """Which problems, how many, how many samples each."""
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    """Loop mode and budgets (the reference protocol by default)."""
+    renderer: RenderConfig = field(default_factory=RenderConfig)
+    """How the optical loop renders a round's text: must match the training data's renderer."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """Where the MLflow run goes."""
+    output_root: str = "vtc-runs"
+    """Root of all outputs (MLflow store, predictions)."""
+    loops: list[str] = field(default_factory=list)
+    """Several loop modes with the same budgets in one run (e.g. [optical, text, none]); empty:
+    just `loop.mode`."""
+    checkpoint: str | None = None
+    """A Lightning checkpoint (.ckpt) from `vtc-lab train` whose weights replace the model's;
+    null: the model's own weights."""
+    output_dir: str | None = None
+    """Where the predictions files go; null: `<output_root>/eval/<model.name>/<benchmark>-<hash
+    of the settings>`, so the same config resumes and a different one starts fresh."""
+    system_prompt: str | None = REFERENCE_SYSTEM_PROMPT
+    """System turn of every round; must match the training data (null: no system turn)."""
+    image_position: str = "before"
+    """Memory images before or after the question; must match the training data."""
+    run_name: str | None = None
+    """MLflow run name; null: `eval-<model.name>-<benchmark.name>`."""
+    log_images: int = 4
+    """Rendered memory pages to log as images (optical loop; first samples)."""
+    grade_workers: int = 2
+    """Worker processes for math-verify grading."""
+    grade_timeout_s: float = 5.0
+    """Per-item grading deadline; a pathological expression counts as a timeout."""
+    progress: bool = True
+    """Show tqdm progress bars."""
+
+    def __post_init__(self) -> None:
+        for mode in self.loops:
+            if mode not in MODES:
+                raise ValueError(f"loops entries must be in {MODES}, got {mode!r}")
+        if len(set(self.loops)) != len(self.loops):
+            raise ValueError(f"loops must not repeat a mode, got {self.loops}")
+        if self.image_position not in IMAGE_POSITIONS:
+            raise ValueError(f"image_position must be one of {IMAGE_POSITIONS}, "
+                             f"got {self.image_position!r}")
+        if self.log_images < 0:
+            raise ValueError(f"log_images must be >= 0, got {self.log_images}")
+        if self.grade_workers < 1:
+            raise ValueError(f"grade_workers must be >= 1, got {self.grade_workers}")
+        if self.grade_timeout_s <= 0:
+            raise ValueError(f"grade_timeout_s must be > 0, got {self.grade_timeout_s}")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise ValueError(f"checkpoint: file not found: {self.checkpoint}")
+
+    @property
+    def loop_configs(self) -> list[LoopConfig]:
+        return [replace(self.loop, mode=m) for m in (self.loops or [self.loop.mode])]
+
+
+ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
+
+
+def settings_header(cfg: EvalConfig, problems: Any) -> dict[str, Any]:
+    """What decides the numbers (identity of a predictions file; loop settings added per loop)."""
+    from vtc_lab.render.config import config_hash
+
+    model = asdict(cfg.model)
+    if cfg.checkpoint:
+        stat = Path(cfg.checkpoint).stat()
+        model["checkpoint"] = {"path": str(Path(cfg.checkpoint).resolve()), "size": stat.st_size,
+                               "mtime_ns": stat.st_mtime_ns}
+    return {
+        "model": model,
+        "benchmark": {"name": problems.name, "version": problems.version,
+                      "fingerprint": problems.fingerprint, "limit": cfg.benchmark.limit,
+                      "seed": cfg.benchmark.seed,
+                      "question_template": cfg.benchmark.question_template,
+                      "ids": hashlib.sha256("\n".join(p.id for p in problems).encode()).hexdigest()[:16]},
+        "renderer": config_hash(cfg.renderer),
+        "system_prompt": cfg.system_prompt,
+        "image_position": cfg.image_position,
+    }
+
+
+def load_checkpoint_weights(model: Any, path: str) -> None:
+    """Load a Lightning checkpoint's `state_dict` into `model`, whatever attribute prefix the
+    LightningModule gave it (`model.`, `backbone.model.`, ...). Tensors only (weights_only)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    own = model.state_dict()
+    for prefix in sorted({k[: len(k) - len(o)] for k in state for o in own if k.endswith(o)},
+                         key=len):
+        picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if set(own) <= set(picked):
+            model.load_state_dict({k: picked[k] for k in own}, strict=True)
+            return
+    raise ValueError(f"checkpoint {path}: its state_dict does not hold this model's weights "
+                     f"(e.g. {next(iter(own))!r}); was it trained with another model config?")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, float]:
+    """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics."""
+    import torch
+
+    from vtc_lab.eval.benchmarks import load_benchmark
+    from vtc_lab.infer.engine import HFEngine
+    from vtc_lab.infer.evaluate import evaluate_benchmarks
+    from vtc_lab.models import load_backbone
+    from vtc_lab.tracking import start_run
+
+    problems = load_benchmark(cfg.benchmark)
+    header = settings_header(cfg, problems)
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()
+    out_dir = Path(cfg.output_dir or Path(cfg.output_root) / "eval" / cfg.model.name
+                   / f"{problems.name}-{digest[:10]}")
+    backbone = load_backbone(cfg.model)
+    if cfg.checkpoint:
+        load_checkpoint_weights(backbone.model, cfg.checkpoint)
+    backbone.model.eval()
+    torch.manual_seed(cfg.loop.seed)
+    run_name = cfg.run_name or f"eval-{cfg.model.name}-{problems.name}"
+    with start_run(cfg.tracking, cfg, cfg.output_root, run_name=run_name) as run:
+        results = evaluate_benchmarks(
+            HFEngine(backbone), {problems.name: problems}, cfg.loop_configs, cfg.renderer,
+            cfg.system_prompt, cfg.image_position, predictions_dir=out_dir, header=header,
+            keep_images=cfg.log_images, progress=cfg.progress,
+            grade_workers=cfg.grade_workers, grade_timeout_s=cfg.grade_timeout_s)
+        metrics = dict(results.metrics)
+        metrics[f"eval/{problems.name}/skipped_lines"] = float(len(problems.skipped))
+        run.log_metrics(metrics)
+        run.set_tags({"vtc_lab.predictions_dir": str(out_dir.resolve())})
+        for key, recs in results.records.items():
+            name = key.replace("/", "__")
+            run.log_table(results.tables[key], f"predictions/{name}.json")
+            _write_atomic(out_dir / f"{name}.graded.jsonl",
+                          "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in recs))
+        for name, image in results.memory_images(cfg.log_images):
+            run.log_image(image, f"memory/{name}")
+        _write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+        run.log_artifact(out_dir / "metrics.json")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+def main(raw: DictConfig) -> float | None:
+    cfg: EvalConfig = OmegaConf.to_object(raw)
+    metrics = evaluate(cfg)
+    return metrics.get(f"eval/{cfg.benchmark.name}/{cfg.loop_configs[0].mode}/accuracy")
+
+
+if __name__ == "__main__":
+    main()
