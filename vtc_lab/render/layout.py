@@ -1,0 +1,264 @@
+"""Text -> lines -> pages, in points, with the same line breaks as the reference reportlab layout.
+
+The reference pipeline (Glyph / VTC-R1) feeds the text to one reportlab `Paragraph` with runs of
+two or more spaces turned into no-break spaces and newlines into `<br/>`. Its line breaking,
+reproduced here with our own code from the rules it follows:
+
+- words are maximal runs of non-space characters, where a run of >= 2 spaces counts as part of
+  the word (it became `&nbsp;`s); a single space is a break opportunity and is dropped at a line
+  start or end;
+- a word joins the line if `width + space + word <= max_width + shrink * space * gaps`, where
+  `gaps` is the number of inter-word spaces the line would then have (reportlab's
+  `spaceShrinkage` = 0.05); an overfull line is drawn with its spaces squeezed to fit;
+- a word wider than a whole line is split character by character: the first piece fills what is
+  left of the current line, the next pieces fill whole lines, the last one continues normally;
+- widths are the font's own advances in 1/1000 em, summed per word, times the size;
+- a page holds floor(inner height / line height) lines; the first baseline sits one font ascent
+  (OS/2 sTypoAscender) below the top of the text area.
+
+Beyond the reference: `\\f` forces a page break, tabs become `tab_size` spaces, control and
+zero-width characters are dropped (and counted), missing glyphs come from fallback fonts or are
+drawn as the font's .notdef box (counted).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vtc_lab.render.config import RenderConfig
+from vtc_lab.render.fonts import Face
+
+_TOKEN_RE = re.compile(r"(?P<w>(?:[^ \n\f]| {2,})+)|(?P<nl>\n)|(?P<ff>\f)")
+# Text made only of these needs no normalisation (the fast path for ordinary ASCII text).
+_PLAIN_RE = re.compile(r"[^\x20-\x7e\n]")
+_NEWLINES = {"\n", "\x0b", "\x85", "\u2028", "\u2029"}
+
+
+@dataclass
+class Normalized:
+    """The text as laid out: `text[i]` was `source[src[i]]` (src None = identity)."""
+
+    text: str
+    src: np.ndarray | None
+    dropped: int
+
+
+def normalize(text: str, cfg: RenderConfig) -> Normalized:
+    """Map line breaks, tabs and invisible characters to what the layout understands."""
+    if not _PLAIN_RE.search(text):
+        if cfg.newline == "space":
+            text = text.replace("\n", " ")
+        return Normalized(text, None, 0)
+    out: list[str] = []
+    src: list[int] = []
+    dropped = 0
+    newline = "\n" if cfg.newline == "break" else " "
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\r":
+            if i + 1 < n and text[i + 1] == "\n":  # \r\n is one newline
+                dropped += 1
+            else:
+                out.append(newline)
+                src.append(i)
+        elif ch in _NEWLINES:
+            out.append(newline)
+            src.append(i)
+        elif ch == "\f":
+            out.append("\f")
+            src.append(i)
+        elif ch == "\t":
+            out.extend(" " * cfg.tab_size)
+            src.extend([i] * cfg.tab_size)
+            dropped += cfg.tab_size == 0
+        elif ch < " " or "\x7f" <= ch < "\xa0" or unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+            dropped += 1  # control, format (zero-width, soft hyphen, bidi marks), surrogates
+        else:
+            out.append(ch)
+            src.append(i)
+        i += 1
+    return Normalized("".join(out), np.asarray(src, np.int64), dropped)
+
+
+@dataclass
+class Line:
+    """One laid-out line: characters `start:end` of the normalized text."""
+
+    start: int
+    end: int
+    width: float
+    """Natural width in points (before any space squeezing)."""
+    gaps: int
+    """Inter-word spaces on the line (the ones squeezed when it is overfull)."""
+
+
+@dataclass
+class Layout:
+    """Pages of lines plus the per-character widths they were measured with."""
+
+    norm: Normalized
+    widths: np.ndarray
+    """Advance of each normalized character in points."""
+    fonts: np.ndarray
+    """Face index per normalized character (0 = main font, i = fallback_fonts[i-1])."""
+    pages: list[list[Line]] = field(default_factory=list)
+    missing: int = 0
+    """Characters no font has (drawn as .notdef)."""
+    truncated: bool = False
+    chars_laid_out: int = 0
+    """Normalized characters placed on the kept pages."""
+
+
+def char_widths(text: str, faces: list[Face], cfg: RenderConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-character advance (points), face index and the count of characters no face has."""
+    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4").astype(np.int64)
+    main = faces[0]
+    w1000 = np.full(len(cps), np.nan)
+    bmp = cps < 0x10000
+    w1000[bmp] = main.width1000[cps[bmp]]
+    font_idx = np.zeros(len(cps), np.int8)
+    missing = 0
+    for i in np.flatnonzero(np.isnan(w1000)).tolist():
+        cp = int(cps[i])
+        for k, face in enumerate(faces):
+            if face.has(cp):
+                w1000[i], font_idx[i] = face.width1000_of(cp), k
+                break
+        else:
+            w1000[i] = main.notdef1000
+            missing += text[i] not in "\n\f"
+    widths = w1000 * (cfg.font_size * 0.001)
+    if cfg.cell_width:
+        widths[:] = cfg.cell_width / cfg.scale
+    return widths, font_idx, missing
+
+
+def _split_long(cum: np.ndarray, s: int, e: int, first_avail: float, max_w: float,
+                size: float) -> list[int]:
+    """Cut points of word s:e: first piece fits `first_avail`, the others `max_w` (greedy,
+    a character wider than a line goes alone). Returns the piece ends."""
+    ends: list[int] = []
+    avail, piece_w, i = first_avail, 0.0, s
+    while i < e:
+        cw = (cum[i + 1] - cum[i]) * size
+        if piece_w + cw > avail and (piece_w > 0 or cw <= max_w):
+            ends.append(i)
+            avail, piece_w = max_w, 0.0
+            continue
+        piece_w += cw
+        i += 1
+    ends.append(e)
+    return ends
+
+
+def break_lines(norm: str, w1000_cum: np.ndarray, size: float, max_w: float, space_w: float,
+                shrink: float) -> list[tuple[list[Line], bool]]:
+    """Greedy line breaking. Returns (lines, page_break_after) blocks separated by form feeds.
+
+    `w1000_cum[i]` is the summed width (1/1000 em) of norm[:i]; `size` is the font size / 1000,
+    so widths are `(cum[e] - cum[s]) * size` points, like reportlab's per-word `stringWidth`.
+    """
+    cum = w1000_cum
+    blocks: list[tuple[list[Line], bool]] = []
+    lines: list[Line] = []
+    ls = le = -1  # current line span, -1 = no word yet
+    cur, n = 0.0, 0
+
+    def close() -> None:
+        nonlocal ls, le, cur, n
+        if ls < 0:
+            lines.append(Line(le if le >= 0 else pos, le if le >= 0 else pos, 0.0, 0))
+        else:
+            lines.append(Line(ls, le, cur, max(n - 1, 0)))
+        ls = le = -1
+        cur, n = 0.0, 0
+
+    pos = 0
+    for m in _TOKEN_RE.finditer(norm):
+        pos = m.start()
+        kind = m.lastgroup
+        if kind == "w":
+            s, e = m.span()
+            ww = (cum[e] - cum[s]) * size
+            if n == 0:
+                if ww > max_w:
+                    ends = _split_long(cum, s, e, max_w, max_w, size)
+                    start = s
+                    for end in ends[:-1]:
+                        lines.append(Line(start, end, (cum[end] - cum[start]) * size, 0))
+                        start = end
+                    ls, le, cur, n = start, e, (cum[e] - cum[start]) * size, 1
+                else:
+                    ls, le, cur, n = s, e, ww, 1
+                continue
+            new = cur + space_w + ww
+            if new <= max_w + shrink * space_w * n:
+                le, cur, n = e, new, n + 1
+            elif ww > max_w:
+                ends = _split_long(cum, s, e, max_w - space_w - cur, max_w, size)
+                if ends[0] > s:
+                    le, cur, n = ends[0], cur + space_w + (cum[ends[0]] - cum[s]) * size, n + 1
+                lines.append(Line(ls, le, cur, n - 1))
+                start = ends[0]
+                for end in ends[1:-1]:
+                    lines.append(Line(start, end, (cum[end] - cum[start]) * size, 0))
+                    start = end
+                ls, le, cur, n = start, e, (cum[e] - cum[start]) * size, 1
+            else:
+                lines.append(Line(ls, le, cur, n - 1))
+                ls, le, cur, n = s, e, ww, 1
+        elif kind == "nl":
+            close()
+        else:  # form feed: finish the line if any, then a page break
+            if ls >= 0:
+                close()
+            blocks.append((lines, True))
+            lines = []
+    if ls >= 0:
+        lines.append(Line(ls, le, cur, n - 1))
+    blocks.append((lines, False))
+    return blocks
+
+
+def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
+    """Normalize, measure, break into lines and paginate."""
+    norm = normalize(text, cfg)
+    widths, fonts, missing = char_widths(norm.text, faces, cfg)
+    size = cfg.font_size
+    w1000 = widths / (size * 0.001)
+    cum = np.concatenate([[0.0], np.cumsum(w1000)])
+    if cfg.cell_width:
+        scale = cfg.scale
+        cols = math.floor((cfg.page_width - 2 * (cfg.margin_x + cfg.padding)) * scale / cfg.cell_width + 1e-9)
+        max_w = max(cols, 1) * cfg.cell_width / scale
+        space_w, shrink = cfg.cell_width / scale, 0.0
+        per_page = math.floor((cfg.page_height - 2 * (cfg.margin_y + cfg.padding)) * scale
+                              / cfg.cell_height + 1e-9)
+    else:
+        max_w = cfg.page_width - 2 * (cfg.margin_x + cfg.padding)
+        space_w = faces[0].width1000_of(0x20) * size * 0.001
+        shrink = cfg.space_shrink
+        per_page = math.floor((cfg.page_height - 2 * (cfg.margin_y + cfg.padding)) / cfg.line_height + 1e-8)
+    per_page = max(per_page, 1)
+    layout = Layout(norm=norm, widths=widths, fonts=fonts, missing=missing)
+    for lines, page_break in break_lines(norm.text, cum, size * 0.001, max_w, space_w, shrink):
+        for i in range(0, len(lines), per_page):
+            layout.pages.append(lines[i:i + per_page])
+        if page_break and not lines:
+            layout.pages.append([])
+    if not layout.pages:
+        layout.pages.append([])
+    if cfg.max_pages is not None and len(layout.pages) > cfg.max_pages:
+        layout.pages = layout.pages[:cfg.max_pages]
+        layout.truncated = True
+    last = [ln for page in layout.pages for ln in page]
+    layout.chars_laid_out = last[-1].end if last else 0
+    if not layout.truncated:
+        layout.chars_laid_out = len(norm.text)
+    return layout
