@@ -1,4 +1,8 @@
-"""Traces -> SFT samples: the prompt builder, the target format, sources and the builder."""
+"""Traces -> SFT samples: the prompt builder, the target format, sources and the builder.
+
+`build_messages` and the format helpers import nothing heavy; the builder and reader (pyarrow,
+the renderer) load on first use.
+"""
 
 from vtc_lab.data.config import DataConfig
 from vtc_lab.data.format import (
@@ -10,6 +14,20 @@ from vtc_lab.data.format import (
 )
 from vtc_lab.data.messages import REFERENCE_SYSTEM_PROMPT, build_messages
 
+_LAZY = {
+    "build_dataset": "vtc_lab.data.build",
+    "ensure_dataset": "vtc_lab.data.build",
+    "dataset_dir": "vtc_lab.data.build",
+    "DatasetConfigMismatch": "vtc_lab.data.build",
+    "Dataset": "vtc_lab.data.shards",
+    "open_dataset": "vtc_lab.data.shards",
+    "decode_images": "vtc_lab.data.shards",
+    "export_llamafactory": "vtc_lab.data.export",
+    "iter_traces": "vtc_lab.data.sources",
+    "register_source": "vtc_lab.data.sources",
+    "Trace": "vtc_lab.data.sources",
+}
+
 __all__ = [
     "FINAL_RE",
     "REFERENCE_SYSTEM_PROMPT",
@@ -19,4 +37,13 @@ __all__ = [
     "format_target",
     "is_final",
     "split_final",
+    *sorted(_LAZY),
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vtc_lab.data' has no attribute {name!r}")

@@ -1,0 +1,158 @@
+"""The dataset builder on the MATH500 fixture: rows, stats, resume, refusal, export, readers."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vtc_lab.data import is_final, split_final
+from vtc_lab.data.build import DatasetConfigMismatch, build_dataset, ensure_dataset
+from vtc_lab.data.config import DataConfig
+from vtc_lab.data.shards import open_dataset
+from vtc_lab.data.sources import Trace, iter_traces
+from vtc_lab.render import vision_tokens
+from vtc_lab.segment import SegmentationConfig
+
+
+def rows_of(path):
+    return list(open_dataset(path).iter_samples())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One fixture build shared by the read-only tests (10 problems, 3 shards)."""
+    from vtc_lab.cli.build_data import BuildDataConfig
+    from vtc_lab.tracking.config import TrackingConfig
+
+    root = tmp_path_factory.mktemp("build")
+    cfg = BuildDataConfig(data=DataConfig(limit=10), tracking=TrackingConfig(mode="off"),
+                          segmentation=SegmentationConfig(max_tokens=96, min_tokens=16,
+                                                          max_segments=8, on_overflow="merge"),
+                          output_root=str(root), problems_per_shard=4, progress=False)
+    metrics = build_dataset(cfg)
+    return cfg, metrics, Path(metrics["path"])
+
+
+def test_rows_reassemble_the_traces(built):
+    cfg, metrics, path = built
+    rows = rows_of(path)
+    traces = {t.problem_id: t for t in iter_traces(cfg.data) if isinstance(t, Trace)}
+    by_problem = {}
+    for r in rows:
+        by_problem.setdefault(r["problem_id"], []).append(r)
+    assert set(by_problem) == set(traces) and len(traces) == 10
+    multi = 0
+    for pid, rs in by_problem.items():
+        rs.sort(key=lambda r: r["k"])
+        n = rs[0]["n"]
+        multi += n > 1
+        assert [r["k"] for r in rs] == list(range(1, n + 1))
+        assert all(not is_final(r["target"]) for r in rs[:-1]) and is_final(rs[-1]["target"])
+        reasoning, answer = split_final(rs[-1]["target"])
+        assert answer == traces[pid].answer
+        # lossless: the targets put back together are the trace's reasoning
+        assert "".join(r["target"] for r in rs[:-1]) + reasoning == traces[pid].reasoning
+        for r in rs:
+            assert len(r["images"]) == len(r["image_segments"])
+            assert r["image_segments"] == sorted(r["image_segments"])
+            assert set(r["image_segments"]) == set(range(1, r["k"]))
+            sizes = [Image.open(io.BytesIO(b)).size for b in r["images"]]
+            assert r["memory_vision_tokens"] == sum(vision_tokens(w, h, "qwen3_vl") for w, h in sizes)
+            assert (r["memory_text_tokens"] == 0) == (r["k"] == 1)
+        # sample k's memory is sample k-1's memory plus the pages of segment k-1
+        for a, b in zip(rs, rs[1:]):
+            assert b["images"][:len(a["images"])] == a["images"]
+    assert multi >= 5, "96-token rounds must split most MATH500 solutions"
+    assert metrics["data/samples"] == len(rows)
+
+
+def test_stats_and_manifest(built):
+    cfg, metrics, path = built
+    stats = json.loads((path / "stats.json").read_text())
+    manifest = json.loads((path / "manifest.json").read_text())
+    rows = rows_of(path)
+    assert manifest["status"] == "complete" and manifest["counts"]["samples"] == len(rows)
+    assert manifest["config"]["segmentation"]["max_tokens"] == 96
+    assert manifest["code_version"]["vtc_lab"]
+    hist = {}
+    for r in rows:
+        if r["k"] == 1:
+            hist[str(r["n"])] = hist.get(str(r["n"]), 0) + 1
+    assert stats["segments_per_problem"] == hist
+    last = [r for r in rows if r["k"] == r["n"]]
+    assert stats["memory_vision_tokens"] == sum(r["memory_vision_tokens"] for r in last)
+    assert stats["memory_text_tokens"] == sum(r["memory_text_tokens"] for r in last)
+    assert stats["tokens_saved"] == sum(r["memory_text_tokens"] - r["memory_vision_tokens"] for r in rows)
+    assert stats["compression_ratio"] == round(stats["memory_text_tokens"] / stats["memory_vision_tokens"], 4)
+    assert Image.open(path / "stats.png").size[0] > 100
+
+
+def test_readable_by_pandas_and_datasets(built):
+    import datasets
+    import pandas as pd
+
+    _, _, path = built
+    files = sorted(str(p) for p in (path / "shards").glob("*.parquet"))
+    df = pd.concat([pd.read_parquet(f) for f in files])
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert len(df) == len(ds) == len(rows_of(path))
+    assert list(ds[0]["images"]) == list(df.iloc[0]["images"])
+
+
+def test_resume_rebuilds_only_missing_shards(make_cfg, built):
+    cfg = make_cfg()
+    first = build_dataset(cfg)
+    path = Path(first["path"])
+    reference = rows_of(path)
+    stats = (path / "stats.json").read_text()
+    # simulate a kill: one shard gone, a half-written temp file and a "building" manifest
+    (path / "shards" / "shard-00001.parquet").unlink()
+    (path / "shards" / "shard-00002.parquet.tmp999").write_bytes(b"PAR1 half")
+    m = json.loads((path / "manifest.json").read_text())
+    m["status"] = "building"
+    (path / "manifest.json").write_text(json.dumps(m))
+    again = build_dataset(cfg)
+    assert again["data/built_shards"] == 1 and again["data/resumed_shards"] == 2
+    assert rows_of(path) == reference
+    assert (path / "stats.json").read_text() == stats
+    assert not list(path.rglob("*.tmp*"))
+    # and a complete dataset with the same config is simply reused
+    assert build_dataset(cfg)["reused"] is True
+
+
+def test_different_config_is_refused(make_cfg):
+    build_dataset(make_cfg())
+    other = make_cfg(segmentation=SegmentationConfig(max_tokens=64, min_tokens=16))
+    with pytest.raises(DatasetConfigMismatch, match=r"segmentation.max_tokens: 96 -> 64"):
+        build_dataset(other)
+    with pytest.raises(DatasetConfigMismatch):
+        ensure_dataset(other)
+    assert build_dataset(make_cfg(overwrite=True, segmentation=other.segmentation))["reused"] is False
+
+
+def test_non_dataset_directory_is_refused(make_cfg, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetConfigMismatch, match="not empty"):
+        build_dataset(make_cfg(output_dir=str(tmp_path / "busy")))
+
+
+def test_stats_only_matches_full_build_without_images(make_cfg, built):
+    _, _, path = built
+    metrics = build_dataset(make_cfg(stats_only=True))
+    out = Path(metrics["path"])
+    assert not (out / "shards").exists()
+    full = json.loads((path / "stats.json").read_text())
+    fast = json.loads((out / "stats.json").read_text())
+    for key in ("problems", "samples", "segments_per_problem", "compression_ratio", "tokens_saved"):
+        assert fast[key] == full[key]
+
+
+def test_ensure_dataset_builds_then_reuses(make_cfg):
+    cfg = make_cfg(limit=3)
+    path = ensure_dataset(cfg)
+    assert open_dataset(path).num_samples == len(rows_of(path)) > 0
+    stamp = (path / "manifest.json").stat().st_mtime_ns
+    assert ensure_dataset(cfg) == path and (path / "manifest.json").stat().st_mtime_ns == stamp

@@ -1,0 +1,83 @@
+"""A build killed with SIGKILL in a real subprocess, then restarted, equals an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from vtc_lab.data.build import build_dataset
+from vtc_lab.data.shards import open_dataset
+
+CHILD = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from data.conftest import small_build_cfg
+    from vtc_lab.data.build import build_dataset
+    build_dataset(small_build_cfg({root!r}, {out!r}, {limit}))
+""")
+
+
+def _spawn(root, out, limit):
+    code = CHILD.format(tests=str(Path(__file__).parents[1]), root=str(root), out=str(out), limit=limit)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", code], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_shards(out, count, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list((out / "shards").glob("*.parquet"))) >= count if (out / "shards").exists() else False:
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
+
+
+def _rows(path):
+    return list(open_dataset(path).iter_samples())
+
+
+def _kill(proc):
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_kill_mid_build_then_resume_is_identical(tmp_path):
+    from data.conftest import small_build_cfg
+
+    out = tmp_path / "killed"
+    proc = _spawn(tmp_path, out, 24)
+    assert _wait_for_shards(out, 2, proc), proc.stderr.read().decode()[-2000:]
+    _kill(proc)
+    assert proc.returncode == -signal.SIGKILL
+    done_before = len(list((out / "shards").glob("*.parquet")))
+    assert done_before < 6, "the build finished before it was killed; make it longer"
+    resumed = build_dataset(small_build_cfg(tmp_path, out, 24))
+    assert resumed["data/resumed_shards"] >= 2
+    reference = build_dataset(small_build_cfg(tmp_path, tmp_path / "whole", 24))
+    assert _rows(out) == _rows(reference["path"])
+    assert (out / "stats.json").read_text() == (Path(reference["path"]) / "stats.json").read_text()
+
+
+@pytest.mark.slow
+def test_killed_at_many_moments(tmp_path):
+    """Kill again and again at varied moments (between and during shard writes), then finish."""
+    from data.conftest import small_build_cfg
+
+    out = tmp_path / "killed"
+    for delay in (0.3, 1.1, 1.7, 2.3, 2.9, 3.6):
+        proc = _spawn(tmp_path, out, 40)
+        time.sleep(delay)
+        if proc.poll() is None:
+            _kill(proc)
+    build_dataset(small_build_cfg(tmp_path, out, 40))
+    reference = build_dataset(small_build_cfg(tmp_path, tmp_path / "whole", 40))
+    assert _rows(out) == _rows(reference["path"])
+    assert not list(out.rglob("*.tmp*"))

@@ -1,0 +1,335 @@
+"""`build_dataset`: traces -> segmented, rendered SFT shards (parallel, resumable, atomic).
+
+The trace stream is deterministic, so shard i always holds the same `problems_per_shard`
+traces. A run skips shards that already exist and rebuilds the rest; because every shard is
+written under a temporary name and renamed, a build killed at any moment (kill -9) and started
+again with the same config ends with exactly the samples of an uninterrupted build. A
+different config in the same directory is refused (config hash in manifest.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from vtc_lab.data import shards as sh
+from vtc_lab.data.samples import SampleSettings, ShardStats, WorkerState, problem_samples
+from vtc_lab.data.sources import Skip, Trace, iter_traces
+from vtc_lab.data.stats import format_stats, plot_stats, summarize
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+"""Bumped when the row layout changes (part of the config hash)."""
+
+
+class DatasetConfigMismatch(ValueError):
+    """The output directory holds a dataset built with another config."""
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def identity_config(cfg: Any) -> dict:
+    """The parts of a BuildDataConfig that decide the samples (what the hash covers).
+
+    Left out: names, worker counts, tracking, export and cache settings: changing them does not
+    change a single sample. Model training switches are left out too; only what the tokenizer
+    and the vision-token rule depend on stays.
+    """
+    data = _plain(cfg.data)
+    data.pop("name", None)
+    model = _plain(cfg.model)
+    keep = {"source", "arch", "path", "min_pixels", "max_pixels", "trust_remote_code"}
+    model_id = {k: v for k, v in model.items() if k in keep}
+    if model.get("source") == "tiny":
+        tiny = dict(model.get("tiny") or {})
+        tiny.pop("seed", None)
+        model_id["tiny"] = tiny
+    return {
+        "format_version": FORMAT_VERSION,
+        "data": data,
+        "segmentation": _plain(cfg.segmentation),
+        "renderer": _plain(cfg.renderer),
+        "model": model_id,
+        "token_counter": cfg.token_counter,
+        "problems_per_shard": cfg.problems_per_shard,
+    }
+
+
+def config_hash(cfg: Any) -> str:
+    blob = json.dumps(identity_config(cfg), sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def dataset_dir(cfg: Any) -> Path:
+    """`output_dir`, else `<output_root>/datasets/<data.name>` (stats-only: `stats/<name>-<hash>`)."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    if cfg.stats_only:
+        return Path(cfg.output_root) / "stats" / f"{cfg.data.name}-{config_hash(cfg)[:10]}"
+    return Path(cfg.output_root) / "datasets" / cfg.data.name
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def _describe_difference(old: dict, new: dict) -> str:
+    a, b = _flat(old), _flat(new)
+    diffs = [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
+             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} differences)" if len(diffs) > 8 else "")
+
+
+def check_directory(out: Path, cfg: Any, chash: str) -> dict | None:
+    """The existing manifest if `out` holds this config's dataset; raises on any other content."""
+    manifest = sh.read_manifest(out)
+    if manifest is None:
+        if out.exists() and any(out.iterdir()):
+            raise DatasetConfigMismatch(
+                f"{out} exists, is not empty and has no {sh.MANIFEST}: refusing to write a dataset "
+                "into it; choose another output_dir")
+        return None
+    if manifest.get("config_hash") != chash:
+        raise DatasetConfigMismatch(
+            f"{out} holds a dataset built with a different config (config_hash "
+            f"{str(manifest.get('config_hash'))[:12]} != {chash[:12]}): "
+            f"{_describe_difference(manifest.get('identity', {}), identity_config(cfg))}. "
+            "Use another output_dir / data.name, or overwrite=true to delete and rebuild it.")
+    return manifest
+
+
+def code_version() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("vtc-lab")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        pkg = "unknown"
+    out = {"vtc_lab": pkg}
+    try:
+        from vtc_lab.tracking.provenance import git_state
+
+        out["git_commit"], out["git_dirty"] = git_state()
+    except Exception:  # noqa: BLE001 - provenance is best effort, never fails a build
+        pass
+    return out
+
+
+# ------------------------------------------------------------------------------- workers
+
+_STATE: WorkerState | None = None
+
+
+def _init_worker(settings: SampleSettings) -> None:
+    global _STATE
+    _STATE = WorkerState.create(settings)
+
+
+def _build_shard(index: int, traces: list[Trace], out: str | None) -> tuple[int, dict, int]:
+    """Rows of one shard, written atomically unless stats-only; returns (index, stats, problems)."""
+    assert _STATE is not None, "worker not initialised"
+    stats = ShardStats()
+    rows: list[dict] = []
+    for trace in traces:
+        result = problem_samples(trace, _STATE, stats)
+        if isinstance(result, Skip):
+            stats.skipped[result.reason] += 1
+            continue
+        rows.extend(result)
+    if out is not None:
+        sh.write_shard(Path(out), index, rows, stats.to_json())
+    return index, stats.to_json(), len(traces)
+
+
+def _chunks(items: Iterator[Trace | Skip], size: int, skips: Counter,
+            examples: dict[str, list[str]]) -> Iterator[tuple[int, list[Trace]]]:
+    chunk: list[Trace] = []
+    index = 0
+    for item in items:
+        if isinstance(item, Skip):
+            skips[item.reason] += 1
+            if len(examples.setdefault(item.reason, [])) < 3:
+                examples[item.reason].append(f"{item.origin} {item.detail}".strip())
+                log.warning("skipped (%s): %s %s", item.reason, item.origin, item.detail)
+            continue
+        chunk.append(item)
+        if len(chunk) == size:
+            yield index, chunk
+            index, chunk = index + 1, []
+    if chunk:
+        yield index, chunk
+
+
+def _run_shards(cfg: Any, settings: SampleSettings, out: Path, done: set[int],
+                skips: Counter, examples: dict[str, list[str]]) -> tuple[int, dict[int, dict]]:
+    """Build every missing shard (in worker processes if num_workers > 1); returns (shards, stats)."""
+    from tqdm.auto import tqdm
+
+    write_to = None if cfg.stats_only else str(out)
+    results: dict[int, dict] = {}
+    bar = tqdm(total=cfg.data.limit, unit="problem", desc="build-data", disable=not cfg.progress)
+    n_shards = 0
+    chunks = _chunks(iter_traces(cfg.data), cfg.problems_per_shard, skips, examples)
+    if cfg.num_workers <= 1:
+        _init_worker(settings)
+        for index, traces in chunks:
+            n_shards = index + 1
+            if index not in done:
+                _, results[index], _ = _build_shard(index, traces, write_to)
+            bar.update(len(traces))
+    else:
+        pool = ProcessPoolExecutor(max_workers=cfg.num_workers, mp_context=get_context("spawn"),
+                                   initializer=_init_worker, initargs=(settings,))
+        pending: set[Future] = set()
+        try:
+            for index, traces in chunks:
+                n_shards = index + 1
+                if index in done:
+                    bar.update(len(traces))
+                    continue
+                if len(pending) >= 2 * cfg.num_workers:  # bounded memory: few chunks in flight
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        i, stats, count = fut.result()
+                        results[i] = stats
+                        bar.update(count)
+                pending.add(pool.submit(_build_shard, index, traces, write_to))
+            for fut in pending:
+                i, stats, count = fut.result()
+                results[i] = stats
+                bar.update(count)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    bar.close()
+    return n_shards, results
+
+
+def build_dataset(cfg: Any) -> dict:
+    """Build (or finish, or reuse) the dataset of a BuildDataConfig; returns metrics.
+
+    Writes `dataset_dir(cfg)`: manifest.json, stats.json, stats.png and shards/ (none in
+    stats-only mode), and the LLaMA-Factory export when `export=llamafactory`.
+    """
+    t0 = time.perf_counter()
+    out = dataset_dir(cfg)
+    chash = config_hash(cfg)
+    if cfg.overwrite and sh.read_manifest(out) is not None:
+        shutil.rmtree(out)
+    manifest = check_directory(out, cfg, chash)
+    if manifest is not None and manifest.get("status") == "complete":
+        log.info("reusing %s (same config_hash %s)", out, chash[:12])
+        stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+        if cfg.export == "llamafactory" and not cfg.stats_only and not (out / "llamafactory").exists():
+            from vtc_lab.data.export import export_llamafactory
+
+            export_llamafactory(out)
+        return _metrics(stats, out, chash, reused=True, seconds=time.perf_counter() - t0)
+    out.mkdir(parents=True, exist_ok=True)
+    removed = sh.remove_temporaries(out)
+    if removed:
+        log.info("removed %d temporary files of an interrupted build", removed)
+    base = {
+        "format_version": FORMAT_VERSION,
+        "config_hash": chash,
+        "identity": identity_config(cfg),
+        "config": _plain(cfg),
+        "mode": "stats_only" if cfg.stats_only else "samples",
+        "code_version": code_version(),
+    }
+    sh.atomic_write_json(out / sh.MANIFEST, {**base, "status": "building"})
+    done = set() if cfg.stats_only else sh.completed_shards(out)
+    settings = SampleSettings(
+        segmentation=cfg.segmentation, render=cfg.renderer, model=cfg.model,
+        token_counter=cfg.token_counter, include_layouts=cfg.data.include_layouts,
+        stats_only=cfg.stats_only, cache_dir=_cache_dir(cfg), render_hash=_render_hash(cfg.renderer))
+    skips: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    n_shards, fresh = _run_shards(cfg, settings, out, done, skips, examples)
+    total = ShardStats()
+    for i in range(n_shards):
+        shard_stats = fresh.get(i)
+        if shard_stats is None:
+            shard_stats = json.loads(sh.shard_path(out, i, ".stats.json").read_text(encoding="utf-8"))
+        total.add(ShardStats.from_json(shard_stats))
+    stale = [i for i in sh.completed_shards(out) if i >= n_shards]
+    if stale:
+        raise RuntimeError(f"{out}: shards {stale[:5]} beyond the {n_shards} this config produces; "
+                           "the input data changed since the first run - rebuild with overwrite=true")
+    stats = summarize(total, skips, 0 if cfg.stats_only else n_shards)
+    stats["skip_examples"] = examples
+    sh.atomic_write_json(out / "stats.json", stats)
+    plot_stats(stats, out / "stats.png", title=f"{cfg.data.name} / {cfg.segmentation.policy} "
+                                               f"{cfg.segmentation.max_tokens} tok")
+    seconds = time.perf_counter() - t0
+    counts = {"problems": stats["problems"], "samples": stats["samples"], "shards": stats["shards"],
+              "skipped": stats["skipped_total"]}
+    sh.atomic_write_json(out / sh.MANIFEST, {**base, "status": "complete", "counts": counts})
+    print(format_stats(stats))
+    if cfg.export == "llamafactory" and not cfg.stats_only:
+        from vtc_lab.data.export import export_llamafactory
+
+        export_llamafactory(out)
+    return _metrics(stats, out, chash, reused=False, seconds=seconds,
+                    built_shards=len(fresh), resumed_shards=len(done))
+
+
+def _render_hash(render_cfg: Any) -> str:
+    try:
+        from vtc_lab.render import config_hash as render_config_hash
+
+        return str(render_config_hash(render_cfg))
+    except ImportError:  # pragma: no cover - the renderer always ships config_hash
+        blob = json.dumps(_plain(render_cfg), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _cache_dir(cfg: Any) -> str | None:
+    if not cfg.render_cache:
+        return None
+    return cfg.render_cache_dir or str(Path(cfg.output_root) / "cache" / "render")
+
+
+def _metrics(stats: dict, out: Path, chash: str, *, reused: bool, seconds: float,
+             built_shards: int = 0, resumed_shards: int = 0) -> dict:
+    keys = ("problems", "samples", "compression_ratio", "compression_ratio_with_delimiters",
+            "tokens_saved", "mean_segments_per_problem", "share_more_than_4_rounds", "skipped_total")
+    metrics = {f"data/{k}": stats[k] for k in keys if stats.get(k) is not None}
+    metrics.update({"data/seconds": round(seconds, 3), "data/built_shards": built_shards,
+                    "data/resumed_shards": resumed_shards,
+                    "data/samples_per_s": round(stats["samples"] / seconds, 3) if seconds > 0 else 0.0})
+    return {**metrics, "path": str(out), "config_hash": chash, "reused": reused}
+
+
+def ensure_dataset(build_cfg: Any) -> Path:
+    """The dataset directory for `build_cfg`: reused if built with the same config, built if
+    missing or unfinished, refused (DatasetConfigMismatch) if it holds another config."""
+    if build_cfg.stats_only:
+        raise ValueError("ensure_dataset: stats_only=true builds no samples to train on")
+    out = dataset_dir(build_cfg)
+    manifest = check_directory(out, build_cfg, config_hash(build_cfg))
+    if manifest is None or manifest.get("status") != "complete":
+        build_dataset(build_cfg)
+    return out

@@ -1,0 +1,65 @@
+"""Export a built dataset to the LLaMA-Factory sharegpt layout, so users can train with it.
+
+```
+<dataset>/llamafactory/data.jsonl          {"messages": [system?, user, assistant], "images": [...]}
+<dataset>/llamafactory/dataset_info.json   the entry LLaMA-Factory's `dataset_dir` expects
+<dataset>/llamafactory/images/shard-XXXXX/<row>-<j>.png
+```
+Image paths are relative to the export directory (use it as LLaMA-Factory's `dataset_dir` /
+`media_dir`). File names come from shard and row numbers, never from problem ids, so nothing
+can land outside the export directory. The user turn holds one `<image>` placeholder per
+image, before or after the question as in the dataset's `data.image_position`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from vtc_lab.data.shards import atomic_write_json, open_dataset
+
+IMAGE_TOKEN = "<image>"
+EXPORT_DIR = "llamafactory"
+
+
+def export_llamafactory(dataset_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                        dataset_name: str = "vtc_r1") -> Path:
+    """Write the sharegpt export of a complete dataset (atomically: temp dir, then rename)."""
+    ds = open_dataset(dataset_path)
+    final = Path(out_dir) if out_dir is not None else ds.path / EXPORT_DIR
+    tmp = final.with_name(final.name + ".tmp-export")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "images").mkdir(parents=True)
+    system, position = ds.system_prompt, ds.image_position
+    with open(tmp / "data.jsonl", "w", encoding="utf-8") as fh:
+        for shard in ds.shard_ids:
+            shard_dir = tmp / "images" / f"shard-{shard:05d}"
+            shard_dir.mkdir()
+            for row_no, row in enumerate(ds.iter_samples([shard])):
+                paths = []
+                for j, png in enumerate(row["images"]):
+                    rel = f"images/shard-{shard:05d}/{row_no:06d}-{j:03d}.png"
+                    (tmp / rel).write_bytes(png)
+                    paths.append(rel)
+                marks = IMAGE_TOKEN * len(paths)
+                user = marks + row["question"] if position == "before" else row["question"] + marks
+                messages = ([{"role": "system", "content": system}] if system is not None else [])
+                messages += [{"role": "user", "content": user},
+                             {"role": "assistant", "content": row["target"]}]
+                fh.write(json.dumps({"messages": messages, "images": paths,
+                                     "sample_id": row["sample_id"]}, ensure_ascii=False) + "\n")
+    info = {dataset_name: {
+        "file_name": "data.jsonl",
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                 "assistant_tag": "assistant", "system_tag": "system"},
+    }}
+    atomic_write_json(tmp / "dataset_info.json", info)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final

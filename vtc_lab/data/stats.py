@@ -1,0 +1,98 @@
+"""Dataset statistics: the compression ratio and rounds histogram users sweep configs by.
+
+Compression ratio = text tokens of the rendered memory segments / vision tokens of their pages,
+pooled (sum over sum), each segment counted once (segments 1..n-1 of every problem; the last
+segment is never memory). "with delimiters" adds the 2 image-boundary tokens per page.
+Tokens saved = over all samples, memory text tokens minus memory vision tokens: the context the
+model no longer reads as text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from vtc_lab.data.samples import IMAGE_DELIMITER_TOKENS, ShardStats
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def summarize(total: ShardStats, source_skips: Counter, shards: int) -> dict:
+    """The stats.json object (deterministic: same data and config -> same file)."""
+    hist = {str(k): v for k, v in sorted(total.segments_hist.items())}
+    problems = total.problems
+    delim = IMAGE_DELIMITER_TOKENS * total.memory_pages
+    sample_delim = IMAGE_DELIMITER_TOKENS * total.sample_images
+    skipped = Counter(source_skips) + total.skipped
+    return {
+        "problems": problems,
+        "samples": total.samples,
+        "shards": shards,
+        "segments_per_problem": hist,
+        "mean_segments_per_problem": _ratio(total.samples, problems),
+        "share_more_than_4_rounds": _ratio(sum(v for k, v in total.segments_hist.items() if k > 4), problems),
+        "compression_ratio": _ratio(total.memory_text_tokens, total.memory_vision_tokens),
+        "compression_ratio_with_delimiters": _ratio(total.memory_text_tokens, total.memory_vision_tokens + delim),
+        "memory_segments": total.memory_segments,
+        "memory_pages": total.memory_pages,
+        "memory_text_tokens": total.memory_text_tokens,
+        "memory_vision_tokens": total.memory_vision_tokens,
+        "tokens_saved": total.sample_memory_text_tokens - total.sample_memory_vision_tokens,
+        "tokens_saved_with_delimiters": total.sample_memory_text_tokens - total.sample_memory_vision_tokens - sample_delim,
+        "sample_memory_text_tokens": total.sample_memory_text_tokens,
+        "sample_memory_vision_tokens": total.sample_memory_vision_tokens,
+        "sample_images": total.sample_images,
+        "target_tokens": total.target_tokens,
+        "mean_target_tokens": _ratio(total.target_tokens, total.samples),
+        "trace_text_tokens": total.trace_text_tokens,
+        "missing_glyphs": total.missing_glyphs,
+        "dropped_chars": total.dropped_chars,
+        "skipped": dict(sorted(skipped.items())),
+        "skipped_total": sum(skipped.values()),
+        "image_delimiter_tokens_per_image": IMAGE_DELIMITER_TOKENS,
+    }
+
+
+def format_stats(stats: dict) -> str:
+    """A short human-readable summary (printed at the end of a build)."""
+    hist = "  ".join(f"{k}:{v}" for k, v in stats["segments_per_problem"].items()) or "-"
+    skipped = ", ".join(f"{k}={v}" for k, v in stats["skipped"].items()) or "none"
+    return "\n".join([
+        f"problems {stats['problems']}  samples {stats['samples']}  shards {stats['shards']}",
+        f"segments per problem: {hist}  (mean {stats['mean_segments_per_problem']}, "
+        f">4 rounds {stats['share_more_than_4_rounds']})",
+        f"compression ratio (pooled, memory segments): {stats['compression_ratio']}x "
+        f"({stats['compression_ratio_with_delimiters']}x counting image delimiters)",
+        f"memory tokens over samples: text {stats['sample_memory_text_tokens']} -> vision "
+        f"{stats['sample_memory_vision_tokens']} (saved {stats['tokens_saved']})",
+        f"skipped: {skipped}",
+    ])
+
+
+def plot_stats(stats: dict, path: Path, title: str = "") -> Path:
+    """stats.png: rounds-per-problem histogram (the paper's Figure 3) with the pooled ratio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = {int(k): v for k, v in stats["segments_per_problem"].items()}
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    if hist:
+        xs = list(range(1, max(hist) + 1))
+        ax.bar(xs, [hist.get(x, 0) for x in xs], color="#4C72B0")
+        ax.set_xticks(xs if len(xs) <= 20 else xs[:: max(1, len(xs) // 20)])
+    ax.set_xlabel("segments (rounds) per problem")
+    ax.set_ylabel("problems")
+    ratio = stats["compression_ratio"]
+    ax.set_title((title + "\n" if title else "") +
+                 f"{stats['problems']} problems, {stats['samples']} samples, "
+                 f"compression {ratio if ratio is not None else '-'}x", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
