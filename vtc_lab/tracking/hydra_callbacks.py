@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vtc_lab.tracking import runs, sweep
 from vtc_lab.tracking.config import TrackingConfig
-from vtc_lab.tracking.store import prepare
+from vtc_lab.tracking.store import TrackingUnavailableError, prepare
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ def _tracking(config: DictConfig) -> tuple[Optional[TrackingConfig], Optional[st
     return cfg, prepare(cfg, str(config.get("output_root", "vtc-runs")))
 
 
+def _tracking_or_exit(config: DictConfig) -> tuple[Optional[TrackingConfig], Optional[str]]:
+    """`_tracking`, but a bad tracking config or an unreachable store stops the whole command
+    here, before any job starts. Hydra turns callback exceptions into warnings and carries on,
+    so this exits instead (SystemExit is not an Exception and passes through)."""
+    try:
+        return _tracking(config)
+    except (TrackingUnavailableError, ValueError, TypeError) as exc:
+        print(f"vtc-lab: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
 def _task_config(config: DictConfig) -> dict[str, Any]:
     cfg = OmegaConf.to_container(config, resolve=False)
     assert isinstance(cfg, dict)
@@ -65,10 +77,10 @@ class TrackingCallback(Callback):
         self.job_runs = job_runs
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _tracking(config)  # fail before any work when the store is unreachable
+        _tracking_or_exit(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        cfg, uri = _tracking(config)
+        cfg, uri = _tracking_or_exit(config)
         if cfg is None or uri is None or not self.job_runs:
             return
         sweep_dir = str(config.hydra.sweep.dir)

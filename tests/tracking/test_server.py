@@ -1,0 +1,108 @@
+"""A real `mlflow server` (sqlite backend, one worker, free port): sweep into it, read back over
+REST, stop it by pid. Also: a server that is down fails the app before any job runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ._helpers import child_env, run_sweep_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rest(base: str, path: str, body: dict | None = None, query: str = "") -> dict:
+    url = f"{base}/api/2.0/mlflow/{path}{query}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
+        start_new_session=True)  # its own process group: workers die with it
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("mlflow server did not start:\n"
+                                   + (tmp_path / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the group this fixture started, by its pid
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_sweep_against_a_real_tracking_server(tmp_path, mlflow_server):
+    res = run_sweep_app(tmp_path, "x=1,2", "y=5", "fail_when_x=2", "tracking=server",
+                        f"tracking.uri={mlflow_server}", "tracking.experiment=served")
+    assert res.returncode != 0 and "injected failure at x=2" in res.stderr
+    exp = _rest(mlflow_server, "experiments/get-by-name", query="?experiment_name=served")
+    exp_id = exp["experiment"]["experiment_id"]
+    found = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp_id]})["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in found]
+    parents = [r for r, t in zip(found, tags) if t.get("vtc.sweep") == "true"]
+    children = [(r, t) for r, t in zip(found, tags) if "mlflow.parentRunId" in t]
+    assert len(parents) == 1 and len(children) == 2
+    parent_id = parents[0]["info"]["run_id"]
+    assert all(t["mlflow.parentRunId"] == parent_id for _, t in children)
+    status = {r["info"]["run_name"]: r["info"]["status"] for r, _ in children}
+    assert status == {"fail_when_x=2,x=1,y=5": "FINISHED", "fail_when_x=2,x=2,y=5": "FAILED"}
+    ok = next(r for r, _ in children if r["info"]["status"] == "FINISHED")
+    hist = _rest(mlflow_server, "metrics/get-history",
+                 query=f"?run_id={ok['info']['run_id']}&metric_key=score")["metrics"]
+    assert [m["value"] for m in hist] == [1 * 10 + 5 + 9]
+    pmetrics = {m["key"]: m["value"] for m in parents[0]["data"]["metrics"]}
+    assert pmetrics["sweep/jobs_finished"] == 1 and pmetrics["sweep/jobs_failed"] == 1
+    # artifacts went through the server (proxied), not into the client's output_root
+    failed = next(r for r, _ in children if r["info"]["status"] == "FAILED")
+    arts = _rest(mlflow_server, "artifacts/list",
+                 query=f"?run_id={failed['info']['run_id']}&path=error")
+    assert [f["path"] for f in arts["files"]] == ["error/traceback.txt"]
+    assert list((tmp_path / "server-artifacts").rglob("traceback.txt"))
+    assert not (tmp_path / "out" / "mlartifacts").exists()
+
+
+def test_server_down_fails_before_any_job_naming_the_uri(tmp_path):
+    port = _free_port()  # nothing listens there
+    res = run_sweep_app(tmp_path, "x=1,2", "tracking=server",
+                        f"tracking.uri=http://127.0.0.1:{port}", "tracking.connect_timeout_s=2")
+    assert res.returncode != 0
+    assert f"http://127.0.0.1:{port}" in res.stderr
+    assert "cannot reach the MLflow tracking server" in res.stderr
+    assert "Launching" not in res.stdout + res.stderr  # no job started
