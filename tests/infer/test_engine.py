@@ -107,3 +107,27 @@ def test_top_p_keeps_only_the_nucleus(engine):
                               GenerationParams(max_new_tokens=5, do_sample=True,
                                                temperature=1.0, top_p=1e-6))[0]
         assert out.token_ids == greedy.token_ids
+
+
+def test_inference_prompt_equals_the_training_encoders_prompt(engine):
+    """The SFT encoder's unmasked prefix (labels == -100) is exactly what inference feeds."""
+    import io
+
+    from vtc_lab.train.collate import IGNORE_INDEX, SFTEncoder
+
+    images = [page(300, 90), page(220, 70, shade=240)]
+    pngs = []
+    for img in images:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    encoder = SFTEncoder(processor=engine.processor, stop_token_ids=engine.stop_ids,
+                         system_prompt=REFERENCE_SYSTEM_PROMPT, image_position="before")
+    sample = {"sample_id": "s", "question": "What is 2+2?", "target": "so </think>\n<answer>4</answer>",
+              "images": pngs}
+    enc = encoder.encode(sample)
+    prompt_len = int((enc["labels"] == IGNORE_INDEX).sum())
+    train_prompt = enc["input_ids"][:prompt_len].tolist()
+    messages = build_messages("What is 2+2?", encoder.load_images(sample), REFERENCE_SYSTEM_PROMPT)
+    infer_prompt = engine.encode(GenerationRequest(messages))["input_ids"][0].tolist()
+    assert infer_prompt == train_prompt

@@ -59,6 +59,11 @@ class GenerationOutput:
     """True when the model ended its turn (end-of-turn token), False when it hit the budget."""
     generate_s: float
     """Wall time of the batched call this request was part of."""
+    memory_ids: list[int] | None = None
+    """The new ids that may be fed back as text memory: `token_ids` without special tokens
+    (end-of-turn, image placeholders, vision delimiters...), i.e. exactly the ids behind `text`.
+    A model that emits an image placeholder must not smuggle it into the next prompt. None: use
+    `token_ids` minus a final end-of-turn token."""
 
 
 @runtime_checkable
@@ -133,6 +138,9 @@ class HFEngine:
             raise ValueError("HFEngine: the tokenizer has no pad token; left padding needs one")
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.stop_ids = self._stop_ids()
+        self.special_ids = set(self.tokenizer.all_special_ids) | set(self.stop_ids)
+        if self.image_token_id is not None:
+            self.special_ids.add(self.image_token_id)
 
     def _stop_ids(self) -> list[int]:
         ids: list[int] = list(getattr(self.backbone, "stop_token_ids", None) or [])
@@ -154,8 +162,10 @@ class HFEngine:
         images = [part["image"] for msg in request.messages
                   if isinstance(msg.get("content"), list)
                   for part in msg["content"] if part.get("type") == "image"]
-        enc = self.processor(text=[self.prompt_text(request.messages)],
-                             images=images or None, return_tensors="pt")
+        # add_special_tokens=False: the template already holds every special token, and the
+        # training encoder (vtc_lab.train.collate.SFTEncoder) tokenizes the same way.
+        enc = self.processor(text=[self.prompt_text(request.messages)], images=images or None,
+                             add_special_tokens=False, return_tensors="pt")
         enc = dict(enc)
         length = enc["input_ids"].shape[1]
         if request.prefix_ids:
@@ -227,7 +237,8 @@ class HFEngine:
             results.append(GenerationOutput(
                 text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
                 token_ids=ids, context_text_tokens=int(prompt_ids.numel()) - vision,
-                context_vision_tokens=vision, stopped=stopped, generate_s=elapsed))
+                context_vision_tokens=vision, stopped=stopped, generate_s=elapsed,
+                memory_ids=[t for t in text_ids if t not in self.special_ids]))
         return results
 
     def count_text_tokens(self, text: str) -> int:

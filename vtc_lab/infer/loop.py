@@ -198,9 +198,13 @@ def _is_final(text: str) -> bool:
 def _remember(u: _Unit, out, rec: RoundRecord, mode: str, engine: Engine, renderer) -> None:
     """Turn a non-final round into memory for the next one (mode-specific)."""
     if mode == "text":
-        ids = list(out.token_ids)
-        if out.stopped and ids:
-            ids = ids[:-1]  # the end-of-turn token would close the turn we continue
+        if out.memory_ids is not None:
+            ids = list(out.memory_ids)
+        else:
+            ids = list(out.token_ids)
+            if out.stopped and ids:
+                ids = ids[:-1]  # the end-of-turn token would close the turn we continue
+        rec.memory_text_tokens = len(ids)
         u.prefix_ids = u.prefix_ids + ids
     elif mode == "optical":
         t0 = time.perf_counter()
@@ -231,7 +235,7 @@ def _drop_overflowing(active: list[_Unit], limit: int) -> list[_Unit]:
         if u.rounds:
             last = u.rounds[-1]
             nxt = last.context_text_tokens + last.context_vision_tokens
-            nxt += last.generated_tokens if u.prefix_ids else last.memory_text_tokens
+            nxt += last.memory_text_tokens
             if nxt > limit:
                 u.status = "context_overflow"
                 continue

@@ -40,7 +40,8 @@ class RoundRecord:
     new_images: int = 0
     """Pages rendered from this round's text and appended to the memory."""
     memory_text_tokens: int = 0
-    """Text tokens (the backbone's tokenizer) of the text rendered after this round."""
+    """Optical: text tokens (the backbone's tokenizer) of this round's rendered text. Text loop:
+    the ids of this round kept in the assistant turn (special tokens removed)."""
     memory_vision_tokens: int = 0
     """Vision tokens the pages rendered after this round cost in the next prompt."""
     render_error: str | None = None
