@@ -156,3 +156,27 @@ def test_parallel_first_use_of_a_fresh_store_does_not_race(tmp_path):
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
         assert pool.map(_migrate, [uri] * 4) == [True] * 4
+
+
+def test_resume_inside_a_hydra_job_reuses_the_old_run(tmp_path):
+    from vtc_lab.tracking import open_run, resolve_tracking_uri as rtu
+    from vtc_lab.tracking.runs import current_job_run, set_job_run
+
+    cfg = TrackingConfig(experiment="unit")
+    uri = rtu(cfg, tmp_path)
+    with start_run(cfg, _App(), tmp_path) as first:
+        old_id = first.run_id
+    prepare_store(uri)
+    fresh = open_run(cfg, uri, run_name="attempt-2")  # what the callback opens for the job
+    set_job_run(fresh)
+    try:
+        resumed_cfg = TrackingConfig(experiment="unit", resume_run_id=old_id)
+        with start_run(resumed_cfg, _App(), tmp_path) as run:
+            assert run.run_id == old_id
+            run.log_metrics({"after_resume": 2.0})
+        assert current_job_run().run_id == old_id   # the callback will end this one
+    finally:
+        set_job_run(None)
+    client = MlflowClient(uri)
+    assert client.get_run(fresh.run_id).info.lifecycle_stage == "deleted"
+    assert client.get_run(old_id).data.metrics["after_resume"] == 2.0

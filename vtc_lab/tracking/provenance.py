@@ -32,13 +32,15 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "data": ("data.name",),
     "system_prompt": ("data.system_prompt",),
     "image_position": ("data.image_position",),
-    "max_pixels": ("model.max_pixels",),
+    "max_pixels": ("trainer.image_max_pixels", "model.max_pixels"),
     "benchmark": ("benchmark.name", "evaluator.benchmark"),
     "loop": ("loop.mode",),
     "max_rounds": ("loop.max_rounds",),
     "max_new_tokens": ("loop.max_new_tokens",),
     "lr": ("trainer.lr", "optim.lr", "train.lr"),
     "max_steps": ("trainer.max_steps",),
+    "precision": ("trainer.precision",),
+    "strategy": ("trainer.strategy",),
     "seed": ("seed", "trainer.seed"),
 }
 

@@ -279,6 +279,17 @@ def current_job_run() -> Optional[RunHandle]:
     return _job_run
 
 
+def _swap_job_run_for_resumed(job: RunHandle, cfg: TrackingConfig, uri: str) -> RunHandle:
+    """A resumed job (e.g. training continued from a checkpoint) keeps logging into its old run:
+    the empty run the callback opened for this attempt is deleted and the old run reopened and
+    handed to the callback to end."""
+    resumed = open_run(cfg, uri, run_name=None)
+    job.client.delete_run(job.run_id)
+    _open_runs.pop(job.run_id, None)
+    set_job_run(resumed)
+    return resumed
+
+
 @contextmanager
 def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
               output_root: str | Path = "vtc-runs",
@@ -296,6 +307,8 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
     assert uri is not None
     job = current_job_run()
     if job is not None and job.tracking_uri == uri:
+        if tracking_cfg.resume_run_id and tracking_cfg.resume_run_id != job.run_id:
+            job = _swap_job_run_for_resumed(job, tracking_cfg, uri)
         if app_cfg is not None:
             job.log_params(key_params(app_cfg))
         yield job
