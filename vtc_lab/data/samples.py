@@ -20,8 +20,9 @@ from vtc_lab.data.sources import Skip, Trace
 from vtc_lab.segment import SegmentationConfig, TooManySegmentsError, segment_text
 
 IMAGE_DELIMITER_TOKENS = 2
-"""Tokens around each image besides its vision tokens (Qwen: <|vision_start|>/<|vision_end|>,
-GLM-4.1V: <|begin_of_image|>/<|end_of_image|>); reported separately in the stats."""
+"""Default tokens around each image besides its vision tokens (Qwen: <|vision_start|> and
+<|vision_end|>, GLM-4.1V: <|begin_of_image|> and <|end_of_image|>) when the backbone's
+VisionSpec does not say; reported separately in the stats."""
 
 
 @dataclass
@@ -101,6 +102,8 @@ class ShardStats:
     memory_pages: int = 0
     memory_text_tokens: int = 0
     memory_vision_tokens: int = 0
+    memory_delimiter_tokens: int = 0
+    sample_delimiter_tokens: int = 0
     sample_memory_text_tokens: int = 0
     sample_memory_vision_tokens: int = 0
     sample_images: int = 0
@@ -138,6 +141,7 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list
     if not segments:
         return Skip("empty_trace", trace.origin)
     n = len(segments)
+    delimiters = int(getattr(state.vision_spec, "image_delimiters", IMAGE_DELIMITER_TOKENS))
     seg_tokens = [state.tokenizer.count(seg) for seg in segments]
     rendered = [state.cache.get_or_render(seg, s.render, encode=not s.stats_only,
                                           layouts=s.include_layouts) for seg in segments[:-1]]
@@ -150,6 +154,7 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list
         stats.memory_pages += len(r.sizes)
         stats.memory_text_tokens += t
         stats.memory_vision_tokens += v
+        stats.memory_delimiter_tokens += delimiters * len(r.sizes)
         stats.missing_glyphs += r.missing_glyphs
         stats.dropped_chars += r.dropped_chars
     rows: list[dict] = []
@@ -161,6 +166,7 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list
         target_tokens = state.tokenizer.count(target)
         stats.samples += 1
         stats.sample_images += pages
+        stats.sample_delimiter_tokens += delimiters * pages
         stats.sample_memory_text_tokens += mem_text
         stats.sample_memory_vision_tokens += mem_vision
         stats.target_tokens += target_tokens

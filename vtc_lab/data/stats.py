@@ -2,7 +2,8 @@
 
 Compression ratio = text tokens of the rendered memory segments / vision tokens of their pages,
 pooled (sum over sum), each segment counted once (segments 1..n-1 of every problem; the last
-segment is never memory). "with delimiters" adds the 2 image-boundary tokens per page.
+segment is never memory). "with delimiters" adds the image-boundary tokens of each page (2 for
+Qwen and GLM).
 Tokens saved = over all samples, memory text tokens minus memory vision tokens: the context the
 model no longer reads as text.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from vtc_lab.data.samples import IMAGE_DELIMITER_TOKENS, ShardStats
+from vtc_lab.data.samples import ShardStats
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -23,8 +24,8 @@ def summarize(total: ShardStats, source_skips: Counter, shards: int) -> dict:
     """The stats.json object (deterministic: same data and config -> same file)."""
     hist = {str(k): v for k, v in sorted(total.segments_hist.items())}
     problems = total.problems
-    delim = IMAGE_DELIMITER_TOKENS * total.memory_pages
-    sample_delim = IMAGE_DELIMITER_TOKENS * total.sample_images
+    delim = total.memory_delimiter_tokens
+    sample_delim = total.sample_delimiter_tokens
     skipped = Counter(source_skips) + total.skipped
     return {
         "problems": problems,
@@ -51,7 +52,7 @@ def summarize(total: ShardStats, source_skips: Counter, shards: int) -> dict:
         "dropped_chars": total.dropped_chars,
         "skipped": dict(sorted(skipped.items())),
         "skipped_total": sum(skipped.values()),
-        "image_delimiter_tokens_per_image": IMAGE_DELIMITER_TOKENS,
+        "image_delimiter_tokens": delim,
     }
 
 

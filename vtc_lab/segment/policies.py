@@ -88,7 +88,9 @@ def segment_text(text: str, cfg: SegmentationConfig, tokenizer: TokenCounter) ->
     """Cut `text` into segments of at most `cfg.max_tokens` tokens each (lossless).
 
     Returns [] for an empty text. Every segment but possibly the merged last one (see
-    `min_tokens`, `on_overflow="merge"`) counts at most `max_tokens` tokens with `tokenizer`.
+    `min_tokens`, `on_overflow="merge"`) counts at most `max_tokens` tokens with `tokenizer`,
+    except a single character that alone needs more tokens than the budget (characters are
+    never split).
     Raises TooManySegmentsError when more than `max_segments` are needed and `on_overflow` is
     `drop`.
     """
@@ -125,7 +127,14 @@ def segment_text(text: str, cfg: SegmentationConfig, tokenizer: TokenCounter) ->
                 break
             cut = choose(text, pos, min(window_end, len(text)), cfg)
             n = tokenizer.count(text[pos:cut])
-            if n <= cfg.max_tokens or budget == 1:
+            if n <= cfg.max_tokens:
+                break
+            if budget == 1:
+                # One token's span still counts too many on its own (a character the BPE
+                # spells with several byte tokens): shrink by characters; a single character
+                # is atomic and may exceed a tiny budget.
+                while cut > pos + 1 and tokenizer.count(text[pos:cut]) > cfg.max_tokens:
+                    cut -= 1
                 break
             budget = max(1, budget - (n - cfg.max_tokens))
         if cut <= pos:  # defensive: always make progress
