@@ -188,7 +188,8 @@ class OpticalMemoryEvaluator(Callback):
             results = evaluate_benchmarks(
                 engine, self._problems, [self.cfg.loop_config(m) for m in self.cfg.loops],
                 render_cfg=self.render_cfg, system_prompt=self.system_prompt,
-                image_position=self.image_position, progress=False)
+                image_position=self.image_position, keep_images=self.cfg.log_images,
+                progress=False)
         finally:
             model.train(was_training)
         metrics = results.metrics
