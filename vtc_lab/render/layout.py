@@ -13,8 +13,11 @@ reproduced here with our own code from the rules it follows:
 - a word wider than a whole line is split character by character: the first piece fills what is
   left of the current line, the next pieces fill whole lines, the last one continues normally;
 - widths are the font's own advances in 1/1000 em, summed per word, times the size;
-- a page holds floor(inner height / line height) lines; the first baseline sits one font ascent
-  (OS/2 sTypoAscender) below the top of the text area.
+- a page holds floor(inner height / line height) lines; the first baseline sits one font size
+  below the top of the text area (reportlab's offset for a paragraph with `<br/>`s; without any
+  it would use the font's ascent, ~2 px higher at 9 pt: we keep one rule);
+- a page that follows a page ending in an explicit newline starts with one blank line (the
+  `<br/>` is carried over by reportlab's paragraph split).
 
 Beyond the reference: `\\f` forces a page break, tabs become `tab_size` spaces, control and
 zero-width characters are dropped (and counted), missing glyphs come from fallback fonts or are
@@ -33,7 +36,7 @@ import numpy as np
 from vtc_lab.render.config import RenderConfig
 from vtc_lab.render.fonts import Face
 
-_TOKEN_RE = re.compile(r"(?P<w>(?:[^ \n\f]| {2,})+)|(?P<nl>\n)|(?P<ff>\f)")
+_TOKEN_RE = re.compile(r"(?P<w>(?:[^ \t\n\f]| {2,})+)|(?P<nl>\n)|(?P<ff>\f)")
 # Text made only of these needs no normalisation (the fast path for ordinary ASCII text).
 _PLAIN_RE = re.compile(r"[^\x20-\x7e\n]")
 _NEWLINES = {"\n", "\x0b", "\x85", "\u2028", "\u2029"}
@@ -73,6 +76,9 @@ def normalize(text: str, cfg: RenderConfig) -> Normalized:
         elif ch == "\f":
             out.append("\f")
             src.append(i)
+        elif ch == "\t" and cfg.tab_size == 1:
+            out.append("\t")  # plain whitespace like in the reference; see _TAB_GAP_RE
+            src.append(i)
         elif ch == "\t":
             out.extend(" " * cfg.tab_size)
             src.extend([i] * cfg.tab_size)
@@ -96,6 +102,8 @@ class Line:
     """Natural width in points (before any space squeezing)."""
     gaps: int
     """Inter-word spaces on the line (the ones squeezed when it is overfull)."""
+    hard: bool = False
+    """Ended by an explicit newline (not by wrapping)."""
 
 
 @dataclass
@@ -132,7 +140,17 @@ def char_widths(text: str, faces: list[Face], cfg: RenderConfig) -> tuple[np.nda
                 break
         else:
             w1000[i] = main.notdef1000
-            missing += text[i] not in "\n\f"
+            missing += text[i] not in "\n\f\t"
+    if "\t" in text:  # whitespace between words that holds a tab is drawn as one space
+        space, prev_end = main.width1000_of(0x20), -1
+        for m in _TOKEN_RE.finditer(text):
+            if m.lastgroup != "w":
+                prev_end = -1
+                continue
+            if prev_end >= 0 and "\t" in text[prev_end:m.start()]:
+                w1000[prev_end] = space
+                w1000[prev_end + 1:m.start()] = 0.0
+            prev_end = m.end()
     widths = w1000 * (cfg.font_size * 0.001)
     if cfg.cell_width:
         widths[:] = cfg.cell_width / cfg.scale
@@ -173,9 +191,9 @@ def break_lines(norm: str, w1000_cum: np.ndarray, size: float, max_w: float, spa
     def close() -> None:
         nonlocal ls, le, cur, n
         if ls < 0:
-            lines.append(Line(le if le >= 0 else pos, le if le >= 0 else pos, 0.0, 0))
+            lines.append(Line(pos, pos, 0.0, 0, hard=True))
         else:
-            lines.append(Line(ls, le, cur, max(n - 1, 0)))
+            lines.append(Line(ls, le, cur, max(n - 1, 0), hard=True))
         ls = le = -1
         cur, n = 0.0, 0
 
@@ -226,6 +244,22 @@ def break_lines(norm: str, w1000_cum: np.ndarray, size: float, max_w: float, spa
     return blocks
 
 
+def paginate(lines: list[Line], per_page: int) -> list[list[Line]]:
+    """Cut lines into pages. Like the reference, a page that follows a page ending in an
+    explicit newline starts with one blank line (reportlab carries the `<br/>` over)."""
+    pages: list[list[Line]] = []
+    page: list[Line] = []
+    for ln in lines:
+        if len(page) == per_page:
+            pages.append(page)
+            prev = page[-1]
+            page = [Line(prev.end, prev.end, 0.0, 0)] if prev.hard and per_page > 1 else []
+        page.append(ln)
+    if page:
+        pages.append(page)
+    return pages
+
+
 def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
     """Normalize, measure, break into lines and paginate."""
     norm = normalize(text, cfg)
@@ -248,10 +282,7 @@ def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
     per_page = max(per_page, 1)
     layout = Layout(norm=norm, widths=widths, fonts=fonts, missing=missing)
     for lines, page_break in break_lines(norm.text, cum, size * 0.001, max_w, space_w, shrink):
-        for i in range(0, len(lines), per_page):
-            layout.pages.append(lines[i:i + per_page])
-        if page_break and not lines:
-            layout.pages.append([])
+        layout.pages.extend(paginate(lines, per_page) if lines else ([[]] if page_break else []))
     if not layout.pages:
         layout.pages.append([])
     if cfg.max_pages is not None and len(layout.pages) > cfg.max_pages:

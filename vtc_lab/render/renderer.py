@@ -26,7 +26,7 @@ from vtc_lab.render.fonts import PHASES, Face, get_face, resolve_font
 from vtc_lab.render.layout import Layout, Line, layout_text
 
 _INK_GREY_LEVELS = 5  # the reference crop's tolerance
-_BLANK = {0x20, 0xA0, 0x0A, 0x0C}
+_BLANK = {0x09, 0x20, 0xA0, 0x0A, 0x0C}
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
             gaps = np.array([max(ln.gaps, 1) for ln in lines], np.float64)
             offset = offset + (over / gaps)[line_of] * sep_before
             slack = np.maximum(slack, 0.0)
-        baseline = np.round(top + asc_px + np.arange(len(lines)) * cfg.line_height * scale)
+        # first baseline one font size below the text top (reportlab's offset for multi-line text)
+        baseline = np.round(top + (cfg.font_size + np.arange(len(lines)) * cfg.line_height) * scale)
     shift = {"left": 0.0, "right": 1.0, "center": 0.5}[cfg.alignment]
     x = left + (shift * slack)[line_of] + offset if len(idx) else np.zeros(0)
     return _Placed(idx=idx, x=x, base=baseline[line_of].astype(np.int64), adv=adv)
