@@ -6,20 +6,26 @@
 - gsm8k: exact decimal equality after dropping commas, `$` and units ("1,000" == "1000.00").
 - gpqa: exact letter.
 
-Two entry points:
-- `is_correct(text, gold, benchmark)`: in-process and cheap, for external checks and single
-  items. It relies on math-verify's own signal-based timeouts (only in the main thread), which
-  cannot interrupt a computation stuck inside C (e.g. a huge integer power in GMP).
-- `grade_many(items, benchmark, timeout_s, workers)`: the hardened path used by evaluations.
-  Math equivalence runs in worker processes with a hard per-item deadline; a worker that runs
-  past it is killed and replaced, one that crashes is replaced; the item gets status `timeout` or
-  `error` and the evaluation goes on. Model output is parsed, never executed.
+Two entry points, both bounded in time (a pathological answer such as a huge power tower, which
+sympy would evaluate inside GMP where no signal can interrupt it, costs at most the timeout):
+- `is_correct(text, gold, benchmark)`: one item, for external checks. Math equivalence runs in
+  one long-lived worker process shared by all calls (started on first use, replaced when it runs
+  past `timeout_s` or dies), so a call costs a pipe round trip, not a process start.
+- `grade_many(items, benchmark, timeout_s, workers)`: the batch path used by evaluations. Math
+  equivalence runs in `workers` processes with a hard per-item deadline; a worker that runs past
+  it is killed and replaced, one that crashes is replaced; the item gets status `timeout` or
+  `error` and the evaluation goes on.
+`answers_match(pred, gold, benchmark)` compares already-extracted answers in-process (math-verify's
+own signal timeouts only; no hard deadline): use it only on trusted strings.
+Model output is parsed, never executed.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import os
 import multiprocessing as mp
 import threading
 import time
@@ -62,8 +68,8 @@ def _math_equal(pred: str, gold: str, timeout: int | None, raise_on_error: bool)
     from math_verify import parse, verify
 
     targets = _math_targets()
-    g = parse("\\boxed{" + gold + "}", targets, parsing_timeout=timeout, raise_on_error=raise_on_error)
-    p = parse("\\boxed{" + pred + "}", targets, parsing_timeout=timeout, raise_on_error=raise_on_error)
+    g = parse("$" + gold + "$", targets, parsing_timeout=timeout, raise_on_error=raise_on_error)
+    p = parse("$" + pred + "$", targets, parsing_timeout=timeout, raise_on_error=raise_on_error)
     if not g or not p:
         return pred.strip() == gold.strip()
     return bool(verify(g, p, timeout_seconds=timeout, raise_on_error=raise_on_error))
@@ -89,17 +95,6 @@ def answers_match(pred: str, gold: str, benchmark: str, timeout_s: float | None 
     in_main = threading.current_thread() is threading.main_thread()
     timeout = max(1, math.ceil(timeout_s)) if (timeout_s and in_main) else None
     return _math_equal(pred, gold, timeout, raise_on_error=False)
-
-
-def is_correct(prediction_text: str | None, gold: str, benchmark: str, strict: bool = False) -> bool:
-    """Extract the answer from a model output and compare it with `gold` (public API).
-
-    `benchmark` is a benchmark name or grader kind; `strict` picks the extraction variant.
-    """
-    pred = extract_answer(prediction_text, benchmark, strict=strict)
-    if pred is None:
-        return False
-    return answers_match(pred, str(gold), benchmark)
 
 
 # ---------------------------------------------------------------------------------- workers
@@ -265,3 +260,60 @@ def grade_many(
         for i in todo[key]:
             out[i] = GradeResult(ok and status == "ok", status, key[0], err, secs)
     return out  # type: ignore[return-value]
+
+
+class _SharedWorker:
+    """One persistent grading process for `is_correct` (thread-safe; re-created after a fork)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._worker: _Worker | None = None
+        self._pid = 0
+
+    def compare(self, pred: str, gold: str, timeout_s: float) -> tuple[str, bool, str | None]:
+        with self._lock:
+            if self._worker is None or self._pid != os.getpid() or not self._worker.proc.is_alive():
+                self._worker = _Worker(_context(None), 4096)
+                self._pid = os.getpid()
+            w = self._worker
+            t0 = time.monotonic()
+            try:
+                w.conn.send((0, pred, gold))
+                if w.conn.poll(timeout_s):
+                    _, status, ok, err = w.conn.recv()
+                    return status, bool(ok), err
+                verdict = ("timeout", False, f"no verdict within {timeout_s:g}s")
+            except (EOFError, OSError):
+                verdict = ("error", False, f"grader process died after {time.monotonic() - t0:.1f}s")
+            w.stop(kill=True)
+            self._worker = None
+            return verdict
+
+    def close(self) -> None:
+        with self._lock:
+            if self._worker is not None and self._pid == os.getpid():
+                self._worker.stop()
+            self._worker = None
+
+
+_SHARED = _SharedWorker()
+atexit.register(_SHARED.close)
+
+
+def is_correct(
+    prediction_text: str | None, gold: str, benchmark: str, strict: bool = False, timeout_s: float = 5.0
+) -> bool:
+    """Extract the answer from a model output and compare it with `gold` (public API).
+
+    `benchmark` is a benchmark name or grader kind (math500, gsm8k, gpqa_diamond, math, ...);
+    `strict` picks the extraction variant. Math equivalence runs in a shared worker process with
+    a hard `timeout_s` deadline; a timeout or grader crash counts as not correct (use
+    `grade_many` to see the status).
+    """
+    pred = extract_answer(prediction_text, benchmark, strict=strict)
+    if pred is None:
+        return False
+    if grader_kind(benchmark) != "math":
+        return answers_match(pred, str(gold), benchmark)
+    status, ok, _ = _SHARED.compare(pred, str(gold), timeout_s)
+    return ok and status == "ok"

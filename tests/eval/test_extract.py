@@ -1,0 +1,84 @@
+"""Answer extraction: the marker chain, nested braces, and what strict vs lenient accept."""
+
+import time
+
+import pytest
+
+from vtc_lab.eval import extract_answer
+from vtc_lab.eval.extract import boxed_contents, grader_kind
+
+# (text, benchmark, strict result, lenient result)
+CASES = [
+    # <answer> after the last </think> wins over boxes in the reasoning
+    ("<think>try \\boxed{3}</think>\n<answer>\\frac{1}{2}</answer>", "math500", "\\frac{1}{2}", "\\frac{1}{2}"),
+    # only the answer after the LAST </think> counts
+    ("<answer>1</answer></think> more </think><answer>2</answer>", "math500", "2", "2"),
+    # a box inside the answer tag: its content
+    ("</think><answer>The result is $\\boxed{x^{2}+1}$.</answer>", "aime25", "x^{2}+1", "x^{2}+1"),
+    # $...$ around the answer tag content is dropped
+    ("</think><answer> $42$ </answer>", "math500", "42", "42"),
+    # no tags: the LAST box, nested braces balanced; \fbox too
+    ("first \\boxed{1} then \\boxed{\\frac{\\sqrt{2}}{2}}", "math500", "\\frac{\\sqrt{2}}{2}", "\\frac{\\sqrt{2}}{2}"),
+    ("so \\fbox{\\{1,2\\}} done", "math500", "\\{1,2\\}", "\\{1,2\\}"),
+    # empty <answer> falls through to the chain
+    ("\\boxed{7}</think><answer></answer>", "math500", "7", "7"),
+    # "the answer is"
+    ("Thus the answer is $\\frac{1}{2}$. Done.", "math500", "\\frac{1}{2}", "\\frac{1}{2}"),
+    ("The final answer is: 3.5.\nbye", "amc23", "3.5", "3.5"),
+    # <answer> without </think>: lenient only
+    ("<answer>5</answer>", "math500", None, "5"),
+    # cut-off answer (truncated round): lenient only
+    ("</think><answer>12", "math500", None, "12"),
+    # no marker at all: lenient last resort
+    ("\\frac{3}{4}", "math500", None, "\\frac{3}{4}"),
+    ("We get 3 then\n 4 and finally 5", "math500", None, "5"),
+    ("no digits at all\nhere", "math500", None, None),
+    ("", "math500", None, None),
+    (None, "math500", None, None),
+    # GSM8K: '#### N', commas, $ and units
+    ("She makes 9 * 2 = 18 dollars.\n#### 1,018", "gsm8k", "1018", "1018"),
+    ("</think><answer>$18 dollars</answer>", "gsm8k", "18", "18"),
+    ("</think><answer>\\$1,234.50</answer>", "gsm8k", "1234.50", "1234.50"),
+    ("</think><answer>18 + 2 = 20 eggs</answer>", "gsm8k", None, "20"),
+    ("The answer is 72.", "gsm8k", "72", "72"),
+    ("I think 42 apples\nthen 17", "gsm8k", None, "17"),
+    # GPQA: a letter
+    ("</think><answer>B</answer>", "gpqa_diamond", "B", "B"),
+    ("</think><answer>(c)</answer>", "gpqa_diamond", None, "C"),  # strict: capital letters only
+    ("Therefore \\boxed{D}", "gpqa_diamond", "D", "D"),
+    ("The answer is (A).", "gpqa_diamond", "A", "A"),
+    ("</think><answer>C) 4.5 eV</answer>", "gpqa_diamond", None, "C"),
+    ("</think><answer>Option B</answer>", "gpqa_diamond", None, "B"),
+    ("I lean to (B) over (D)\nso (D)", "gpqa_diamond", None, "D"),
+    ("</think><answer>E</answer>", "gpqa_diamond", None, None),
+]
+
+
+@pytest.mark.parametrize("text, bench, strict, lenient", CASES)
+def test_extraction_table(text, bench, strict, lenient):
+    assert extract_answer(text, bench, strict=True) == strict
+    assert extract_answer(text, bench) == lenient
+
+
+def test_strict_never_finds_more_than_lenient():
+    for text, bench, strict, lenient in CASES:
+        if strict is not None:
+            assert lenient is not None
+
+
+def test_boxed_contents_balances_and_ignores_unclosed():
+    assert boxed_contents("\\boxed{a{b}c} \\boxed {d} \\boxed{\\frac{1}{2") == ["a{b}c", "d"]
+    assert boxed_contents("\\boxed{\\{1\\}}") == ["\\{1\\}"]
+
+
+def test_grader_kind_mapping():
+    assert [grader_kind(b) for b in ("math500", "aime25", "amc23", "gsm8k", "gpqa_diamond", "gpqa", "mine")] == [
+        "math", "math", "math", "gsm8k", "gpqa", "gpqa", "math"]
+
+
+def test_gigantic_output_extracts_fast():
+    text = ("x" * 50 + " { \\boxed{ ( [ $ ") * 40000 + "</think><answer>7</answer>"
+    t0 = time.perf_counter()
+    assert extract_answer(text, "math500") == "7"
+    assert extract_answer("1 " * 500000, "gsm8k") == "1"
+    assert time.perf_counter() - t0 < 5
