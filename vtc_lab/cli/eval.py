@@ -184,11 +184,28 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     return metrics
 
 
+SUMMARY = ("accuracy", "accuracy_strict", "mean_at_k", "rounds_mean", "generated_tokens_mean",
+           "context_tokens_peak", "compression_ratio", "latency_mean_s", "samples_per_s",
+           "render_share", "final_rate")
+
+
+def summary_table(metrics: dict[str, float], benchmark: str, modes: list[str]) -> str:
+    """A fixed-width table of the headline metrics, one column per loop."""
+    lines = [f"{'eval/' + benchmark:<24}" + "".join(f"{m:>12}" for m in modes)]
+    for name in SUMMARY:
+        vals = [metrics.get(f"eval/{benchmark}/{m}/{name}") for m in modes]
+        lines.append(f"{name:<24}" + "".join(f"{v:>12.4g}" if v is not None else f"{'-':>12}"
+                                             for v in vals))
+    return "\n".join(lines)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(raw: DictConfig) -> float | None:
     cfg: EvalConfig = OmegaConf.to_object(raw)
     metrics = evaluate(cfg)
-    return metrics.get(f"eval/{cfg.benchmark.name}/{cfg.loop_configs[0].mode}/accuracy")
+    modes = [c.mode for c in cfg.loop_configs]
+    print(summary_table(metrics, cfg.benchmark.name, modes), flush=True)
+    return metrics.get(f"eval/{cfg.benchmark.name}/{modes[0]}/accuracy")
 
 
 if __name__ == "__main__":
