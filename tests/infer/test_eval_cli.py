@@ -85,3 +85,23 @@ def test_a_different_config_is_refused_in_the_same_file(tmp_path):
 def test_bad_config_names_the_field(tmp_path):
     with pytest.raises(Exception, match="loops entries"):
         make_cfg(tmp_path, "loops=[optical,vision]")
+
+
+def test_lightning_checkpoint_weights_are_loaded_whatever_the_prefix(tmp_path):
+    from vtc_lab.cli.eval import load_checkpoint_weights
+    from vtc_lab.models import ModelConfig, load_backbone
+
+    trained = load_backbone(ModelConfig()).model
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.5)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}
+                | {"char_head.weight": torch.zeros(2)}, "epoch": 1}, ckpt)
+    fresh = load_backbone(ModelConfig()).model
+    load_checkpoint_weights(fresh, str(ckpt))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                  trained.state_dict().values()))
+    torch.save({"state_dict": {"other.weight": torch.zeros(2)}}, ckpt)
+    with pytest.raises(ValueError, match="does not hold this model's weights"):
+        load_checkpoint_weights(fresh, str(ckpt))
