@@ -78,12 +78,16 @@ def _grey(rgb: tuple[int, ...]) -> float:
 
 @dataclass
 class _Placed:
-    """The characters of one page as flat arrays (normalized-text index, pen x, baseline y)."""
+    """The characters of one page as flat arrays (normalized-text index, pen x, baseline y) plus
+    their boxes (the glyph's advance box, or its cell in grid mode)."""
 
     idx: np.ndarray
-    x: np.ndarray  # pixels, float
-    base: np.ndarray  # pixels, int
-    adv: np.ndarray  # pixels, float
+    x: np.ndarray  # pen position, pixels (float)
+    base: np.ndarray  # baseline, pixels (int)
+    box_x0: np.ndarray
+    box_x1: np.ndarray
+    box_y0: np.ndarray
+    box_y1: np.ndarray
 
 
 def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
@@ -96,40 +100,39 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
     width_px = (cfg.page_width - 2 * (cfg.margin_x + cfg.padding)) * scale
     asc_px = m.ascent / m.units_per_em * cfg.font_size * scale
     desc_px = -m.descent / m.units_per_em * cfg.font_size * scale
-    spans = [np.arange(ln.start, ln.end) for ln in lines]
-    counts = np.array([len(s) for s in spans], np.int64)
-    idx = np.concatenate(spans) if spans else np.zeros(0, np.int64)
+    counts = np.array([ln.end - ln.start for ln in lines], np.int64)
+    idx = (np.concatenate([np.arange(ln.start, ln.end) for ln in lines]) if lines
+           else np.zeros(0, np.int64))
     line_of = np.repeat(np.arange(len(lines)), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     adv = layout.widths[idx] * scale
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(lines) else np.zeros(0, np.int64)
     csum = np.concatenate([[0.0], np.cumsum(adv)])
-    offset = csum[:-1] - csum[starts[line_of]] if len(idx) else np.zeros(0)
+    offset = csum[:-1] - csum[starts[line_of]]
+    shift = {"left": 0.0, "right": 1.0, "center": 0.5}[cfg.alignment]
     if cfg.cell_width:
         cols = math.floor(width_px / cfg.cell_width + 1e-9)
-        line_w = counts * float(cfg.cell_width)
-        slack = cols * cfg.cell_width - line_w
-        natural = layout.widths[idx] * 0  # glyph centred in its cell:
-        glyph_px = np.array([face.width1000_of(int(c)) for c in cps[idx]]) * cfg.font_size * 0.001 * scale \
-            if len(idx) else natural
-        offset = offset + (cfg.cell_width - glyph_px) / 2
-        baseline = np.round(top + np.arange(len(lines)) * cfg.cell_height
-                            + (cfg.cell_height - asc_px - desc_px) / 2 + asc_px)
-    else:
-        line_w = np.array([ln.width for ln in lines]) * scale
-        slack = width_px - line_w
-        over = np.minimum(slack, 0.0)
-        if len(idx) and over.any():  # overfull (space-shrunk) line: squeeze its separators
-            sep = _separators(cps, idx)
-            sep_before = np.cumsum(sep) - sep
-            sep_before = sep_before - sep_before[starts[line_of]]
-            gaps = np.array([max(ln.gaps, 1) for ln in lines], np.float64)
-            offset = offset + (over / gaps)[line_of] * sep_before
-            slack = np.maximum(slack, 0.0)
-        # first baseline one font size below the text top (reportlab's offset for multi-line text)
-        baseline = np.round(top + (cfg.font_size + np.arange(len(lines)) * cfg.line_height) * scale)
-    shift = {"left": 0.0, "right": 1.0, "center": 0.5}[cfg.alignment]
-    x = left + (shift * slack)[line_of] + offset if len(idx) else np.zeros(0)
-    return _Placed(idx=idx, x=x, base=baseline[line_of].astype(np.int64), adv=adv)
+        slack = (cols - counts) * cfg.cell_width
+        cell_x = left + np.floor(shift * slack)[line_of] + offset
+        # the glyph's own advance, centred in its cell
+        glyph = np.array([face.width1000_of(c) for c in cps[idx].tolist()]) * cfg.font_size * 1e-3 * scale
+        x = cell_x + (cfg.cell_width - glyph) / 2
+        row_top = top + np.arange(len(lines)) * cfg.cell_height
+        baseline = np.round(row_top + (cfg.cell_height - asc_px - desc_px) / 2 + asc_px)
+        return _Placed(idx, x, baseline[line_of].astype(np.int64), cell_x, cell_x + cfg.cell_width,
+                       row_top[line_of], row_top[line_of] + cfg.cell_height)
+    slack = width_px - np.array([ln.width for ln in lines]) * scale
+    if len(idx) and (slack < 0).any():  # overfull (space-shrunk) line: squeeze its separators
+        sep = _separators(cps, idx)
+        sep_before = np.cumsum(sep) - sep
+        sep_before = sep_before - sep_before[starts[line_of]]
+        gaps = np.array([max(ln.gaps, 1) for ln in lines], np.float64)
+        offset = offset + (np.minimum(slack, 0.0) / gaps)[line_of] * sep_before
+        slack = np.maximum(slack, 0.0)
+    x = left + (shift * slack)[line_of] + offset
+    # first baseline one font size below the text top (reportlab's offset for multi-line text)
+    baseline = np.round(top + (cfg.font_size + np.arange(len(lines)) * cfg.line_height) * scale)
+    base = baseline[line_of].astype(np.int64)
+    return _Placed(idx, x, base, x, x + adv, base - asc_px, base + desc_px)
 
 
 def _separators(cps: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -213,8 +216,6 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     threshold = 255.0 if contrast == 0 else _INK_GREY_LEVELS * 255.0 / contrast
     result = RenderResult(images=[], missing_glyphs=layout.missing, dropped_chars=norm.dropped,
                           truncated=layout.truncated)
-    asc = faces[0].metrics.ascent / faces[0].metrics.units_per_em * cfg.font_size * cfg.scale
-    desc = -faces[0].metrics.descent / faces[0].metrics.units_per_em * cfg.font_size * cfg.scale
     hs = cfg.horizontal_scale
     for p, lines in enumerate(layout.pages):
         placed = _place(layout, lines, cfg, faces[0], cps)
@@ -227,11 +228,12 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
         if want_boxes:
             src = norm.src
             boxes = []
-            for i, x, b, a in zip(placed.idx.tolist(), placed.x.tolist(), placed.base.tolist(),
-                                  placed.adv.tolist()):
+            for i, x0, y0, x1, y1 in zip(placed.idx.tolist(), placed.box_x0.tolist(),
+                                         placed.box_y0.tolist(), placed.box_x1.tolist(),
+                                         placed.box_y1.tolist()):
                 orig = i if src is None else int(src[i])
-                boxes.append(CharBox(orig, text[orig], round(x * hs, 3), round(b - asc, 3),
-                                     round((x + a) * hs, 3), round(b + desc, 3)))
+                boxes.append(CharBox(orig, text[orig], round(x0 * hs, 3), round(y0, 3),
+                                     round(x1 * hs, 3), round(y1, 3)))
             result.boxes.append(boxes)
         else:
             result.boxes.append([])
