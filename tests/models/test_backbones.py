@@ -6,6 +6,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from vtc_lab.render import VISION_SPECS, vision_tokens
+
 from vtc_lab.models import ModelConfig, TinySpec, load_backbone, load_tokenizer, save_backbone
 
 torch.set_num_threads(1)
@@ -59,20 +61,16 @@ def test_tokenizer_is_deterministic_lossless_and_has_atomic_tags(arch):
 
 
 def test_vision_tokens_match_the_processor_grid(backbone):
-    images = [page(), page(200, 700)]
+    images = [page(), page(200, 700), page(30, 20), page(1500, 900)]
     enc = encode(backbone, images)
     spec = backbone.vision_spec
     merged = (enc["image_grid_thw"].prod(-1) // spec.merge_size**2).tolist()
     image_id = backbone.model.config.image_token_id
     assert int((enc["input_ids"] == image_id).sum()) == sum(merged)
-    # the spec's resize rule, computed by hand: round to the merged-token grid, within bounds
-    factor = spec.patch_size * spec.merge_size
-    for img, row in zip(images, enc["image_grid_thw"].tolist()):
-        w, h = img.size
-        h_bar, w_bar = round(h / factor) * factor, round(w / factor) * factor
-        if h_bar * w_bar < spec.min_pixels or h_bar * w_bar > spec.max_pixels:
-            continue  # rescaled: covered by the renderer's own tests
-        assert row == [1, h_bar // spec.patch_size, w_bar // spec.patch_size]
+    # the renderer's token rule (used by build-data) agrees with this processor, image by image
+    for img, n in zip(images, merged):
+        assert vision_tokens(img.width, img.height, spec) == n
+    assert spec == VISION_SPECS[backbone.arch]  # tiny = the real backbone's token count
     assert "mm_token_type_ids" in enc
 
 

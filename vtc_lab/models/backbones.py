@@ -103,12 +103,12 @@ def _tiny_image_processor(cfg: ModelConfig):
                               "temporal_patch_size": t.temporal_patch_size}
     if cfg.arch == "qwen3_vl":
         # Qwen3-VL's released processor: mean/std 0.5, 256x256 .. 4096x4096 px
-        kwargs.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
-                      min_pixels=65536, max_pixels=16777216)
-    if cfg.min_pixels is not None:
-        kwargs["min_pixels"] = cfg.min_pixels
-    if cfg.max_pixels is not None:
-        kwargs["max_pixels"] = cfg.max_pixels
+        kwargs.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        low, high = 65536, 16777216
+    else:
+        # GLM-4.1V-9B-Thinking / Glyph preprocessor_config.json bounds
+        low, high = 112 * 112, 9_633_792
+    kwargs["size"] = {"shortest_edge": cfg.min_pixels or low, "longest_edge": cfg.max_pixels or high}
     return cls(**kwargs)
 
 
@@ -218,18 +218,15 @@ def _load_pretrained(cfg: ModelConfig):
 
 def vision_spec_of(processor, arch: str):
     """The renderer's `VisionSpec` read off the processor itself, so token counts match it."""
-    try:
-        from vtc_lab.render import VisionSpec
-    except ImportError:  # renderer not landed yet: same fields, plain record
-        from collections import namedtuple
-        VisionSpec = namedtuple("VisionSpec", "name patch_size merge_size temporal_patch_size min_pixels max_pixels")
+    from vtc_lab.render import VisionSpec
 
     ip = processor.image_processor
     size = ip.size
     get = size.get if hasattr(size, "get") else (lambda key, default=None: getattr(size, key, default))
     return VisionSpec(name=arch, patch_size=int(ip.patch_size), merge_size=int(ip.merge_size),
                       temporal_patch_size=int(ip.temporal_patch_size),
-                      min_pixels=int(get("shortest_edge")), max_pixels=int(get("longest_edge")))
+                      min_pixels=int(get("shortest_edge")), max_pixels=int(get("longest_edge")),
+                      image_delimiters=2, temporal_in_bounds=arch == "glm4v")
 
 
 def apply_training_switches(model, cfg: ModelConfig) -> dict[str, int]:

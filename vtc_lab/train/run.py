@@ -1,0 +1,205 @@
+"""`train(cfg)`: dataset (built if missing) -> backbone -> Lightning fit -> export -> summary.
+
+Resume model: everything of a run lives in `run_dir` (checkpoints/last.ckpt, export/, run.json
+with the MLflow run id). Running again with the same run_dir continues from last.ckpt at the
+saved step, in the same MLflow run, with the data stream positioned after the samples seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RUN_INFO = "run.json"
+
+
+def model_signature(cfg) -> dict:
+    """What must match between a checkpoint and the model it is loaded into."""
+    m = cfg.model
+    sig = {"source": m.source, "arch": m.arch, "path": m.path}
+    if m.source == "tiny":
+        sig["tiny"] = dataclasses.asdict(m.tiny)
+    sig["char_head"] = cfg.trainer.char_loss_weight > 0
+    return sig
+
+
+def _run_dir(cfg) -> Path:
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - called outside a Hydra app (tests, notebooks)
+        return Path(cfg.output_root) / "train" / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _dataset(cfg):
+    """Open the configured dataset, building it first (build-data's config-hash rules)."""
+    from vtc_lab.cli.build_data import BuildDataConfig
+    from vtc_lab.data.build import ensure_dataset
+    from vtc_lab.data.shards import open_dataset
+
+    build = BuildDataConfig(data=cfg.data, segmentation=cfg.segmentation, renderer=cfg.renderer,
+                            model=cfg.model, tracking=cfg.tracking, output_root=cfg.output_root,
+                            output_dir=cfg.dataset_dir, num_workers=cfg.build_workers,
+                            progress=cfg.progress)
+    path = ensure_dataset(build)
+    dataset = open_dataset(path)
+    if dataset.num_samples == 0:
+        raise ValueError(f"{path}: the dataset is empty (0 samples; see its stats.json for why "
+                         f"every trace was skipped)")
+    return dataset
+
+
+def _weights_dtype(cfg) -> str:
+    """`auto`: float32 for 32-true and mixed precision (fp32 master weights), bf16 for bf16-true."""
+    if cfg.model.dtype != "auto":
+        return cfg.model.dtype
+    return "bfloat16" if cfg.trainer.precision == "bf16-true" else "float32"
+
+
+def build_strategy(tc, model) -> Any:
+    """Lightning strategy object for the `trainer.strategy` name."""
+    if tc.strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(process_group_backend=tc.process_group_backend,
+                           find_unused_parameters=False)
+    if tc.strategy == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        layers = {type(m) for name, m in model.named_modules()
+                  if type(m).__name__.endswith(("DecoderLayer", "VisionBlock"))}
+        return FSDPStrategy(auto_wrap_policy=layers, sharding_strategy="FULL_SHARD",
+                            state_dict_type="full", process_group_backend=tc.process_group_backend)
+    if tc.strategy.startswith("deepspeed"):
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(f"trainer.strategy={tc.strategy} needs DeepSpeed: "
+                              f"pip install 'vtc-lab[deepspeed]'") from exc
+    return tc.strategy
+
+
+def _total_steps(cfg, train_samples: int, world: int) -> int:
+    tc = cfg.trainer
+    if tc.max_steps > 0:
+        return tc.max_steps
+    per_step = tc.batch_size * tc.grad_accum * world
+    return max(1, math.ceil(train_samples / per_step)) * tc.max_epochs
+
+
+def _summary(result: dict) -> str:
+    lines = ["", "=== vtc-lab train: done ==="]
+    for key in ("train/loss", "val/loss", "steps", "checkpoint", "export", "mlflow_run_id"):
+        if result.get(key) is not None:
+            value = result[key]
+            lines.append(f"  {key:<14} {value:.4f}" if isinstance(value, float) else f"  {key:<14} {value}")
+    if result.get("tracking_uri"):
+        lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
+    return "\n".join(lines)
+
+
+def train(cfg) -> dict:
+    """Train per `cfg` (a `vtc_lab.cli.train.TrainConfig`); returns final metrics + paths."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from vtc_lab.models import load_backbone, save_backbone
+    from vtc_lab.tracking import lightning_logger, start_run
+    from vtc_lab.train.collate import SFTEncoder
+    from vtc_lab.train.datamodule import SFTDataModule
+    from vtc_lab.train.module import SFTModule
+
+    tc = cfg.trainer
+    pl.seed_everything(tc.seed, workers=True, verbose=False)
+    run_dir = _run_dir(cfg)
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    info_path = run_dir / RUN_INFO
+    resuming = last.exists()
+    if resuming and cfg.resume == "never":
+        raise FileExistsError(f"{last} exists and resume=never; choose another run_dir")
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if resuming and info.get("mlflow_run_id") and cfg.tracking.mode != "off":
+        cfg.tracking.resume_run_id = info["mlflow_run_id"]
+
+    dataset = _dataset(cfg)
+    cfg.model.dtype = _weights_dtype(cfg)
+    backbone = load_backbone(cfg.model)
+    encoder = SFTEncoder(backbone.processor, backbone.stop_token_ids,
+                         system_prompt=dataset.system_prompt, image_position=dataset.image_position,
+                         cutoff_len=tc.cutoff_len, truncation=tc.truncation,
+                         image_max_pixels=tc.image_max_pixels)
+    if tc.char_loss_weight > 0:
+        from vtc_lab.train.char_loss import CharLabeler
+
+        encoder.char_labels = CharLabeler(backbone.tokenizer, backbone.vision_spec)
+    datamodule = SFTDataModule(dataset, encoder, batch_size=tc.batch_size,
+                               val_fraction=tc.val_fraction, val_max_samples=tc.val_max_samples,
+                               shuffle_buffer=tc.shuffle_buffer, num_workers=tc.num_workers,
+                               seed=tc.seed)
+    world = tc.devices * tc.num_nodes
+    total = _total_steps(cfg, datamodule.train_samples, world)
+    module = SFTModule(backbone, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
+                       warmup_ratio=tc.warmup_ratio, min_lr_ratio=tc.min_lr_ratio,
+                       total_steps=total, char_loss_weight=tc.char_loss_weight,
+                       model_signature=model_signature(cfg))
+
+    with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run:
+        callbacks: list = [ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
+                                           every_n_train_steps=tc.checkpoint_every_n_steps,
+                                           save_top_k=1, monitor=None)]
+        if cfg.evaluator.enabled:
+            from vtc_lab.train.evaluator import OpticalMemoryEvaluator
+
+            callbacks.append(OpticalMemoryEvaluator(
+                cfg.evaluator, backbone, render_cfg=cfg.renderer,
+                system_prompt=dataset.system_prompt, image_position=dataset.image_position, run=run))
+        logger = lightning_logger(run)
+        trainer = pl.Trainer(
+            accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
+            strategy=build_strategy(tc, backbone.model), precision=tc.precision,
+            max_steps=total, max_epochs=-1, accumulate_grad_batches=tc.grad_accum,
+            gradient_clip_val=tc.gradient_clip_val or None,
+            val_check_interval=tc.val_check_interval * tc.grad_accum, check_val_every_n_epoch=None,
+            log_every_n_steps=tc.log_every_n_steps, logger=logger if logger is not None else False,
+            callbacks=callbacks, enable_progress_bar=cfg.progress, deterministic=tc.deterministic,
+            default_root_dir=str(run_dir), num_sanity_val_steps=0, use_distributed_sampler=False)
+        if trainer.is_global_zero:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(info_path, {**info, "mlflow_run_id": getattr(run, "run_id", None),
+                                    "tracking_uri": getattr(run, "tracking_uri", None),
+                                    "dataset": str(dataset.path), "model_signature": module.model_signature})
+            run.set_tags({"run_dir": str(run_dir.resolve()), "dataset_path": str(dataset.path)})
+            run.log_params({"train_samples": datamodule.train_samples,
+                            "val_samples": datamodule.val_samples, "total_steps": total})
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resuming else None)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        result: dict[str, Any] = {**metrics, "steps": int(trainer.global_step),
+                                  "checkpoint": str(last), "run_dir": str(run_dir),
+                                  "mlflow_run_id": getattr(run, "run_id", None),
+                                  "tracking_uri": getattr(run, "tracking_uri", None),
+                                  "resumed": resuming, **{f"data/{k}": v for k, v in module.stats.items()}}
+        if cfg.export and trainer.is_global_zero:
+            export = save_backbone(backbone, run_dir / "export")
+            result["export"] = str(export)
+            run.set_tags({"export_path": str(export.resolve())})
+        if trainer.is_global_zero:
+            print(_summary(result), flush=True)
+    return result
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
