@@ -34,9 +34,26 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _png(image) -> bytes:
+def _is_grey(color) -> bool:
+    from PIL import ImageColor
+
+    try:
+        rgb = ImageColor.getrgb(color) if isinstance(color, str) else tuple(color)
+    except (ValueError, TypeError):
+        return False
+    return len(set(rgb[:3])) == 1
+
+
+def grey_pages(render_cfg) -> bool:
+    """True when text and background are both greys: then every page pixel is a grey (anti-
+    aliasing mixes the two), so a single-channel PNG is lossless, half the bytes and the time."""
+    return all(_is_grey(getattr(render_cfg, name, None))
+               for name in ("text_color", "background_color"))
+
+
+def _png(image, grey: bool) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False, compress_level=6)
+    (image.convert("L") if grey else image).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 
@@ -58,7 +75,7 @@ def render_segment(text: str, render_cfg, *, encode: bool, layouts: bool) -> Ren
         images, page_boxes, missing, dropped = render_text(text, render_cfg), None, 0, 0
     return RenderedSegment(
         sizes=[(int(im.width), int(im.height)) for im in images],
-        pngs=[_png(im) for im in images] if encode else None,
+        pngs=[_png(im, grey_pages(render_cfg)) for im in images] if encode else None,
         layouts=[_layout_json(b) for b in page_boxes] if (layouts and encode) else None,
         missing_glyphs=missing,
         dropped_chars=dropped,

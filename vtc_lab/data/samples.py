@@ -131,18 +131,37 @@ class ShardStats:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
+class _MemoCounter:
+    """The tokenizer with `count` remembered per text for one problem: segmentation already
+    counted every segment while checking its budget, so the sample rows reuse those counts."""
+
+    def __init__(self, tokenizer: Any):
+        self._tok = tokenizer
+        self._counts: dict[str, int] = {}
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return self._tok.offsets(text)
+
+    def count(self, text: str) -> int:
+        n = self._counts.get(text)
+        if n is None:
+            n = self._counts[text] = self._tok.count(text)
+        return n
+
+
 def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list[dict] | Skip:
     """Rows for one trace (k = 1..n), updating `stats`; a Skip if it cannot be segmented."""
     s = state.settings
+    counter = _MemoCounter(state.tokenizer)
     try:
-        segments = segment_text(trace.reasoning, s.segmentation, state.tokenizer)
+        segments = segment_text(trace.reasoning, s.segmentation, counter)
     except TooManySegmentsError as exc:
         return Skip("too_many_segments", trace.origin, str(exc))
     if not segments:
         return Skip("empty_trace", trace.origin)
     n = len(segments)
     delimiters = int(getattr(state.vision_spec, "image_delimiters", IMAGE_DELIMITER_TOKENS))
-    seg_tokens = [state.tokenizer.count(seg) for seg in segments]
+    seg_tokens = [counter.count(seg) for seg in segments]
     rendered = [state.cache.get_or_render(seg, s.render, encode=not s.stats_only,
                                           layouts=s.include_layouts) for seg in segments[:-1]]
     seg_vision = [sum(state.vision_tokens(w, h) for w, h in r.sizes) for r in rendered]
@@ -163,7 +182,7 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list
         prior = rendered[:k - 1]
         mem_text, mem_vision = sum(seg_tokens[:k - 1]), sum(seg_vision[:k - 1])
         pages = sum(len(r.sizes) for r in prior)
-        target_tokens = state.tokenizer.count(target)
+        target_tokens = seg_tokens[k - 1] if k < n else counter.count(target)
         stats.samples += 1
         stats.sample_images += pages
         stats.sample_delimiter_tokens += delimiters * pages

@@ -65,7 +65,9 @@ def write_shard(root: Path, index: int, rows: list[dict], stats: dict) -> Path:
     (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     atomic_write_json(shard_path(root, index, ".stats.json"), stats)
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buf, compression="zstd")
+    # PNG bytes are already compressed: zstd on them only costs time.
+    codecs = {name: ("none" if name == "images" else "zstd") for name in SCHEMA.names}
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buf, compression=codecs)
     path = shard_path(root, index)
     atomic_write_bytes(path, buf.getvalue())
     return path
@@ -144,7 +146,8 @@ class Dataset:
 
     def iter_samples(self, shard_ids: list[int] | None = None, columns: list[str] | None = None,
                      batch_rows: int = 64) -> Iterator[dict]:
-        """Rows as dicts (images as PNG bytes; see `decode_images`), in shard order."""
+        """Rows as dicts (images as PNG bytes, greyscale or RGB: decode with `decode_images`
+        or `Image.open(...).convert("RGB")`), in shard order."""
         for f in self.shard_files(shard_ids):
             pf = pq.ParquetFile(f)
             for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
