@@ -254,6 +254,8 @@ def render_text(text: str, config: RenderConfig | None = None) -> list[Image.Ima
     return _render(text, config or RenderConfig(), want_boxes=False).images
 
 
-def render_with_layout(text: str, config: RenderConfig | None = None) -> RenderResult:
-    """`render_text` plus per-page character boxes and the fallback / drop counters."""
-    return _render(text, config or RenderConfig(), want_boxes=True)
+def render_with_layout(text: str, config: RenderConfig | None = None,
+                       boxes: bool = True) -> RenderResult:
+    """`render_text` plus per-page character boxes and the fallback / drop counters
+    (`boxes=False` skips the boxes when only the counters are wanted: faster)."""
+    return _render(text, config or RenderConfig(), want_boxes=boxes)

@@ -1,0 +1,150 @@
+"""`vtc-lab render`: render texts and report the compression (thin Hydra entry point).
+
+  vtc-lab render                                    # MATH500 solutions, reference renderer
+  vtc-lab render text='Hello $x^2$' save_images=true
+  vtc-lab render file=traces.parquet field=reasoning stats_only=true
+  vtc-lab render -m renderer=vtcr1,dense,mono       # compare presets (MLflow: one run each)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from dataclasses import field as dc_field  # `field` is also a config key below
+from pathlib import Path
+from typing import List, Optional
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.render.config import RenderConfig, config_hash
+from vtc_lab.render.vision import get_spec
+from vtc_lab.tracking.config import TrackingConfig
+
+TOKENIZERS = ("qwen",)
+
+
+@dataclass
+class RenderAppConfig:
+    """The `render` app: which texts, which renderer, which backbones to count tokens for."""
+
+    renderer: RenderConfig = dc_field(default_factory=RenderConfig)
+    """Renderer settings (conf/renderer/)."""
+    tracking: TrackingConfig = dc_field(default_factory=TrackingConfig)
+    """MLflow run of this report."""
+    output_root: str = "vtc-runs"
+    """Root of all vtc-lab outputs."""
+    output_dir: Optional[str] = None
+    """Report directory; null = `<output_root>/render/<source>-<renderer config hash>`."""
+    text: Optional[str] = None
+    """Render this literal text (takes precedence over file and benchmark)."""
+    file: Optional[str] = None
+    """A text file (one text), or a .jsonl/.jsonl.gz/.parquet file read at column `field`."""
+    field: str = "solution"
+    """Column / key holding the text in jsonl, parquet and benchmark files."""
+    benchmark: Optional[str] = "math500"
+    """A bundled benchmark (math500, aime25, amc23, gsm8k, gpqa_diamond) when no text/file."""
+    limit: Optional[int] = None
+    """Only the first N texts."""
+    tokenizer: str = "qwen"
+    """Text tokenizer: `qwen` (the offline Qwen2/2.5/3(-VL) BPE; extra `qwen`)."""
+    backbones: List[str] = dc_field(default_factory=lambda: ["qwen2_5_vl", "qwen3_vl", "glm4v"])
+    """Backbones whose vision-token rule is reported (qwen2_vl, qwen2_5_vl, qwen3_vl, glm4v)."""
+    min_pixels: Optional[int] = None
+    """Override every backbone's min_pixels; null = each processor's own."""
+    max_pixels: Optional[int] = None
+    """Override every backbone's max_pixels (the reference fine-tuning used 262144)."""
+    save_images: bool = False
+    """Write the pages as PNG files (`pages/text-00000-p000.png`)."""
+    stats_only: bool = False
+    """Whole-data-set mode: counts only (no images, no per-text printout), with a progress bar."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if not self.backbones:
+            raise ValueError("backbones must name at least one backbone")
+        for b in self.backbones:
+            get_spec(b)  # KeyError names the unknown backbone
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be None or >= 1, got {self.limit}")
+        if self.stats_only and self.save_images:
+            raise ValueError("save_images=true cannot be combined with stats_only=true")
+
+
+ConfigStore.instance().store(name="render_schema", node=RenderAppConfig)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def run_render(cfg: RenderAppConfig) -> dict:
+    """Render the texts, print the compression table, write report.json + per_text.jsonl
+    (+ PNGs) and log everything to MLflow. Returns the metrics."""
+    import io
+
+    from vtc_lab.render.report import format_table, measure
+    from vtc_lab.render.sources import load_texts
+    from vtc_lab.render.text_tokens import qwen_tokenizer
+    from vtc_lab.tracking import start_run
+
+    name, texts = load_texts(cfg.text, cfg.file, cfg.field, cfg.benchmark, cfg.limit)
+    chash = config_hash(cfg.renderer)
+    out = Path(cfg.output_dir or Path(cfg.output_root) / "render" / f"{name}-{chash}")
+    out.mkdir(parents=True, exist_ok=True)
+    pages_dir = out / "pages"
+    first_page: list = []
+
+    def keep(i: int, images: list) -> None:
+        if not first_page and images:
+            first_page.append(images[0])
+        if cfg.save_images:
+            pages_dir.mkdir(exist_ok=True)
+            for p, im in enumerate(images):
+                buf = io.BytesIO()
+                im.save(buf, format="PNG")
+                _write_atomic(pages_dir / f"text-{i:05d}-p{p:03d}.png", buf.getvalue())
+
+    with start_run(cfg.tracking, cfg, cfg.output_root, run_name=f"render-{name}") as run:
+        rows, metrics = measure(texts, cfg.renderer, qwen_tokenizer(), cfg.backbones,
+                                cfg.min_pixels, cfg.max_pixels, progress=cfg.progress,
+                                on_pages=None if cfg.stats_only else keep)
+        title = (f"vtc-lab render: {len(texts)} text(s) from {name}, renderer {chash} "
+                 f"({cfg.renderer.font} {cfg.renderer.font_size:g} pt, {cfg.renderer.dpi} dpi), "
+                 f"text tokens: {cfg.tokenizer}")
+        table = format_table(metrics, cfg.backbones, title)
+        print(table)
+        report = {"source": name, "renderer": asdict(cfg.renderer), "renderer_hash": chash,
+                  "tokenizer": cfg.tokenizer, "min_pixels": cfg.min_pixels,
+                  "max_pixels": cfg.max_pixels, "metrics": metrics}
+        _write_atomic(out / "report.json", json.dumps(report, indent=2).encode())
+        _write_atomic(out / "report.txt", (table + "\n").encode())
+        _write_atomic(out / "per_text.jsonl",
+                      "".join(json.dumps(asdict(r)) + "\n" for r in rows).encode())
+        run.log_metrics(metrics)
+        run.set_tags({"render/source": name, "render/config_hash": chash})
+        for fname in ("report.json", "report.txt", "per_text.jsonl"):
+            run.log_artifact(out / fname, subdir="render")
+        if first_page:
+            run.log_image(first_page[0], "render/first_page.png")
+    print(f"\nreport: {out}")
+    return {**metrics, "output_dir": str(out)}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="render")
+def main(raw: DictConfig) -> float | None:
+    cfg: RenderAppConfig = OmegaConf.to_object(raw)
+    metrics = run_render(cfg)
+    return metrics.get(f"render/{get_spec(cfg.backbones[0]).name}/ratio_pooled")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Where `vtc-lab render` gets its texts: a literal, a text file, a jsonl/parquet column, or a
+bundled benchmark. Errors name the file, line and field, because these inputs are hand-made."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from importlib.resources import files
+from pathlib import Path
+
+BENCHMARKS = ("math500", "aime25", "amc23", "gsm8k", "gpqa_diamond")
+
+
+def _jsonl(path: Path, field: str, opener=open) -> list[str]:
+    texts: list[str] = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict) or field not in row:
+                keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+                raise ValueError(f"{path}:{lineno}: no field {field!r} (has: {keys})")
+            value = row[field]
+            if not isinstance(value, str):
+                raise ValueError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not text")
+            texts.append(value)
+    return texts
+
+
+def _parquet(path: Path, field: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise ValueError(f"{path}: not a readable parquet file ({exc})") from exc
+    if field not in schema.names:
+        raise ValueError(f"{path}: no column {field!r} (has: {', '.join(schema.names)})")
+    column = pq.read_table(path, columns=[field]).column(field).to_pylist()
+    for i, value in enumerate(column):
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: row {i} of column {field!r} is {type(value).__name__}, not text")
+    return column
+
+
+def load_texts(text: str | None = None, file: str | None = None, field: str = "solution",
+               benchmark: str | None = "math500", limit: int | None = None) -> tuple[str, list[str]]:
+    """(source name, texts). Precedence: `text`, then `file`, then `benchmark`."""
+    if text is not None:
+        name, texts = "text", [text]
+    elif file is not None:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"input file not found: {path}")
+        suffixes = "".join(path.suffixes[-2:]).lower()
+        if suffixes.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
+            texts = _jsonl(path, field, gzip.open if suffixes.endswith(".gz") else open)
+        elif path.suffix.lower() == ".parquet":
+            texts = _parquet(path, field)
+        else:
+            try:
+                texts = [path.read_text(encoding="utf-8")]
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+        name = path.stem.split(".")[0]
+    elif benchmark is not None:
+        if benchmark not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {benchmark!r}; bundled: {', '.join(BENCHMARKS)}")
+        data = files("vtc_lab.eval").joinpath("benchmarks_data")
+        plain, packed = data.joinpath(f"{benchmark}.jsonl"), data.joinpath(f"{benchmark}.jsonl.gz")
+        if plain.is_file():
+            texts = _jsonl(Path(str(plain)), field)
+        else:
+            texts = _jsonl(Path(str(packed)), field, gzip.open)
+        name = benchmark
+    else:
+        raise ValueError("nothing to render: set text=..., file=... or benchmark=...")
+    if limit is not None:
+        texts = texts[:limit]
+    return name, texts
