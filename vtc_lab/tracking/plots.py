@@ -1,0 +1,229 @@
+"""Comparison plots for `vtc-lab report` (matplotlib, Agg; PNG files).
+
+Each plot is drawn only when the runs carry its metrics; `make_plots` says which were skipped
+and why, so an empty figure never pretends to be a result.
+Metric keys follow the eval contract: `eval/<benchmark>/<loop>/<name>`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+from vtc_lab.tracking.report import RunRecord, varying_params
+
+_EVAL = re.compile(r"^eval/([^/]+)/([^/]+)/(.+)$")
+MARKERS = {"optical": "o", "text": "s", "none": "^"}
+
+
+def _short(name: str, limit: int = 38) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def run_labels(runs: list[RunRecord]) -> dict[str, str]:
+    """Run name -> what varies about it (`font_size=7, dpi=96`): the short key params when they
+    vary, else every varying param, else the run name."""
+    keys = varying_params(runs)
+    short = [k for k in keys if "." not in k and "/" not in k]
+    keys = short or keys
+    out = {}
+    for r in runs:
+        label = ", ".join(f"{k}={r.params.get(k, '-')}" for k in keys[:3])
+        out[r.name] = _short(label or r.name, 44)
+    return out
+
+
+def _eval_values(runs: list[RunRecord], metric: str) -> dict[tuple[str, str, str], float]:
+    """(run name, benchmark, loop) -> value of `eval/<b>/<loop>/<metric>`."""
+    out = {}
+    for r in runs:
+        for key, value in r.metrics.items():
+            m = _EVAL.match(key)
+            if m and m.group(3) == metric:
+                out[(r.name, m.group(1), m.group(2))] = value
+    return out
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
+    acc = _eval_values(runs, "accuracy")
+    vis = _eval_values(runs, "context_vision_tokens_mean")
+    ratio = _eval_values(runs, "compression_ratio")
+    keys = [k for k in acc if k in vis]
+    if not keys:
+        return "no run has eval/<benchmark>/<loop>/accuracy with context_vision_tokens_mean"
+    labels = run_labels(runs)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    series = defaultdict(list)
+    for run, bench, loop in keys:
+        series[(bench, loop)].append((vis[(run, bench, loop)], ratio.get((run, bench, loop)),
+                                      100 * acc[(run, bench, loop)], run))
+    for (bench, loop), pts in sorted(series.items()):
+        label = f"{bench} · {loop} loop"
+        axes[0].scatter([p[0] for p in pts], [p[2] for p in pts], marker=MARKERS.get(loop, "D"),
+                        label=label, s=40)
+        with_ratio = [p for p in pts if p[1]]  # text/none loops have no images: no ratio
+        axes[1].scatter([p[1] for p in with_ratio], [p[2] for p in with_ratio],
+                        marker=MARKERS.get(loop, "D"), label=label, s=40)
+        if len(keys) <= 12:
+            for p in (p for p in pts if p[0] > 0):  # text/none loops all sit at 0
+                axes[0].annotate(labels[p[3]], (p[0], p[2]), fontsize=7, alpha=0.7,
+                                 xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xlabel("vision tokens in context per round (mean, tokens)")
+    axes[1].set_xlabel("compression ratio (text tokens / vision tokens of the memory, ×)")
+    for ax in axes:
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="benchmark · loop", title_fontsize=8)
+    axes[0].set_title("Accuracy vs optical-memory size")
+    axes[1].set_title("Accuracy vs compression")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def plot_data_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
+    """Dataset-level compression (build-data sweeps): one bar per run."""
+    pts = [(r.name, r.metrics["data/compression_ratio"], r.metrics.get("data/mean_segments_per_problem"))
+           for r in runs if "data/compression_ratio" in r.metrics]
+    if not pts:
+        return "no run has data/compression_ratio"
+    labels = run_labels([r for r in runs if "data/compression_ratio" in r.metrics])
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(pts) + 3), 5.2))
+    xs = range(len(pts))
+    bars = ax.bar(xs, [p[1] for p in pts], color="#4C72B0", label="compression ratio")
+    for bar, p in zip(bars, pts):
+        note = f"{p[1]:.2f}×" + (f"\n{p[2]:.1f} rounds" if p[2] is not None else "")
+        ax.annotate(note, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                    va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label="1× (no saving)")
+    ax.set_xticks(list(xs), [labels[p[0]] for p in pts], rotation=30, ha="right", fontsize=7)
+    ax.set_ylim(0, max(1.0, max(p[1] for p in pts)) * 1.25)
+    ax.set_ylabel("compression ratio (text tokens / vision tokens, ×)")
+    ax.set_xlabel("run")
+    ax.set_title("Memory compression of the built dataset (memory segments, pooled)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def plot_latency_vs_length(runs: list[RunRecord], path: Path) -> Optional[str]:
+    lat = _eval_values(runs, "latency_mean_s")
+    gen = _eval_values(runs, "generated_tokens_mean")
+    keys = [k for k in lat if k in gen]
+    if not keys:
+        return "no run has eval/<benchmark>/<loop>/latency_mean_s with generated_tokens_mean"
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    by_loop = defaultdict(list)
+    for k in keys:
+        by_loop[k[2]].append((gen[k], lat[k]))
+    for loop, pts in sorted(by_loop.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=MARKERS.get(loop, "D"),
+                ls="-" if len(pts) > 1 else "none", label=f"{loop} loop")
+    ax.set_xlabel("reasoning length (generated tokens per problem, mean)")
+    ax.set_ylabel("end-to-end latency (s per problem, mean)")
+    ax.set_title("Latency vs reasoning length per loop")
+    ax.grid(alpha=0.3)
+    ax.legend(title="loop", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def plot_rounds_histogram(runs: list[RunRecord], path: Path, max_series: int = 8) -> Optional[str]:
+    labels = run_labels(runs)
+    series: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in runs:
+        for key, value in r.metrics.items():
+            m = _EVAL.match(key)
+            if m and m.group(3).startswith("rounds_hist/"):
+                series[f"{labels[r.name]} · {m.group(1)} · {m.group(2)}"][
+                    int(m.group(3).split("/")[1])] = value
+    series = {k: v for k, v in series.items() if sum(v.values()) > 0}
+    if not series:
+        return "no run has eval/<benchmark>/<loop>/rounds_hist/<k>"
+    names = sorted(series)[:max_series]
+    rounds = sorted({k for n in names for k in series[n]})
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ax.bar([k + (i - (len(names) - 1) / 2) * width for k in rounds],
+               [series[name].get(k, 0) for k in rounds], width=width, label=name)
+    ax.set_xticks(rounds)
+    ax.set_xlabel("rounds used per problem")
+    ax.set_ylabel("problems (count)")
+    ax.set_title("Rounds histogram" + (f" (first {max_series} series)" if len(series) > max_series else ""))
+    ax.legend(fontsize=7, title="run · benchmark · loop", title_fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def plot_training_curves(runs: list[RunRecord], path: Path) -> Optional[str]:
+    with_curves = [r for r in runs if r.curves]
+    if not with_curves:
+        return "no run has train/loss or val/loss history"
+    labels = run_labels(runs)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(with_curves):
+        color = colors[i % len(colors)]
+        for key, style in (("train/loss", "-"), ("train/loss_step", "-"), ("val/loss", "--")):
+            pts = r.curves.get(key)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=style, color=color,
+                        marker="o" if len(pts) < 3 else None,
+                        label=f"{labels[r.name]} · {key}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (cross-entropy, nats per target token)")
+    ax.set_title("Training loss (solid: train, dashed: validation)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+PLOTS = {
+    "accuracy_vs_vision_tokens.png": plot_accuracy_vs_compression,
+    "data_compression.png": plot_data_compression,
+    "latency_vs_reasoning_length.png": plot_latency_vs_length,
+    "rounds_histogram.png": plot_rounds_histogram,
+    "training_loss.png": plot_training_curves,
+}
+
+
+def make_plots(runs: list[RunRecord], out_dir: Path) -> tuple[list[Path], dict[str, str]]:
+    """Draw every plot the runs have data for; returns (written files, {skipped file: why})."""
+    written, skipped = [], {}
+    for name, fn in PLOTS.items():
+        why = fn(runs, out_dir / name)
+        if why is None:
+            written.append(out_dir / name)
+        else:
+            skipped[name] = why
+    return written, skipped

@@ -1,0 +1,160 @@
+"""Read runs back from MLflow for `vtc-lab report`: an experiment's runs or one sweep's children.
+
+Kept beside the rest of the mlflow code (the only mlflow importer); tables and plots are built
+from the plain `RunRecord`s returned here, so they can be tested without a store.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from vtc_lab.tracking.runs import PARENT_TAG
+
+# Headline metrics for the Markdown table (the CSV has every metric).
+HEADLINE = ("*/accuracy", "*/compression_ratio", "*/context_vision_tokens_mean",
+            "*/latency_mean_s", "*/rounds_mean", "data/compression_ratio",
+            "data/mean_segments_per_problem", "data/samples", "val/loss", "train/loss",
+            "objective", "sweep/*")
+# Params that describe the run but never what is being compared.
+NOISE_PARAMS = ("output_root", "tracking.*", "hparams.*")
+CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss")
+
+
+@dataclass
+class RunRecord:
+    """One run, flattened to what a comparison needs."""
+
+    run_id: str
+    name: str
+    status: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    start_time: int = 0
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """Metric histories (step, value) for the training-curve keys."""
+
+
+class ReportInputError(ValueError):
+    """The experiment or sweep asked for does not exist (the message lists what does)."""
+
+
+def _record(client: Any, run: Any, with_curves: bool) -> RunRecord:
+    rec = RunRecord(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id[:8],
+                    status=run.info.status, params=dict(run.data.params),
+                    metrics=dict(run.data.metrics), tags=dict(run.data.tags),
+                    start_time=run.info.start_time or 0)
+    if with_curves:
+        for key in CURVE_KEYS:
+            if key in rec.metrics:
+                hist = client.get_metric_history(rec.run_id, key)
+                rec.curves[key] = sorted((m.step, m.value) for m in hist)
+    return rec
+
+
+def _search(client: Any, exp_id: str, filter_string: str, max_runs: int) -> list[Any]:
+    out, token = [], None
+    while len(out) < max_runs:
+        page = client.search_runs([exp_id], filter_string=filter_string,
+                                  max_results=min(1000, max_runs - len(out)),
+                                  order_by=["attributes.start_time ASC"], page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            break
+    return out
+
+
+def collect_runs(tracking_uri: str, experiment: str, sweep: Optional[str] = None,
+                 max_runs: int = 1000, with_curves: bool = True
+                 ) -> tuple[list[RunRecord], Optional[str], str]:
+    """(runs, parent run id or None, experiment id).
+
+    `sweep=None`: every run of `experiment` except sweep parents and earlier reports;
+    `sweep="latest"`: the children of the experiment's most recent sweep; else a parent run id.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        known = sorted(e.name for e in client.search_experiments())
+        raise ReportInputError(f"MLflow experiment {experiment!r} not found in {tracking_uri}; "
+                               f"known experiments: {', '.join(known) or '(none)'}")
+    parent_id: Optional[str] = None
+    if sweep == "latest":
+        parents = client.search_runs([exp.experiment_id], filter_string="tags.`vtc.sweep` = 'true'",
+                                     order_by=["attributes.start_time DESC"], max_results=1)
+        if not parents:
+            raise ReportInputError(f"experiment {experiment!r} has no sweep (multirun) runs in "
+                                   f"{tracking_uri}")
+        parent_id = parents[0].info.run_id
+    elif sweep:
+        try:
+            parent = client.get_run(sweep)
+        except MlflowException as exc:
+            raise ReportInputError(f"sweep run {sweep!r} not found in {tracking_uri}") from exc
+        parent_id = parent.info.run_id
+        exp = client.get_experiment(parent.info.experiment_id)
+    if parent_id:
+        found = _search(client, exp.experiment_id, f"tags.`{PARENT_TAG}` = '{parent_id}'", max_runs)
+    else:
+        found = [r for r in _search(client, exp.experiment_id, "", max_runs)
+                 if r.data.tags.get("vtc.sweep") != "true" and r.data.tags.get("vtc.report") != "true"]
+    return [_record(client, r, with_curves) for r in found], parent_id, exp.experiment_id
+
+
+def varying_params(runs: list[RunRecord]) -> list[str]:
+    """Params whose value differs between runs (what the comparison is about), noise excluded."""
+    keys = sorted({k for r in runs for k in r.params})
+    out = []
+    for key in keys:
+        if any(fnmatch.fnmatch(key, pat) for pat in NOISE_PARAMS):
+            continue
+        if len({r.params.get(key) for r in runs}) > 1:
+            out.append(key)
+    return out
+
+
+def select_metrics(runs: list[RunRecord], patterns: list[str] | tuple[str, ...]) -> list[str]:
+    keys = sorted({k for r in runs for k in r.metrics})
+    return [k for k in keys if any(fnmatch.fnmatch(k, p) for p in patterns)]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table_rows(runs: list[RunRecord], params: list[str], metrics: list[str]) -> list[dict[str, Any]]:
+    return [{"run": r.name, "status": r.status, "run_id": r.run_id,
+             **{p: r.params.get(p) for p in params}, **{m: r.metrics.get(m) for m in metrics}}
+            for r in runs]
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_no runs_\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        cells = [_fmt(row[c]) if c != "run_id" else f"`{row[c][:8]}`" for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
