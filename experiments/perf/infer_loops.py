@@ -6,10 +6,17 @@ What it measures (one process, same model, same problems, same budgets, greedy d
      ratios text/optical for context tokens and latency.
   2. batching: the `none` loop at batch_size=1 vs --batch-size (left-padded batched generate).
 
-The tiny model is random-init, so its text is noise and it never finishes early: every sample
-runs all rounds at the full budget, which makes this a cost benchmark, not an accuracy one.
+Workloads:
+  --workload random     the random-init model's own (noise) output, full budget every round.
+  --workload solutions  the model is forced (logits processor) to write real math text: the
+                        problem's MATH500 reference solution, repeated to fill the rounds, then
+                        `</think><answer>..</answer>` in the last round. The real model still runs
+                        every prefill and decode step, and the real renderer draws real text, so
+                        context tokens and compression are those of math reasoning text.
+Either way this is a cost benchmark, not an accuracy one.
 
     python experiments/perf/infer_loops.py --problems 8 --rounds 4 --new-tokens 64
+    python experiments/perf/infer_loops.py --workload solutions --rounds 4 --new-tokens 512
 """
 
 from __future__ import annotations
@@ -21,6 +28,56 @@ import time
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _forced_engine_class():
+    import torch
+
+    from vtc_lab.infer.engine import HFEngine
+
+    class Force:
+        """Logits processor: row i must emit targets[i][t] at step t, then end its turn."""
+
+        def __init__(self, targets: list[list[int]], eos: int, prompt_width: int):
+            self.targets, self.eos, self.width = targets, eos, prompt_width
+
+        def __call__(self, input_ids, scores):
+            t = input_ids.shape[1] - self.width
+            out = torch.full_like(scores, float("-inf"))
+            for row, target in enumerate(self.targets):
+                out[row, target[t] if t < len(target) else self.eos] = 0.0
+            return out
+
+    class ForcedEngine(HFEngine):
+        """HFEngine whose output is each problem's reference solution, cut into rounds."""
+
+        def __init__(self, backbone, problems, rounds: int, tokens_per_round: int):
+            super().__init__(backbone)
+            self.chunks: dict[str, list[list[int]]] = {}
+            for p in problems:
+                ids = self.tokenizer(p.meta.get("solution") or p.question,
+                                     add_special_tokens=False)["input_ids"]
+                ids = (ids * (rounds * tokens_per_round // max(len(ids), 1) + 1))
+                chunks = [ids[r * tokens_per_round:(r + 1) * tokens_per_round] for r in range(rounds)]
+                chunks[-1] = chunks[-1] + self.tokenizer(
+                    f"</think>\n<answer>{p.gold}</answer>", add_special_tokens=False)["input_ids"]
+                self.chunks[p.question] = chunks
+            self.reset()
+
+        def reset(self) -> None:
+            self.calls: dict[str, int] = {}
+
+        def logits_processors(self, requests, params, device):
+            targets = []
+            for r in requests:
+                q = next(part["text"] for part in r.messages[-1]["content"] if part["type"] == "text")
+                n = self.calls.get(q, 0)
+                self.calls[q] = n + 1
+                targets.append(self.chunks[q][min(n, len(self.chunks[q]) - 1)])
+            widths = [self.encode(r)["input_ids"].shape[1] for r in requests]
+            return [Force(targets, self.stop_ids[0], max(widths))]
+
+    return ForcedEngine
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=8)
@@ -29,11 +86,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--model", default="tiny_qwen3_vl", choices=["tiny_qwen3_vl", "tiny_glm4v"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workload", default="random", choices=["random", "solutions"])
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
+    ForcedEngine = _forced_engine_class()  # noqa: N806 - a class, built after torch is imported
     from vtc_lab.infer.config import LoopConfig
     from vtc_lab.infer.engine import HFEngine
     from vtc_lab.infer.evaluate import load_problems
@@ -43,12 +102,19 @@ def main() -> None:
     from vtc_lab.render import RenderConfig
 
     arch = "glm4v" if args.model == "tiny_glm4v" else "qwen3_vl"
-    engine = HFEngine(load_backbone(ModelConfig(name=args.model, arch=arch)))
+    backbone = load_backbone(ModelConfig(name=args.model, arch=arch))
     problems = load_problems("math500", args.problems, 0)
+    if args.workload == "solutions":
+        engine = ForcedEngine(backbone, problems, args.rounds, args.new_tokens)
+    else:
+        engine = HFEngine(backbone)
     kv = engine.kv_bytes_per_token()
 
     def run(mode: str, batch_size: int) -> dict[str, float]:
-        cfg = LoopConfig(mode=mode, max_rounds=args.rounds, max_new_tokens=args.new_tokens,
+        if isinstance(engine, ForcedEngine):
+            engine.reset()
+        budget = args.new_tokens + (64 if args.workload == "solutions" else 0)  # room for the answer
+        cfg = LoopConfig(mode=mode, max_rounds=args.rounds, max_new_tokens=budget,
                          do_sample=False, batch_size=batch_size)
         stats = LoopStats()
         recs = run_loop(engine, problems, cfg, RenderConfig(), None, progress=False, stats=stats)
@@ -57,7 +123,7 @@ def main() -> None:
         return m
 
     run("none", args.batch_size)  # warm-up (allocator, kernels, tokenizer caches)
-    print(f"# {args.model}, {args.problems} MATH500 problems, {args.rounds} rounds x "
+    print(f"# workload={args.workload}, {args.model}, {args.problems} MATH500 problems, {args.rounds} rounds x "
           f"{args.new_tokens} new tokens, batch {args.batch_size}, greedy, "
           f"{args.threads} thread(s), torch {torch.__version__}")
     results = {}

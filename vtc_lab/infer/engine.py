@@ -73,6 +73,12 @@ class Engine(Protocol):
     def generate(self, requests: Sequence[GenerationRequest],
                  params: GenerationParams) -> list[GenerationOutput]: ...
 
+    def logits_processors(self, requests: Sequence[GenerationRequest], params: GenerationParams,
+                          device: torch.device) -> list:
+        """Extra logits processors for one batch (the per-row sampler when sampling). A subclass
+        may add its own, e.g. to force a known continuation in a benchmark."""
+        return [_RowSampler([r.seed for r in requests], params, device)] if params.do_sample else []
+
     def count_text_tokens(self, text: str) -> int: ...
 
     def kv_bytes_per_token(self) -> int | None: ...
@@ -211,11 +217,11 @@ class HFEngine:
                                       eos_token_id=self.stop_ids or None,
                                       repetition_penalty=params.repetition_penalty,
                                       temperature=None, top_p=None, top_k=None)
-        if params.do_sample:
+        processors = self.logits_processors(requests, params, device)
+        if processors:
             from transformers import LogitsProcessorList
 
-            sampler = _RowSampler([r.seed for r in requests], params, device)
-            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         start = time.perf_counter()
         out = self.model.generate(**batch, **kwargs)
         elapsed = time.perf_counter() - start
@@ -240,6 +246,12 @@ class HFEngine:
                 context_vision_tokens=vision, stopped=stopped, generate_s=elapsed,
                 memory_ids=[t for t in text_ids if t not in self.special_ids]))
         return results
+
+    def logits_processors(self, requests: Sequence[GenerationRequest], params: GenerationParams,
+                          device: torch.device) -> list:
+        """Extra logits processors for one batch (the per-row sampler when sampling). A subclass
+        may add its own, e.g. to force a known continuation in a benchmark."""
+        return [_RowSampler([r.seed for r in requests], params, device)] if params.do_sample else []
 
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
