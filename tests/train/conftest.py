@@ -62,3 +62,15 @@ def write_dataset(root: Path, rows: list[dict], shard_rows: int = 12,
 @pytest.fixture
 def dataset_dir(tmp_path) -> Path:
     return write_dataset(tmp_path / "ds", sample_rows(12))
+
+
+@pytest.fixture
+def make_png():
+    """png(text, width, height) -> PNG bytes of a page with that text."""
+    return png
+
+
+@pytest.fixture
+def make_dataset():
+    """write_dataset(root, rows) / sample_rows(n_problems, segments) helpers."""
+    return write_dataset, sample_rows

@@ -1,0 +1,105 @@
+"""SFTModule: schedule, a real optimisation step, DDP-safe image-less batches, data split/resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vtc_lab.data.shards import open_dataset
+from vtc_lab.models import ModelConfig, load_backbone
+from vtc_lab.train.collate import SFTEncoder, collate
+from vtc_lab.train.datamodule import SFTStream, count_split, is_val_problem
+from vtc_lab.train.module import SFTModule, warmup_cosine
+
+torch.set_num_threads(1)
+
+
+def test_warmup_then_cosine():
+    total, warm = 100, 10
+    lrs = [warmup_cosine(s, total, warm, 0.1) for s in range(total + 1)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10]))          # rising during warmup
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))           # then falling
+    assert lrs[total] == pytest.approx(0.1)
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_backbone(ModelConfig())
+
+
+def _batch(bb, rows):
+    enc = SFTEncoder(bb.processor, bb.stop_token_ids, None, cutoff_len=2048)
+    return collate([enc.encode(r) for r in rows], bb.tokenizer.pad_token_id)
+
+
+def test_step_changes_weights_and_imageless_batch_reaches_vision_tower(backbone, make_png):
+    module = SFTModule(backbone, lr=1e-2, total_steps=10)
+    rows = [{"sample_id": "a", "question": "1+1?", "target": "2</think>\n<answer>2</answer>", "images": []}]
+    batch = _batch(backbone, rows)
+    assert "pixel_values" not in batch
+    module.train()
+    loss, parts = module.loss(batch)
+    assert torch.isfinite(loss)
+    loss.backward()
+    visual = backbone.model.model.visual
+    # every trainable vision parameter got a (zero) gradient: DDP's all-reduce cannot hang
+    grads = [p.grad for p in visual.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+    assert all(float(g.abs().sum()) == 0.0 for g in grads)
+    before = {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
+    opt = torch.optim.AdamW(backbone.model.parameters(), lr=1e-2)
+    opt.step()
+    changed = [n for n, p in backbone.model.named_parameters() if not torch.equal(before[n], p)]
+    assert any("language_model" in n for n in changed)
+
+
+def test_images_train_the_vision_tower(backbone, make_png):
+    module = SFTModule(backbone, lr=1e-2, total_steps=10)
+    rows = [{"sample_id": "a", "question": "1+1?", "target": "2", "images": [make_png("1+1=2")]}]
+    backbone.model.zero_grad(set_to_none=True)
+    loss, _ = module.loss(_batch(backbone, rows))
+    loss.backward()
+    grads = [p.grad for n, p in backbone.model.named_parameters() if "visual" in n]
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_checkpoint_from_another_model_config_is_refused(backbone):
+    module = SFTModule(backbone, lr=1e-3, model_signature={"arch": "qwen3_vl", "tiny": {"hidden_size": 128}})
+    ckpt: dict = {}
+    module.on_save_checkpoint(ckpt)
+    module.on_load_checkpoint(ckpt)  # same config: fine
+    other = SFTModule(backbone, lr=1e-3, model_signature={"arch": "qwen3_vl", "tiny": {"hidden_size": 64}})
+    with pytest.raises(ValueError, match="different model config.*tiny"):
+        other.on_load_checkpoint(ckpt)
+
+
+def test_split_is_by_problem_and_streams_resume(tmp_path, make_dataset, backbone):
+    write, rows_for = make_dataset
+    ds = open_dataset(write(tmp_path / "ds", rows_for(20)))
+    train_n, val_n = count_split(ds, 0.3, seed=0)
+    assert train_n + val_n == ds.num_samples and val_n > 0
+    sides: dict[str, set] = {}
+    for r in ds.iter_samples(columns=["problem_id"]):
+        sides.setdefault(r["problem_id"], set()).add(is_val_problem(r["problem_id"], 0.3, 0))
+    assert all(len(s) == 1 for s in sides.values())  # no problem on both sides
+    enc = SFTEncoder(backbone.processor, backbone.stop_token_ids, None, cutoff_len=2048)
+
+    def ids(start=None, n=4):
+        stream = SFTStream(ds, enc, split="train", val_fraction=0.3, seed=0, batch_size=2,
+                           shuffle_buffer=8, endless=True, start_positions=start)
+        out, last = [], None
+        for batch in stream:
+            last = batch[0].get("_position")
+            out.append([b["sample_id"] for b in batch])
+            if len(out) == n:
+                return out, last
+    first, pos = ids(n=3)
+    rest, _ = ids(n=2)[0], None
+    full, _ = ids(n=5)
+    resumed, _ = ids(start={pos[0]: pos[1]}, n=2)
+    assert first == full[:3] and resumed == full[3:5]  # resume continues exactly after
+    assert rest == full[:2]

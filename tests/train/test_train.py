@@ -1,0 +1,111 @@
+"""`train(cfg)` end to end on the real composed config: the builder makes the data, the loss
+falls, MLflow has the metrics, the export reloads exactly, resume continues, bad input fails."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.cli.train import TrainConfig
+from vtc_lab.data.build import DatasetConfigMismatch
+from vtc_lab.train.collate import BadSampleError
+from vtc_lab.train.run import train
+
+torch.set_num_threads(1)
+
+
+def make_cfg(root: Path, *overrides: str) -> TrainConfig:
+    base = [f"output_root={root}", "data.limit=8", "trainer.max_steps=8", "trainer.batch_size=2",
+            "trainer.val_check_interval=4", "trainer.checkpoint_every_n_steps=4",
+            "trainer.val_max_samples=4", "trainer.lr=3e-3", "trainer.warmup_ratio=0",
+            "trainer.log_every_n_steps=1", "progress=false", f"run_dir={root}/run"]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        raw = compose("train", overrides=[*base, *overrides])
+    return OmegaConf.to_object(raw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    return root, train(make_cfg(root))
+
+
+def _history(root: Path, run_id: str, key: str) -> list[tuple[int, float]]:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_default_recipe_trains_logs_and_exports(trained):
+    root, result = trained
+    assert result["steps"] == 8 and not result["resumed"]
+    losses = [v for _, v in _history(root, result["mlflow_run_id"], "train/loss")]
+    assert len(losses) == 8
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # falling
+    for key in ("train/lr", "train/tokens_per_s", "val/loss"):
+        assert _history(root, result["mlflow_run_id"], key), key
+    assert Path(result["checkpoint"]).is_file()
+    info = json.loads((root / "run" / "run.json").read_text())
+    assert info["mlflow_run_id"] == result["mlflow_run_id"]
+
+
+def test_export_reloads_with_identical_logits(trained):
+    from vtc_lab.models import ModelConfig, load_backbone
+
+    root, result = trained
+    bb = load_backbone(ModelConfig(name="local", source="pretrained", arch="auto", path=result["export"]))
+    ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    for name, tensor in bb.model.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+
+
+def test_resume_continues_in_the_same_run(trained):
+    root, first = trained
+    again = train(make_cfg(root, "trainer.max_steps=12"))
+    assert again["resumed"] and again["steps"] == 12
+    assert again["mlflow_run_id"] == first["mlflow_run_id"]
+    steps = [s for s, _ in _history(root, first["mlflow_run_id"], "train/loss")]
+    assert steps == list(range(12))  # 0..7 from the first run, 8..11 after resuming
+
+
+def test_checkpoint_of_another_model_config_is_refused(trained):
+    root, _ = trained
+    with pytest.raises(ValueError, match="different model config"):
+        train(make_cfg(root, "trainer.max_steps=16", "model.tiny.num_layers=2", "data.name=fixture_l2"))
+
+
+def test_dataset_of_another_config_is_refused(trained):
+    root, _ = trained
+    with pytest.raises(DatasetConfigMismatch, match="different config"):
+        train(make_cfg(root, "segmentation.max_tokens=64", f"run_dir={root}/other"))
+
+
+def test_corrupt_png_in_a_shard_names_the_sample(trained, tmp_path):
+    root, _ = trained
+    copy = tmp_path / "ds"
+    shutil.copytree(root / "datasets" / "math500_fixture", copy)
+    shard = sorted((copy / "shards").glob("*.parquet"))[0]
+    table = pq.read_table(shard).to_pylist()
+    victim = next(r for r in table if r["images"])
+    victim["images"][0] = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    import pyarrow as pa
+    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(shard)), shard)
+    with pytest.raises(BadSampleError, match=victim["sample_id"]):
+        train(make_cfg(root, f"dataset_dir={copy}", f"run_dir={tmp_path}/run", "trainer.val_fraction=0",
+                       "trainer.shuffle_buffer=0", "trainer.max_steps=40", "export=false"))
+
+
+def test_nothing_fits_the_cutoff(trained, tmp_path):
+    root, _ = trained
+    with pytest.raises(ValueError, match="fits trainer.cutoff_len=16"):
+        train(make_cfg(root, "trainer.cutoff_len=16", f"run_dir={tmp_path}/run", "export=false"))
