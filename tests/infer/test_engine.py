@@ -131,3 +131,18 @@ def test_inference_prompt_equals_the_training_encoders_prompt(engine):
     messages = build_messages("What is 2+2?", encoder.load_images(sample), REFERENCE_SYSTEM_PROMPT)
     infer_prompt = engine.encode(GenerationRequest(messages))["input_ids"][0].tolist()
     assert infer_prompt == train_prompt
+
+
+def test_glm4v_counts_and_batching():
+    """The other tiny family (GLM-4.1V: `<|image|>` placeholders, 28 px per vision token)."""
+    glm = HFEngine(load_backbone(ModelConfig(name="tiny_glm4v", arch="glm4v")))
+    images = [page(300, 90), page(200, 120)]
+    req = GenerationRequest(build_messages("Q?", images, "sys"), seed=5)
+    enc = glm.encode(req)
+    merge = glm.processor.image_processor.merge_size
+    expected = int(enc["image_grid_thw"].prod(dim=1).sum()) // merge**2
+    other = GenerationRequest(build_messages("a longer question without images", [], None), seed=6)
+    params = GenerationParams(max_new_tokens=5, do_sample=True, temperature=1.0, top_p=0.9)
+    out, _ = glm.generate([req, other], params)
+    assert out.context_vision_tokens == expected > 0
+    assert glm.generate([req], params)[0].token_ids == out.token_ids
