@@ -105,3 +105,28 @@ def test_lightning_checkpoint_weights_are_loaded_whatever_the_prefix(tmp_path):
     torch.save({"state_dict": {"other.weight": torch.zeros(2)}}, ckpt)
     with pytest.raises(ValueError, match="does not hold this model's weights"):
         load_checkpoint_weights(fresh, str(ckpt))
+
+
+def test_train_run_supplies_model_renderer_and_prompt(tmp_path):
+    """A train run dir (export + run.json -> dataset manifest) drives the eval settings."""
+    from vtc_lab.cli.eval import apply_train_run
+    from vtc_lab.models import ModelConfig, load_backbone, save_backbone
+
+    run = tmp_path / "run-7"
+    save_backbone(load_backbone(ModelConfig()), run / "export")
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    renderer = {**OmegaConf.to_container(OmegaConf.structured(make_cfg(tmp_path).renderer)),
+                "font_size": 8.0}
+    (dataset / "manifest.json").write_text(json.dumps({"config": {
+        "renderer": renderer, "data": {"system_prompt": "trained prompt", "image_position": "after"}}}))
+    (run / "run.json").write_text(json.dumps({"dataset": str(dataset)}))
+    cfg = apply_train_run(make_cfg(tmp_path, f"train_run={run}"))
+    assert (cfg.model.source, cfg.model.path, cfg.model.name) == ("pretrained", str(run / "export"), "run-7")
+    assert cfg.renderer.font_size == 8.0
+    assert (cfg.system_prompt, cfg.image_position) == ("trained prompt", "after")
+    metrics = evaluate(make_cfg(tmp_path, f"train_run={run}", "loop=none", "benchmark.limit=1",
+                                "tracking=off"))
+    assert metrics["eval/math500/none/num_samples"] == 1
+    with pytest.raises(ValueError, match="run.json"):
+        apply_train_run(make_cfg(tmp_path, f"train_run={tmp_path}"))

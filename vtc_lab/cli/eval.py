@@ -48,6 +48,10 @@ class EvalConfig:
     loops: list[str] = field(default_factory=list)
     """Several loop modes with the same budgets in one run (e.g. [optical, text, none]); empty:
     just `loop.mode`."""
+    train_run: str | None = None
+    """A `vtc-lab train` run directory: evaluate its export, with the renderer, system prompt and
+    image position of the dataset it was trained on (they override `model`, `renderer`,
+    `system_prompt`, `image_position`), so pages and prompts match training."""
     checkpoint: str | None = None
     """A Lightning checkpoint (.ckpt) from `vtc-lab train` whose weights replace the model's;
     null: the model's own weights."""
@@ -135,6 +139,34 @@ def load_checkpoint_weights(model: Any, path: str) -> None:
                      f"(e.g. {next(iter(own))!r}); was it trained with another model config?")
 
 
+def apply_train_run(cfg: EvalConfig) -> EvalConfig:
+    """`cfg` with model / renderer / prompt settings taken from `cfg.train_run` (see the field)."""
+    run = Path(cfg.train_run)
+    info_path, export = run / "run.json", run / "export"
+    if not info_path.is_file():
+        raise ValueError(f"train_run: {info_path} not found (not a `vtc-lab train` run directory)")
+    if not (export / "config.json").is_file():
+        raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
+                         "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
+    info = json.loads(info_path.read_text())
+    manifest_path = Path(str(info.get("dataset", ""))) / "manifest.json"
+    if not manifest_path.is_file():
+        raise ValueError(f"train_run: the training dataset's manifest {manifest_path} is missing; "
+                         "set renderer / system_prompt / image_position by hand and use "
+                         f"model=local model.path={export}")
+    built = json.loads(manifest_path.read_text()).get("config", {})
+    data = built.get("data", {})
+    try:
+        renderer = RenderConfig(**built["renderer"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"train_run: {manifest_path}: unreadable renderer config ({err})") from None
+    model = ModelConfig(name=run.name, source="pretrained", arch="auto", path=str(export),
+                        dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
+    return replace(cfg, model=model, renderer=renderer, train_run=None,
+                   system_prompt=data.get("system_prompt", cfg.system_prompt),
+                   image_position=data.get("image_position", cfg.image_position))
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -151,6 +183,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     from vtc_lab.models import load_backbone
     from vtc_lab.tracking import start_run
 
+    if cfg.train_run:
+        cfg = apply_train_run(cfg)
     problems = load_benchmark(cfg.benchmark)
     header = settings_header(cfg, problems)
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()
