@@ -1,0 +1,202 @@
+"""Every app's primary config composes, alone and with every option of every group it uses,
+with every experiment preset (and every point of the preset's sweep), and with the launcher /
+sweeper presets; all through Hydra's compose API + `OmegaConf.to_object`, so a stale preset
+(renamed field, wrong value, missing file) fails here instead of in a user's run."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from vtc_lab.cli._hydra import CONF_DIR
+
+CONF = Path(CONF_DIR)
+NOT_APPS = {"common"}
+APPS = sorted(p.stem for p in CONF.glob("*.yaml") if p.stem not in NOT_APPS)
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def _app_module(app: str):
+    return importlib.import_module(f"vtc_lab.cli.{app}")  # registers `<app>_schema`
+
+
+def _compose(app: str, overrides: list[str] = (), hydra: bool = False):
+    _app_module(app)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=app, overrides=list(overrides), return_hydra_config=hydra)
+
+
+# Values a user must supply for these options (their own files); the presets rightly leave them.
+USER_VALUES = {
+    "data=jsonl": ["data.path=/data/traces.jsonl"],
+    "data=openr1": ["data.path=/data/OpenR1-Math-220K/data"],
+    "model=local": ["model.path=/ckpt/model"],
+    "benchmark=local_jsonl": ["benchmark.path=/data/bench.jsonl"],
+}
+
+
+def _to_object(app: str, overrides: list[str] = ()):
+    """Compose + to_object; mandatory `???` values (e.g. data.path of a user's dataset) get a
+    placeholder, since a preset may rightly leave them to the user."""
+    overrides = list(overrides)
+    for item in list(overrides):
+        overrides += USER_VALUES.get(item, [])
+    for _ in range(5):
+        cfg = _compose(app, overrides)
+        try:
+            return OmegaConf.to_object(cfg)
+        except MissingMandatoryValue as exc:
+            overrides.append(f"{exc.full_key}=/placeholder/{exc.full_key}")
+    raise AssertionError(f"{app} {overrides}: too many mandatory values")
+
+
+def _defaults(app: str) -> list:
+    return yaml.safe_load((CONF / f"{app}.yaml").read_text()).get("defaults", [])
+
+
+def _groups(app: str) -> list[str]:
+    out = []
+    for entry in _defaults(app):
+        if isinstance(entry, dict):
+            (key, _value), = entry.items()
+            key = key.replace("optional ", "").strip()
+            if key not in ("experiment",) and (CONF / key).is_dir():
+                out.append(key)
+    return out
+
+
+def _preset_apps(preset: str) -> list[str]:
+    text = (CONF / "experiment" / f"{preset}.yaml").read_text()
+    match = re.search(r"^# apps: (.+)$", text, re.M)
+    assert match, f"conf/experiment/{preset}.yaml lacks its '# apps: ...' header line"
+    assert text.startswith("# @package _global_"), f"{preset}: must be a _global_ overlay"
+    return [a.strip() for a in match.group(1).split(",")]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_primary_config_composes(app):
+    obj = _to_object(app)
+    assert type(obj).__module__ == f"vtc_lab.cli.{app}"
+    assert hasattr(obj, "output_root") and hasattr(obj, "tracking")  # architecture contract
+    hcfg = _compose(app, hydra=True)
+    assert hcfg.hydra.callbacks.tracking._target_ == (
+        "vtc_lab.tracking.hydra_callbacks.TrackingCallback")
+
+
+GROUP_CASES = [(app, group, p.stem) for app in APPS for group in _groups(app)
+               for p in sorted((CONF / group).glob("*.yaml"))]
+
+
+# Combinations an app must refuse, with the message it must give.
+REFUSED = {("report", "tracking", "off"): "a report needs a tracking store"}
+
+
+@pytest.mark.parametrize("app,group,option", GROUP_CASES)
+def test_every_group_option_composes(app, group, option):
+    if (app, group, option) in REFUSED:
+        with pytest.raises(ValueError, match=REFUSED[(app, group, option)]):
+            _to_object(app, [f"{group}={option}"])
+        return
+    obj = _to_object(app, [f"{group}={option}"])
+    assert getattr(obj, group) is not None
+
+
+PRESET_CASES = [(preset, app) for preset in PRESETS for app in _preset_apps(preset)]
+
+
+@pytest.mark.parametrize("preset,app", PRESET_CASES)
+def test_experiment_preset_and_its_sweep_points_compose(preset, app):
+    if app not in APPS:
+        pytest.fail(f"preset {preset} names app {app!r}, which has no conf/{app}.yaml")
+    obj = _to_object(app, [f"experiment={preset}"])
+    assert obj.tracking.experiment in (preset, "ablation_system_prompt", "toy", "paper_glyph",
+                                       "paper_qwen3_vl")
+    params = _compose(app, [f"experiment={preset}"], hydra=True).hydra.sweeper.params or {}
+    parser = OverridesParser.create()
+    for key, spec in params.items():
+        override = parser.parse_overrides([f"{key}={spec}"])[0]
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() \
+            else [override.get_value_element_as_str()]
+        assert len(values) >= 1
+        for value in values:
+            _to_object(app, [f"experiment={preset}", f"{key}={value}"])
+
+
+def test_every_preset_is_used_by_some_app_and_documented():
+    readmes = " ".join(p.read_text() for p in Path("experiments").glob("*/README.md")) \
+        if Path("experiments").is_dir() else ""
+    for preset in PRESETS:
+        assert _preset_apps(preset)
+        assert preset in readmes, f"experiment {preset} is not described in experiments/*/README.md"
+
+
+@pytest.mark.parametrize("model", ["glyph", "qwen3_vl"])
+def test_paper_recipe(model):
+    cfg = _to_object("train", [f"experiment=paper_{model}"])
+    t = cfg.trainer
+    assert (t.lr, t.warmup_ratio, t.max_epochs, t.max_steps) == (1e-5, 0.1, 1, -1)
+    assert (t.batch_size, t.grad_accum, t.devices) == (1, 8, 8)
+    assert (t.cutoff_len, t.image_max_pixels) == (32768, 262144)
+    assert (t.strategy, t.precision) == ("deepspeed_stage_3", "bf16-true")
+    assert cfg.model.source == "pretrained" and cfg.model.trust_remote_code is False
+    assert cfg.data.source == "openr1"
+    ev = _to_object("eval", [f"experiment=paper_{model}_eval"])
+    assert (ev.loop.mode, ev.loop.max_rounds, ev.loop.max_new_tokens) == ("optical", 8, 8192)
+    assert (ev.loop.temperature, ev.loop.top_p) == (0.6, 0.95)
+    sweep = _compose("eval", [f"experiment=paper_{model}_eval"], hydra=True).hydra.sweeper.params
+    assert set(sweep["benchmark"].split(",")) == {"math500", "aime25", "amc23", "gpqa_diamond"}
+
+
+LAUNCHERS = sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_launcher_presets_compose_and_target_importable(launcher):
+    cfg = _compose("train", [f"hydra/launcher={launcher}"], hydra=True)
+    module, _, name = cfg.hydra.launcher._target_.rpartition(".")
+    assert hasattr(importlib.import_module(module), name)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                    reason="extra `optuna` not installed")
+def test_optuna_sweeper_preset():
+    cfg = _compose("train", ["hydra/sweeper=bayes"], hydra=True)
+    assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.n_trials >= 1
+
+
+def test_unknown_field_and_bad_value_are_clear_errors():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="no_such_field"):
+        _compose("train", ["trainer.no_such_field=1"])
+    with pytest.raises(ConfigCompositionException, match="no_such_option"):
+        _compose("train", ["model=no_such_option"])
+    with pytest.raises(ValueError, match="tracking.mode"):
+        _to_object("train", ["tracking.mode=cloud"])
+
+
+def _optional_experiment(app: str) -> bool:
+    return any(isinstance(e, dict) and "optional experiment" in e for e in _defaults(app))
+
+
+@pytest.mark.parametrize("app", [
+    pytest.param(app, marks=pytest.mark.xfail(
+        reason=f"conf/{app}.yaml lists `optional experiment: null`: a misspelt experiment= is "
+               f"silently ignored; `experiment: null` (not optional) makes it an error"))
+    if _optional_experiment(app) else app for app in APPS])
+def test_misspelt_experiment_is_an_error(app):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="no_such_preset"):
+        _compose(app, ["experiment=no_such_preset"])
