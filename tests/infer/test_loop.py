@@ -134,3 +134,17 @@ def test_context_overflow_stops_a_growing_text_memory():
     # contexts 1, 7 (next would be 13 > 12): two rounds, then stopped and counted.
     assert rec.status == "context_overflow" and rec.num_rounds == 2
     assert stats.kv_cache_peak_bytes_batch == 100 * (7 + 7)
+
+
+def test_greedy_with_several_samples_is_refused():
+    from vtc_lab.infer.evaluate import evaluate_benchmarks
+
+    eng = ScriptedEngine({"a": [FINAL]})
+    probs = problems("a")
+    from vtc_lab.eval.benchmarks import ProblemList
+
+    listed = ProblemList(probs)
+    listed.samples_per_problem = 4  # e.g. AIME25's reference 16
+    with pytest.raises(ValueError, match="identical greedy samples"):
+        evaluate_benchmarks(eng, {"toy": listed}, [cfg("none")], progress=False)
+    assert eng.calls == []

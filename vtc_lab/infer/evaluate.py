@@ -90,6 +90,11 @@ def evaluate_benchmarks(
         for loop_cfg in loop_cfgs:
             samples = (loop_cfg.samples_per_problem
                        or getattr(probs, "samples_per_problem", None) or 1)
+            if samples > 1 and not loop_cfg.do_sample:
+                raise ValueError(
+                    f"{bench}: {samples} samples per problem with loop.do_sample=false would be "
+                    f"{samples} identical greedy samples; set loop.do_sample=true, or "
+                    "benchmark.samples_per_problem=1 (loop.samples_per_problem=1)")
             key = f"{bench}/{loop_cfg.mode}"
             store = None
             done: list[ProblemRecord] = []
