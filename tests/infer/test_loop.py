@@ -148,3 +148,23 @@ def test_greedy_with_several_samples_is_refused():
     with pytest.raises(ValueError, match="identical greedy samples"):
         evaluate_benchmarks(eng, {"toy": listed}, [cfg("none")], progress=False)
     assert eng.calls == []
+
+
+def test_hostile_markup_goes_through_the_real_renderer():
+    """Markup, control characters, emoji, bidi overrides and a 20k-char unbroken line are drawn
+    (or counted as lossy), never a crash; every non-final round becomes at least one page."""
+    from vtc_lab.render import RenderConfig
+
+    nasty = ["<b>unclosed <font size=999> &amp; &lt;para&gt; <br/>",
+             "\x00\x07\x1b[31m ctrl \ufeff\u200b",
+             "emoji \U0001F600 \u202e reversed \u202c math \u222b\u2211",
+             "x" * 20000]
+    eng = ScriptedEngine({"q": nasty + [FINAL]})
+    (rec,) = run_loop(eng, problems("q"), cfg("optical", max_rounds=6), RenderConfig(), None,
+                      progress=False)
+    assert rec.status == "final" and rec.num_rounds == 5
+    assert all(r.new_images >= 1 and r.render_error is None for r in rec.rounds[:4])
+    assert rec.rounds[3].new_images > 1  # the long line wraps onto several pages
+    assert rec.rounds[-1].images == sum(r.new_images for r in rec.rounds[:4])
+    m = efficiency_metrics([rec], max_rounds=6)
+    assert m["bad/render_lossy"] >= 1  # control characters dropped are reported
