@@ -78,6 +78,22 @@ def _forced_engine_class():
     return ForcedEngine
 
 
+def parity(engine, problems) -> None:
+    """Batched vs alone, same seeds: identical tokens is what resumption relies on."""
+    from vtc_lab.data.messages import build_messages
+    from vtc_lab.infer.engine import GenerationParams, GenerationRequest
+
+    reqs = [GenerationRequest(build_messages(p.question, [], None), seed=i)
+            for i, p in enumerate(problems)]
+    for sample in (False, True):
+        params = GenerationParams(max_new_tokens=64, do_sample=sample, temperature=1.0, top_p=0.95)
+        batched = engine.generate(reqs, params)
+        same = sum(engine.generate([r], params)[0].token_ids == b.token_ids
+                   for r, b in zip(reqs, batched))
+        print(f"parity ({'sampled' if sample else 'greedy'}, 64 tokens): {same}/{len(reqs)} "
+              "requests identical batched vs alone")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=8)
@@ -87,6 +103,10 @@ def main() -> None:
     parser.add_argument("--model", default="tiny_qwen3_vl", choices=["tiny_qwen3_vl", "tiny_glm4v"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workload", default="random", choices=["random", "solutions"])
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (dtype: the model's auto)")
+    parser.add_argument("--parity", action="store_true",
+                        help="also report how often a request's batched output equals its "
+                             "output alone (greedy and sampled), the basis of exact resumption")
     args = parser.parse_args()
 
     import torch
@@ -103,6 +123,7 @@ def main() -> None:
 
     arch = "glm4v" if args.model == "tiny_glm4v" else "qwen3_vl"
     backbone = load_backbone(ModelConfig(name=args.model, arch=arch))
+    backbone.model.to(args.device).eval()
     problems = load_problems("math500", args.problems, 0)
     if args.workload == "solutions":
         engine = ForcedEngine(backbone, problems, args.rounds, args.new_tokens)
@@ -143,6 +164,11 @@ def main() -> None:
     print(f"text/optical mean context tokens : {t['context_tokens_mean'] / o['context_tokens_mean']:.2f}x")
     print(f"text/optical mean latency        : {t['latency_mean_s'] / o['latency_mean_s']:.2f}x")
 
+    if torch.cuda.is_available() and args.device.startswith("cuda"):
+        print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB, dtype "
+              f"{next(backbone.model.parameters()).dtype}, {torch.cuda.get_device_name()}")
+    if args.parity:
+        parity(HFEngine(backbone), problems)
     single = run("none", 1)
     batched = results["none"]
     print(f"batching (none loop): batch 1 {single['samples_per_s']:.3f} samples/s, batch "
