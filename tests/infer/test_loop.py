@@ -168,3 +168,24 @@ def test_hostile_markup_goes_through_the_real_renderer():
     assert rec.rounds[-1].images == sum(r.new_images for r in rec.rounds[:4])
     m = efficiency_metrics([rec], max_rounds=6)
     assert m["bad/render_lossy"] >= 1  # control characters dropped are reported
+
+
+def test_peak_memory_sees_a_block_allocation():
+    """The windowed RSS peak covers an allocation made inside the block and freed before read."""
+    import numpy as np
+
+    from vtc_lab.infer.metrics import PeakMemory
+
+    quiet = PeakMemory()
+    quiet.start()
+    base = quiet.read()
+    probe = PeakMemory()
+    probe.start()
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    del block
+    after = probe.read()
+    if probe.rss_reset:
+        assert after["peak_rss_bytes"] >= base["peak_rss_bytes"] + 48 * 2**20
+    untouched = PeakMemory(reset=False)
+    untouched.start()
+    assert "process_peak_rss_bytes" in untouched.read()

@@ -75,12 +75,14 @@ def evaluate_benchmarks(
     progress: bool = True,
     grade_workers: int = 2,
     grade_timeout_s: float = 5.0,
+    reset_memory_peaks: bool = True,
 ) -> EvalResults:
     """Run every loop on every benchmark, grade, and compute the metrics.
 
     `problems` maps a benchmark name to its problems (a `vtc_lab.eval.ProblemList` carries its
     reference samples-per-problem, used when the loop config leaves it null). `header` is what
     identifies the run's settings in the predictions files (refused on mismatch when resuming).
+    `reset_memory_peaks=False` leaves the process's peak-memory counters alone (in training).
     """
     from vtc_lab.infer.predictions import PredictionsFile
 
@@ -106,7 +108,7 @@ def evaluate_benchmarks(
                 wanted = {(p.id, s) for p in probs for s in range(samples)}
                 done = [r for r in done if r.key in wanted]
             stats = LoopStats()
-            memory = PeakMemory()
+            memory = PeakMemory(reset=reset_memory_peaks)
             memory.start()
             new = run_loop(engine, probs, loop_cfg, render_cfg, system_prompt,
                            image_position=image_position, samples_per_problem=samples,

@@ -120,17 +120,22 @@ def _empty_answer(text: str) -> bool:
 
 
 class PeakMemory:
-    """Peak memory of a block of work: CUDA allocator peak if CUDA is in use, else peak RSS.
+    """Peak memory of a block of work: peak RSS and, when CUDA is in use, the allocator's peak.
 
-    On Linux the process's peak RSS (VmHWM) is reset at `start()` through /proc/self/clear_refs,
-    so the number is the block's peak, not the process lifetime's; where that is not possible
-    the lifetime peak (ru_maxrss) is reported and `rss_is_lifetime` says so.
+    With `reset=True` (a process that owns its measurements, like `vtc-lab eval`) the peaks are
+    reset at `start()` (RSS through /proc/self/clear_refs on Linux), so the numbers are the
+    block's: `peak_rss_bytes`, `peak_cuda_bytes`. With `reset=False` (inside training, whose own
+    peak readings must not be disturbed) nothing is reset and the keys say so:
+    `process_peak_rss_bytes`, `process_peak_cuda_bytes` (peaks since the process started).
     """
 
-    def __init__(self) -> None:
-        self.rss_is_lifetime = False
+    def __init__(self, reset: bool = True) -> None:
+        self.reset = reset
+        self.rss_reset = False
 
     def start(self) -> None:
+        if not self.reset:
+            return
         try:
             import torch
 
@@ -141,20 +146,23 @@ class PeakMemory:
         try:
             with open("/proc/self/clear_refs", "w") as handle:
                 handle.write("5")
+            self.rss_reset = True
         except OSError:
-            self.rss_is_lifetime = True
+            self.rss_reset = False
 
     def read(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        hwm = _vm_hwm_bytes()
-        if hwm is None or self.rss_is_lifetime:
+        windowed = self.reset and self.rss_reset
+        hwm = _vm_hwm_bytes() if windowed else None
+        if hwm is None:
             hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        out["peak_rss_bytes"] = float(hwm)
+        out["peak_rss_bytes" if windowed else "process_peak_rss_bytes"] = float(hwm)
         try:
             import torch
 
             if torch.cuda.is_available() and torch.cuda.is_initialized():
-                out["peak_cuda_bytes"] = float(torch.cuda.max_memory_allocated())
+                key = "peak_cuda_bytes" if self.reset else "process_peak_cuda_bytes"
+                out[key] = float(torch.cuda.max_memory_allocated())
         except Exception:  # noqa: BLE001
             pass
         return out

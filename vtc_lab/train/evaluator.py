@@ -189,7 +189,7 @@ class OpticalMemoryEvaluator(Callback):
                 engine, self._problems, [self.cfg.loop_config(m) for m in self.cfg.loops],
                 render_cfg=self.render_cfg, system_prompt=self.system_prompt,
                 image_position=self.image_position, keep_images=self.cfg.log_images,
-                progress=False)
+                progress=False, reset_memory_peaks=False)
         finally:
             model.train(was_training)
         metrics = results.metrics
