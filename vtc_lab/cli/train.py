@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 
 import hydra
@@ -72,11 +74,33 @@ ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(raw: DictConfig) -> float | None:
+def _app(raw: DictConfig) -> float | None:
     from vtc_lab.train.run import train
 
     cfg: TrainConfig = OmegaConf.to_object(raw)
     return train(cfg).get("val/loss")
+
+
+def _tracking_overrides(argv: list[str]) -> list[str]:
+    """Overrides the Hydra tracking callback must see before the job starts (it opens the run):
+    ranks > 0 of a DDP job log nothing, and a resumed `run_dir` reopens its own MLflow run."""
+    from vtc_lab.train.run import launched_rank, resume_run_id
+
+    if any(a.startswith(("tracking.mode=", "tracking.resume_run_id=")) for a in argv):
+        return []
+    if launched_rank() != 0:
+        return ["tracking.mode=off"]
+    run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("run_dir=")), None)
+    run_id = resume_run_id(run_dir) if run_dir else None
+    return [f"tracking.resume_run_id={run_id}"] if run_id else []
+
+
+def main() -> float | None:
+    # Lightning's DDP launcher starts ranks 1.. by re-running `python sys.argv[0] <args>`; the
+    # `vtc-lab` dispatcher leaves a name that is not a file there, so point it at this module.
+    sys.argv[0] = os.path.abspath(__file__)
+    sys.argv += _tracking_overrides(sys.argv[1:])
+    return _app()
 
 
 if __name__ == "__main__":

@@ -60,6 +60,23 @@ def _dataset(cfg):
     return dataset
 
 
+def resume_run_id(run_dir: str | os.PathLike) -> str | None:
+    """The MLflow run of a resumable run_dir (has last.ckpt and run.json), else None."""
+    path = Path(run_dir)
+    if not (path / "checkpoints" / "last.ckpt").exists() or not (path / RUN_INFO).exists():
+        return None
+    return json.loads((path / RUN_INFO).read_text()).get("mlflow_run_id")
+
+
+def launched_rank() -> int:
+    """Rank of this process as set by a launcher (Lightning's DDP children, torchrun, Slurm)
+    before any process group exists; 0 for the process the user started."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key):
+            return int(os.environ[key])
+    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
+
+
 def _weights_dtype(cfg) -> str:
     """`auto`: float32 for 32-true and mixed precision (fp32 master weights), bf16 for bf16-true."""
     if cfg.model.dtype != "auto":
@@ -132,7 +149,17 @@ def train(cfg) -> dict:
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     if resuming and info.get("mlflow_run_id") and cfg.tracking.mode != "off":
         cfg.tracking.resume_run_id = info["mlflow_run_id"]
+        from vtc_lab.tracking.runs import current_job_run, set_job_run
 
+        job = current_job_run()
+        if job is not None and job.run_id != info["mlflow_run_id"]:
+            # the Hydra callback opened a fresh run; continue in the checkpoint's run instead
+            job.set_tags({"superseded_by": info["mlflow_run_id"]})
+            set_job_run(None)
+
+    if launched_rank() != 0:
+        # one MLflow run per training job: only rank 0 logs (Lightning's children re-run train())
+        cfg.tracking = dataclasses.replace(cfg.tracking, mode="off")
     dataset = _dataset(cfg)
     cfg.model.dtype = _weights_dtype(cfg)
     backbone = load_backbone(cfg.model)
