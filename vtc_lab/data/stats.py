@@ -56,6 +56,10 @@ def summarize(total: ShardStats, source_skips: Counter, shards: int) -> dict:
     }
 
 
+def _x(value: float | None) -> str:
+    return "n/a (no memory segments)" if value is None else f"{value}x"
+
+
 def format_stats(stats: dict) -> str:
     """A short human-readable summary (printed at the end of a build)."""
     hist = "  ".join(f"{k}:{v}" for k, v in stats["segments_per_problem"].items()) or "-"
@@ -64,8 +68,8 @@ def format_stats(stats: dict) -> str:
         f"problems {stats['problems']}  samples {stats['samples']}  shards {stats['shards']}",
         f"segments per problem: {hist}  (mean {stats['mean_segments_per_problem']}, "
         f">4 rounds {stats['share_more_than_4_rounds']})",
-        f"compression ratio (pooled, memory segments): {stats['compression_ratio']}x "
-        f"({stats['compression_ratio_with_delimiters']}x counting image delimiters)",
+        f"compression ratio (pooled, memory segments): {_x(stats['compression_ratio'])} "
+        f"({_x(stats['compression_ratio_with_delimiters'])} counting image delimiters)",
         f"memory tokens over samples: text {stats['sample_memory_text_tokens']} -> vision "
         f"{stats['sample_memory_vision_tokens']} (saved {stats['tokens_saved']})",
         f"skipped: {skipped}",
