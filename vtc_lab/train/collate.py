@@ -15,7 +15,6 @@ Per batch (`collate`): right-pad, concatenate the pixel patches of all images in
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +75,8 @@ class SFTEncoder:
     truncation: str = "truncate"
     image_max_pixels: int | None = None
     char_labels: Any = None
-    """Optional callable(sample, images, grid_thw) -> LongTensor per merged vision token."""
+    """Optional callable(sample, original sizes, grid_thw) -> LongTensor per merged vision token
+    (`vtc_lab.train.char_loss.CharLabeler`)."""
     stats: EncodeStats = field(default_factory=EncodeStats)
 
     @property
@@ -106,16 +106,17 @@ class SFTEncoder:
                 return ids[: i + 1]
         return ids + self.stop_token_ids[:1]  # templates that leave the turn open
 
-    def load_images(self, sample: dict) -> list[Image.Image]:
+    def load_images(self, sample: dict) -> tuple[list[Image.Image], list[tuple[int, int]]]:
+        """Decoded, pixel-capped pages and their original (width, height)."""
         where = f"sample_id={sample.get('sample_id')!r}"
         if sample.get("_source"):
             where += f" in {sample['_source']}"
         images = [decode_png(data, f"{where} image {i}") for i, data in enumerate(sample.get("images") or [])]
-        return [cap_pixels(img, self.image_max_pixels) for img in images]
+        return [cap_pixels(img, self.image_max_pixels) for img in images], [img.size for img in images]
 
     def encode(self, sample: dict) -> dict | None:
         """Tensors for one row, or None when the truncation policy drops it (counted)."""
-        images = self.load_images(sample)
+        images, sizes = self.load_images(sample)
         prompt = self.prompt_text(sample["question"], images)
         enc = self.processor(text=[prompt], images=images or None, add_special_tokens=False,
                              return_tensors="pt")
@@ -142,7 +143,7 @@ class SFTEncoder:
             out["pixel_values"] = enc["pixel_values"]
             out["image_grid_thw"] = enc["image_grid_thw"]
             if self.char_labels is not None:
-                out["char_labels"] = self.char_labels(sample, images, enc["image_grid_thw"])
+                out["char_labels"] = self.char_labels(sample, sizes, enc["image_grid_thw"])
         return out
 
 
@@ -177,8 +178,3 @@ def collate(encoded: list[dict], pad_token_id: int, stats: dict[str, int] | None
         batch["stats"] = {k: torch.tensor(v) for k, v in stats.items()}
     return batch
 
-
-def layout_json(sample: dict) -> list:
-    """Parsed `layouts` column (one entry per image; may be empty)."""
-    raw = sample.get("layouts") or []
-    return [json.loads(item) if isinstance(item, (str, bytes)) else item for item in raw]
