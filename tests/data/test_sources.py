@@ -126,3 +126,21 @@ def test_limit_counts_kept_problems():
 def test_toy_source_not_yet_registered_is_clear():
     with pytest.raises(ValueError, match="toy"):
         list(iter_traces(DataConfig(source="toy")))
+
+
+def test_registered_source_plugs_in():
+    from vtc_lab.data import sources
+
+    def squares(cfg):
+        for i in range(3):
+            yield sources.Trace(f"sq{i}", f"What is {i}^2?", f"{i} times {i} is {i * i}.", str(i * i), f"squares:{i}")
+        yield sources.Skip("malformed_json", "squares:9")
+
+    sources.register_source("squares", squares)
+    try:
+        traces, skips = split(list(iter_traces(DataConfig(source="squares", limit=2))))
+        assert [t.problem_id for t in traces] == ["sq0", "sq1"]
+    finally:
+        sources._REGISTRY.pop("squares")
+    with pytest.raises(ValueError, match="data.source must be one of"):
+        DataConfig(source="squares")

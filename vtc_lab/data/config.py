@@ -21,7 +21,8 @@ class DataConfig:
     """Trace source: `openr1` (OpenR1-Math-220K schema, parquet or jsonl), `jsonl` (one trace
     per line with configurable field names), `math500_fixture` (the packaged MATH500 solutions
     wrapped as OpenR1-style `<think>...</think>` generations; no download) or `toy` (the
-    synthetic task, registered by a later issue)."""
+    synthetic task, registered by a later issue), or any name registered with
+    `vtc_lab.data.sources.register_source`."""
 
     path: str | None = None
     """Input for `openr1`/`jsonl`: one file, a directory of shards, or a glob (`*.parquet`,
@@ -69,7 +70,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"data.source must be one of {SOURCES}, got {self.source!r}")
+            from vtc_lab.data.sources import available_sources  # sources registered by plug-ins
+
+            if self.source not in available_sources():
+                raise ValueError(f"data.source must be one of {sorted(set(SOURCES) | set(available_sources()))}, "
+                                 f"got {self.source!r}")
         if self.source in ("openr1", "jsonl") and not self.path:
             raise ValueError(f"data.path is required for data.source={self.source!r}")
         if not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
