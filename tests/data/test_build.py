@@ -209,3 +209,21 @@ def test_run_logs_to_mlflow(make_cfg, tmp_path):
     assert run.data.tags["dataset_config_hash"] == metrics["config_hash"]
     names = {a.path for a in client.list_artifacts(run.info.run_id, "dataset")}
     assert {"dataset/stats.png", "dataset/stats.json", "dataset/manifest.json"} <= names
+
+
+def test_a_trace_that_breaks_the_pipeline_is_counted_not_fatal(make_cfg, monkeypatch):
+    """A renderer/tokenizer failure on one trace skips that trace, counted by exception type."""
+    import vtc_lab.data.samples as samples
+
+    real = samples.segment_text
+
+    def flaky(text, cfg, tok):
+        if "polar coordinates" in text:
+            raise RuntimeError("boom")
+        return real(text, cfg, tok)
+
+    monkeypatch.setattr(samples, "segment_text", flaky)
+    metrics = build_dataset(make_cfg(limit=6))
+    stats = json.loads((Path(metrics["path"]) / "stats.json").read_text())
+    assert stats["skipped"] == {"error:RuntimeError": 1}
+    assert stats["problems"] == 5 == len({r["problem_id"] for r in rows_of(metrics["path"])})

@@ -76,6 +76,7 @@ ConfigStore.instance().store(name="build_data_schema", node=BuildDataConfig)
 
 def run_build_data(cfg: BuildDataConfig) -> dict:
     """Build the dataset and record the run (params, metrics, stats plot) in MLflow."""
+    import json
     from pathlib import Path
 
     from vtc_lab.data.build import build_dataset
@@ -85,6 +86,10 @@ def run_build_data(cfg: BuildDataConfig) -> dict:
         metrics = build_dataset(cfg)
         out = Path(metrics["path"])
         run.log_metrics({k: v for k, v in metrics.items() if k.startswith("data/")})
+        stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+        run.log_metrics({f"data/segments_hist/{n}": count
+                         for n, count in stats["segments_per_problem"].items()})
+        run.log_metrics({f"data/skipped/{reason}": count for reason, count in stats["skipped"].items()})
         run.set_tags({"dataset_path": str(out), "dataset_config_hash": metrics["config_hash"]})
         for name in ("stats.json", "stats.png", "manifest.json"):
             if (out / name).exists():

@@ -154,10 +154,16 @@ def _build_shard(index: int, traces: list[Trace], out: str | None) -> tuple[int,
     stats = ShardStats()
     rows: list[dict] = []
     for trace in traces:
-        result = problem_samples(trace, _STATE, stats)
+        problem_stats = ShardStats()  # merged only on success: a failed trace leaves no trace
+        try:
+            result = problem_samples(trace, _STATE, problem_stats)
+        except Exception as exc:  # noqa: BLE001 - one bad trace must not end a long build
+            log.warning("skipped (error): %s %s: %s", trace.origin, type(exc).__name__, exc)
+            result = Skip(f"error:{type(exc).__name__}", trace.origin, str(exc))
         if isinstance(result, Skip):
             stats.skipped[result.reason] += 1
             continue
+        stats.add(problem_stats)
         rows.extend(result)
     if out is not None:
         sh.write_shard(Path(out), index, rows, stats.to_json())
