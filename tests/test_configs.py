@@ -30,11 +30,17 @@ def _app_module(app: str):
     return importlib.import_module(f"vtc_lab.cli.{app}")  # registers `<app>_schema`
 
 
-def _compose(app: str, overrides: list[str] = (), hydra: bool = False):
-    _app_module(app)
+@pytest.fixture(scope="module", autouse=True)
+def _hydra_once():
+    """One Hydra initialisation for the module (per-test re-initialisation tripled its time)."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name=app, overrides=list(overrides), return_hydra_config=hydra)
+        yield
+
+
+def _compose(app: str, overrides: list[str] = (), hydra: bool = False):
+    _app_module(app)
+    return compose(config_name=app, overrides=list(overrides), return_hydra_config=hydra)
 
 
 # Values a user must supply for these options (their own files); the presets rightly leave them.

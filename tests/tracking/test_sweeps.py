@@ -24,10 +24,11 @@ def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
     parent = parents[0]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     by_name = {c.info.run_name: c for c in children}
-    assert set(by_name) == {f"fail_when_x=2,x={x},y={y}" for x in (1, 2) for y in (1, 2)}
+    # run names say what varies (the swept keys), not the fixed overrides
+    assert set(by_name) == {f"x={x},y={y}" for x in (1, 2) for y in (1, 2)}
     for x in (1, 2):
         for y in (1, 2):
-            run = by_name[f"fail_when_x=2,x={x},y={y}"]
+            run = by_name[f"x={x},y={y}"]
             assert run.data.params["x"] == str(x) and run.data.params["y"] == str(y)
             assert run.data.params["font_size"] == "9"           # key params
             assert "output_root" not in run.data.params         # where != what
@@ -38,7 +39,7 @@ def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
                 assert run.info.status == "FINISHED"
                 assert run.data.metrics["score"] == 10 * x + y + 9
     client = MlflowClient(_uri(tmp_path))
-    failed = by_name["fail_when_x=2,x=2,y=1"].info.run_id
+    failed = by_name["x=2,y=1"].info.run_id
     tb = client.download_artifacts(failed, "error/traceback.txt", str(tmp_path))
     assert "RuntimeError: injected failure at x=2" in open(tb).read()
     arts = {f.path for f in client.list_artifacts(failed, ".hydra")}
@@ -63,6 +64,7 @@ def test_joblib_launcher_jobs_in_other_processes_find_the_parent(tmp_path):
     assert sorted(c.data.metrics["score"] for c in children) == [22, 23, 32, 33]
 
 
+@pytest.mark.slow
 def test_submitit_local_executor_sweep(tmp_path):
     res = run_sweep_app(tmp_path, "x=1,2", "fail_when_x=2", "hydra/launcher=submitit_cpu")
     assert res.returncode != 0
@@ -73,6 +75,7 @@ def test_submitit_local_executor_sweep(tmp_path):
     assert parents[0].data.metrics["sweep/jobs_failed"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
                     reason="extra `optuna` (hydra-optuna-sweeper) not installed")
 def test_optuna_sweeper_optimises_the_returned_objective(tmp_path):
@@ -103,3 +106,41 @@ def test_bad_tracking_value_names_the_field(tmp_path):
     res = run_sweep_app(tmp_path, "x=1", "tracking.mode=cloud")
     assert res.returncode != 0
     assert "tracking.mode must be one of" in res.stderr
+
+
+@pytest.mark.slow
+def test_render_app_sweep_then_report_through_the_cli(tmp_path):
+    """The user's flow with the real `vtc-lab` console script: a render sweep with one bad job,
+    then `vtc-lab report sweep=latest` on it."""
+    import shutil
+    import subprocess
+
+    from ._helpers import child_env
+
+    exe = shutil.which("vtc-lab")
+    assert exe, "the vtc-lab console script is not installed"
+    out = tmp_path / "out"
+    res = subprocess.run([exe, "render", "-m", "renderer.font_size=7,9,-1", "limit=3",
+                          "backbones=[qwen3_vl]", "progress=false", f"output_root={out}",
+                          "tracking.experiment=render_sweep"],
+                         cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0  # Hydra reports the bad job after the sweep
+    assert "renderer.font_size" in res.stderr
+    parents, children = runs_by_role(_uri(tmp_path), "render_sweep")
+    assert len(parents) == 1 and len(children) == 3
+    status = {c.info.run_name: c.info.status for c in children}
+    assert status == {"renderer.font_size=7": "FINISHED", "renderer.font_size=9": "FINISHED",
+                      "renderer.font_size=-1": "FAILED"}
+    assert {c.data.params.get("font_size") for c in children if c.info.status == "FINISHED"} \
+        == {"7.0", "9.0"}
+    rep = subprocess.run([exe, "report", "tracking.experiment=render_sweep", "sweep=latest",
+                          f"output_root={out}"], cwd=tmp_path, env=child_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    reports = list((out / "reports" / "render_sweep").glob("sweep-*/report.md"))
+    assert len(reports) == 1 and "3 runs (2 finished, 1 failed)" in reports[0].read_text()
+    client = MlflowClient(_uri(tmp_path))
+    assert "report/report.md" in {f.path for f in client.list_artifacts(parents[0].info.run_id, "report")}
+    bad = subprocess.run([exe, "report", "tracking.experiment=nope", f"output_root={out}"],
+                         cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "MLflow experiment 'nope' not found" in bad.stderr

@@ -91,7 +91,8 @@ class TrackingCallback(Callback):
                                tags={"vtc.sweep": "true", "sweep.dir": sweep_dir,
                                      "app": str(config.hydra.job.name)})
         parent.log_params({f"sweep.{k}": v for k, v in swept.items()})
-        sweep.write_parent(sweep_dir, parent.run_id, uri, parent.experiment_id)
+        sweep.write_parent(sweep_dir, parent.run_id, uri, parent.experiment_id,
+                           sweep.swept_keys(config))
         _parents[sweep_dir] = parent
         atexit.register(_close_parent, sweep_dir, False)
         log.info("MLflow sweep parent run %s (%s)", parent.run_id, uri)

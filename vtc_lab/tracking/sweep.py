@@ -27,25 +27,45 @@ def state_dir(sweep_dir: str | Path) -> Path:
     return Path(sweep_dir) / STATE_DIR
 
 
-def write_parent(sweep_dir: str | Path, run_id: str, tracking_uri: str, experiment_id: str) -> None:
+def swept_keys(config: Any) -> list[str]:
+    """Keys the sweep varies: command-line sweep overrides (`a=1,2`, `range(...)`) plus the
+    sweeper's `params` (experiment presets, optuna search spaces)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys: list[str] = []
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in config.hydra.overrides.task])
+    for override in parsed:
+        if override.is_sweep_override():
+            keys.append(override.get_key_element().lstrip("+~"))
+    params = config.hydra.sweeper.get("params") or {}
+    keys += [str(k) for k in params if str(k) not in keys]
+    return keys
+
+
+def write_parent(sweep_dir: str | Path, run_id: str, tracking_uri: str, experiment_id: str,
+                 keys: Optional[list[str]] = None) -> None:
     """Atomically publish the parent run for the jobs (temp file + rename)."""
     folder = state_dir(sweep_dir)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{PARENT_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking_uri,
-                               "experiment_id": experiment_id}))
+                               "experiment_id": experiment_id, "swept_keys": keys or []}))
     tmp.replace(folder / PARENT_FILE)
     (folder / JOBS_FILE).unlink(missing_ok=True)
 
 
-def read_parent(sweep_dir: str | Path, tracking_uri: str) -> Optional[str]:
-    """The sweep's parent run id, if it was created for this same tracking store."""
+def _parent_data(sweep_dir: str | Path, tracking_uri: str) -> dict[str, Any]:
     path = state_dir(sweep_dir) / PARENT_FILE
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    return data.get("run_id") if data.get("tracking_uri") == tracking_uri else None
+        return {}
+    return data if data.get("tracking_uri") == tracking_uri else {}
+
+
+def read_parent(sweep_dir: str | Path, tracking_uri: str) -> Optional[str]:
+    """The sweep's parent run id, if it was created for this same tracking store."""
+    return _parent_data(sweep_dir, tracking_uri).get("run_id")
 
 
 @contextmanager
@@ -119,8 +139,12 @@ def job_context(config: Any, tracking_uri: str) -> JobContext:
         ctx.hydra_dir = Path(runtime_dir) / str(hydra.output_subdir)
     if hydra.mode == RunMode.MULTIRUN:
         ctx.sweep_dir = Path(str(hydra.sweep.dir))
-        ctx.parent_run_id = read_parent(ctx.sweep_dir, tracking_uri)
+        data = _parent_data(ctx.sweep_dir, tracking_uri)
+        ctx.parent_run_id = data.get("run_id")
         ctx.job_num = int(hydra.job.num) if hydra.job.get("num") is not None else None
+        swept = [k for k in data.get("swept_keys", []) if k in overrides]
+        if swept:  # run name = what varies across the sweep, in the sweep's order
+            ctx.name = ",".join(f"{k}={overrides[k]}" for k in swept)
         if ctx.name is None:
             ctx.name = f"job-{ctx.job_num}"
     return ctx
