@@ -103,3 +103,20 @@ def test_split_is_by_problem_and_streams_resume(tmp_path, make_dataset, backbone
     resumed, _ = ids(start={pos[0]: pos[1]}, n=2)
     assert first == full[:3] and resumed == full[3:5]  # resume continues exactly after
     assert rest == full[:2]
+
+
+def test_loss_on_kept_positions_equals_full_logits_loss(backbone, make_png):
+    import torch.nn.functional as F
+
+    rows = [{"sample_id": "a", "question": "q", "target": "hello world 123", "images": [make_png("m")]},
+            {"sample_id": "b", "question": "a longer question here", "target": "x", "images": []}]
+    batch = _batch(backbone, rows)
+    module = SFTModule(backbone, lr=1e-3)
+    module.eval()
+    with torch.no_grad():
+        loss, _ = module.loss(batch)
+        out = backbone.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids",
+                                                      "pixel_values", "image_grid_thw")})
+        ref = F.cross_entropy(out.logits[:, :-1].reshape(-1, out.logits.size(-1)),
+                              batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)

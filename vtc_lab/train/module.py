@@ -91,15 +91,19 @@ class SFTModule(pl.LightningModule):
         if self.char_head is not None and "pixel_values" in batch and visual is not None:
             self._vision_out = []
             hook = visual.register_forward_hook(self._capture_vision)
+        # Project only the positions whose next token is supervised: with a 32k-token prompt
+        # full-vocabulary logits would be the largest tensor of the step (20 GB in fp32).
+        labels = batch["labels"]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
         try:
-            out = self.model(**inputs, use_cache=False)
+            out = self.model(**inputs, use_cache=False, logits_to_keep=keep)
         finally:
             if hook is not None:
                 hook.remove()
-        logits = out.logits[:, :-1].float()
-        labels = batch["labels"][:, 1:]
-        lm_loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
-                                  ignore_index=IGNORE_INDEX)
+        targets = labels[:, 1:][keep[:, :-1]]
+        logits = out.logits.reshape(-1, out.logits.size(-1)).float()
+        lm_loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
         parts = {"lm_loss": lm_loss.detach()}
         loss = lm_loss
         trainable_vision = visual is not None and any(p.requires_grad for p in visual.parameters())
