@@ -57,3 +57,17 @@ def test_console_script_stats_only(tmp_path):
     (stats_dir,) = (tmp_path / "stats").iterdir()
     stats = json.loads((stats_dir / "stats.json").read_text())
     assert stats["problems"] == 5 and not (stats_dir / "shards").exists()
+
+
+def _experiments_for(app):
+    root = Path(CONF_DIR) / "experiment"
+    for path in sorted(root.glob("*.yaml")):
+        head = path.read_text().splitlines()[:3]
+        if any(line.startswith("# apps:") and app in line for line in head):
+            yield path.stem
+
+
+@pytest.mark.parametrize("name", list(_experiments_for("build_data")))
+def test_experiment_presets_for_build_data_compose(name):
+    cfg = compose_cfg(f"experiment={name}")
+    assert isinstance(cfg, BuildDataConfig)

@@ -200,10 +200,13 @@ def _run_shards(cfg: Any, settings: SampleSettings, out: Path, done: set[int],
     n_shards = 0
     chunks = _chunks(iter_traces(cfg.data), cfg.problems_per_shard, skips, examples)
     if cfg.num_workers <= 1:
-        _init_worker(settings)
+        ready = False  # the tokenizer loads only if some shard is still missing
         for index, traces in chunks:
             n_shards = index + 1
             if index not in done:
+                if not ready:
+                    _init_worker(settings)
+                    ready = True
                 _, results[index], _ = _build_shard(index, traces, write_to)
             bar.update(len(traces))
     else:
