@@ -88,7 +88,8 @@ def reference_pdf(text: str, font_path: str = str(FONT_DIR / "DejaVuSans.ttf"),
 
 
 def rasterise(pdf: bytes, dpi: int = 72, engine: str = "pdftoppm") -> list[Image.Image]:
-    """PDF -> RGB pages, with poppler's pdftoppm (a subprocess, as pdf2image does) or pdfium."""
+    """PDF -> RGB pages, with poppler's pdftoppm writing PPM files (what pdf2image does by
+    default) or with pdfium in process."""
     if engine == "pdfium":
         import pypdfium2 as pdfium
 
@@ -99,9 +100,8 @@ def rasterise(pdf: bytes, dpi: int = 72, engine: str = "pdftoppm") -> list[Image
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.pdf"
         src.write_bytes(pdf)
-        subprocess.run(["pdftoppm", "-r", str(dpi), "-png", str(src), str(Path(tmp) / "p")],
-                       check=True)
-        files = sorted(Path(tmp).glob("p-*.png"), key=lambda p: int(p.stem.split("-")[-1]))
+        subprocess.run(["pdftoppm", "-r", str(dpi), str(src), str(Path(tmp) / "p")], check=True)
+        files = sorted(Path(tmp).glob("p-*.ppm"), key=lambda p: int(p.stem.split("-")[-1]))
         return [Image.open(f).convert("RGB") for f in files]
 
 

@@ -89,8 +89,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def run_render(cfg: RenderAppConfig) -> dict:
     """Render the texts, print the compression table, write report.json + per_text.jsonl
     (+ PNGs) and log everything to MLflow. Returns the metrics."""
-    import io
-
+    from vtc_lab.render import png_bytes
     from vtc_lab.render.report import format_table, measure
     from vtc_lab.render.sources import load_texts
     from vtc_lab.render.text_tokens import qwen_tokenizer
@@ -109,9 +108,7 @@ def run_render(cfg: RenderAppConfig) -> dict:
         if cfg.save_images:
             pages_dir.mkdir(exist_ok=True)
             for p, im in enumerate(images):
-                buf = io.BytesIO()
-                im.save(buf, format="PNG")
-                _write_atomic(pages_dir / f"text-{i:05d}-p{p:03d}.png", buf.getvalue())
+                _write_atomic(pages_dir / f"text-{i:05d}-p{p:03d}.png", png_bytes(im, cfg.renderer))
 
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=f"render-{name}") as run:
         rows, metrics = measure(texts, cfg.renderer, qwen_tokenizer(), cfg.backbones,

@@ -10,7 +10,8 @@ from vtc_lab.render.compression import (Compression, compression, image_vision_t
                                         median_ratio, pooled_ratio)
 from vtc_lab.render.config import RenderConfig, config_hash
 from vtc_lab.render.fonts import BUNDLED_FONTS, resolve_font
-from vtc_lab.render.renderer import CharBox, RenderResult, render_text, render_with_layout
+from vtc_lab.render.renderer import (CharBox, RenderResult, png_bytes, render_text,
+                                     render_with_layout)
 from vtc_lab.render.text_tokens import (HFTextTokenizer, TextTokenizer, TiktokenTextTokenizer,
                                         qwen_tokenizer)
 from vtc_lab.render.vision import VISION_SPECS, VisionSpec, get_spec, image_grid, vision_tokens
@@ -19,6 +20,6 @@ __all__ = [
     "BUNDLED_FONTS", "CharBox", "Compression", "HFTextTokenizer", "RenderConfig", "RenderResult",
     "TextTokenizer", "TiktokenTextTokenizer", "VISION_SPECS", "VisionSpec", "compression",
     "config_hash", "get_spec", "image_grid", "image_vision_tokens", "median_ratio",
-    "pooled_ratio", "qwen_tokenizer", "render_text", "render_with_layout", "resolve_font",
+    "png_bytes", "pooled_ratio", "qwen_tokenizer", "render_text", "render_with_layout", "resolve_font",
     "vision_tokens",
 ]

@@ -128,8 +128,9 @@ class Face:
         self.notdef1000 = m.notdef_advance * 1000.0 / m.units_per_em
         self._lock = threading.Lock()
         self._slot: dict[int, int] = {}
+        self._table = np.full(_BMP * PHASES, -1, np.int64)
         self._masks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._arrays: tuple[np.ndarray, ...] | None = None
+        self._arrays: Atlas | None = None
 
     def has(self, cp: int) -> bool:
         return cp in self.metrics.advance
@@ -166,34 +167,81 @@ class Face:
                 small[ys, xs])
 
     def glyph_ids(self, cps: np.ndarray, phases: np.ndarray) -> np.ndarray:
-        """Atlas ids for (code point, phase) pairs, rasterising the new ones."""
-        keys = cps.astype(np.int64) * PHASES + phases
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        slots = np.empty(len(uniq), np.int64)
-        with self._lock:
-            for i, key in enumerate(uniq.tolist()):
-                slot = self._slot.get(key)
-                if slot is None:
-                    slot = len(self._masks)
-                    self._masks.append(self._rasterise(key // PHASES, key % PHASES))
-                    self._slot[key] = slot
-                    self._arrays = None
-                slots[i] = slot
-        return slots[inverse]
+        """Atlas ids for (code point, phase) pairs, rasterising the new ones.
 
-    def atlas(self) -> tuple[np.ndarray, ...]:
-        """(start, count, dy, dx, value) flat arrays over every glyph rasterised so far."""
+        A dense table covers the Basic Multilingual Plane (one gather per page); other planes
+        and first sightings go through the locked slow path."""
+        keys = cps.astype(np.int64) * PHASES + phases
+        ids = np.full(len(keys), -1, np.int64)
+        bmp = keys < len(self._table)
+        ids[bmp] = self._table[keys[bmp]]
+        todo = np.flatnonzero(ids < 0)
+        if len(todo):
+            uniq, inverse = np.unique(keys[todo], return_inverse=True)
+            slots = np.empty(len(uniq), np.int64)
+            with self._lock:
+                for i, key in enumerate(uniq.tolist()):
+                    slot = self._slot.get(key)
+                    if slot is None:
+                        slot = len(self._masks)
+                        self._masks.append(self._rasterise(key // PHASES, key % PHASES))
+                        self._slot[key] = slot
+                        self._arrays = None
+                        if key < len(self._table):
+                            self._table[key] = slot
+                    slots[i] = slot
+            ids[todo] = slots[inverse]
+        return ids
+
+    def atlas(self) -> "Atlas":
+        """Flat arrays over every glyph rasterised so far (rebuilt only after new glyphs)."""
         with self._lock:
             if self._arrays is None:
-                counts = np.array([len(v) for _, _, v in self._masks], np.int64)
-                starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-                self._arrays = (
-                    starts, counts,
-                    np.concatenate([m[0] for m in self._masks]) if self._masks else np.zeros(0, np.int32),
-                    np.concatenate([m[1] for m in self._masks]) if self._masks else np.zeros(0, np.int32),
-                    np.concatenate([m[2] for m in self._masks]) if self._masks else np.zeros(0, np.uint8),
-                )
+                self._arrays = Atlas(self._masks)
             return self._arrays
+
+
+class Atlas:
+    """All rasterised glyphs as flat numpy arrays, for vectorised page composition.
+
+    Glyph g owns pixels `starts[g] : starts[g] + counts[g]` of `dy`, `dx`, `val`; its pixel
+    extent relative to the pen is [xmin, xmax] x [ymin, ymax] (empty glyphs: xmax < xmin).
+    """
+
+    def __init__(self, masks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        self.counts = np.array([len(v) for _, _, v in masks], np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        cat = (lambda i, dt: np.concatenate([m[i] for m in masks]).astype(dt) if masks
+               else np.zeros(0, dt))
+        self.dy, self.dx, self.val = cat(0, np.int64), cat(1, np.int64), cat(2, np.uint8)
+        self.xmin = np.array([m[1].min() if len(m[1]) else 0 for m in masks], np.int64)
+        self.xmax = np.array([m[1].max() if len(m[1]) else -1 for m in masks], np.int64)
+        self.ymin = np.array([m[0].min() if len(m[0]) else 0 for m in masks], np.int64)
+        self.ymax = np.array([m[0].max() if len(m[0]) else -1 for m in masks], np.int64)
+        self._rel: dict[int, np.ndarray] = {}
+        self._ink: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def rel(self, width: int) -> np.ndarray:
+        """Each pixel's flat offset from its pen position on a canvas `width` pixels wide."""
+        if width not in self._rel:
+            self._rel[width] = self.dy * width + self.dx
+        return self._rel[width]
+
+    def ink(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per glyph: has a pixel > threshold, and the right-most / lowest such pixel."""
+        if threshold not in self._ink:
+            n = len(self.counts)
+            has = np.zeros(n, bool)
+            xr = np.full(n, -1, np.int64)
+            yb = np.full(n, -1, np.int64)
+            inked = self.val > threshold
+            if inked.any():
+                owner = np.repeat(np.arange(n), self.counts)[inked]
+                has[owner] = True
+                np.maximum.at(xr, owner, self.dx[inked])
+                np.maximum.at(yb, owner, self.dy[inked])
+            self._ink[threshold] = (has, xr, yb)
+        return self._ink[threshold]
 
 
 @functools.lru_cache(maxsize=32)

@@ -37,8 +37,14 @@ from vtc_lab.render.config import RenderConfig
 from vtc_lab.render.fonts import Face
 
 _TOKEN_RE = re.compile(r"(?P<w>(?:[^ \t\n\f]| {2,})+)|(?P<nl>\n)|(?P<ff>\f)")
-# Text made only of these needs no normalisation (the fast path for ordinary ASCII text).
-_PLAIN_RE = re.compile(r"[^\x20-\x7e\n]")
+# Characters normalize() must act on: controls (Cc) except \t \n \f, format characters (Cf,
+# Unicode 15 ranges), surrogates, and the other line separators. Text without any of them (and
+# without tabs when tab_size != 1) is used as is: the fast path.
+_ACT_RE = re.compile(
+    "[\x00-\x08\x0b\x0d-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891"
+    "\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\ud800-\udfff\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 _NEWLINES = {"\n", "\x0b", "\x85", "\u2028", "\u2029"}
 
 
@@ -53,7 +59,7 @@ class Normalized:
 
 def normalize(text: str, cfg: RenderConfig) -> Normalized:
     """Map line breaks, tabs and invisible characters to what the layout understands."""
-    if not _PLAIN_RE.search(text):
+    if not _ACT_RE.search(text) and (cfg.tab_size == 1 or "\t" not in text):
         if cfg.newline == "space":
             text = text.replace("\n", " ")
         return Normalized(text, None, 0)
@@ -130,6 +136,7 @@ def char_widths(text: str, faces: list[Face], cfg: RenderConfig) -> tuple[np.nda
     w1000 = np.full(len(cps), np.nan)
     bmp = cps < 0x10000
     w1000[bmp] = main.width1000[cps[bmp]]
+    w1000[(cps == 0x0A) | (cps == 0x0C) | (cps == 0x09)] = 0.0  # never drawn (tab gaps: below)
     font_idx = np.zeros(len(cps), np.int8)
     missing = 0
     for i in np.flatnonzero(np.isnan(w1000)).tolist():
@@ -157,87 +164,104 @@ def char_widths(text: str, faces: list[Face], cfg: RenderConfig) -> tuple[np.nda
     return widths, font_idx, missing
 
 
-def _split_long(cum: np.ndarray, s: int, e: int, first_avail: float, max_w: float,
-                size: float) -> list[int]:
-    """Cut points of word s:e: first piece fits `first_avail`, the others `max_w` (greedy,
-    a character wider than a line goes alone). Returns the piece ends."""
+def _split_long(widths: list[float], s: int, first_avail: float, max_w: float) -> list[int]:
+    """Cut points of the word starting at text index s with these character widths: the first
+    piece fits `first_avail`, the others `max_w` (greedy; a character wider than a line goes
+    alone). Returns the piece ends as text indices."""
     ends: list[int] = []
-    avail, piece_w, i = first_avail, 0.0, s
+    avail, piece_w, i, e = first_avail, 0.0, 0, len(widths)
     while i < e:
-        cw = (cum[i + 1] - cum[i]) * size
+        cw = widths[i]
         if piece_w + cw > avail and (piece_w > 0 or cw <= max_w):
-            ends.append(i)
+            ends.append(s + i)
             avail, piece_w = max_w, 0.0
             continue
         piece_w += cw
         i += 1
-    ends.append(e)
+    ends.append(s + e)
     return ends
 
 
-def break_lines(norm: str, w1000_cum: np.ndarray, size: float, max_w: float, space_w: float,
-                shrink: float) -> list[tuple[list[Line], bool]]:
+def _words(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Word spans: maximal runs of characters other than single spaces, tabs, \\n and \\f
+    (a run of >= 2 spaces belongs to the word, like the reference's `&nbsp;`s)."""
+    is_sp = cps == 0x20
+    prev = np.concatenate([[False], is_sp[:-1]])
+    nxt = np.concatenate([is_sp[1:], [False]])
+    word = ~((is_sp & ~prev & ~nxt) | (cps == 0x09) | (cps == 0x0A) | (cps == 0x0C))
+    edges = np.diff(np.concatenate([[0], word.astype(np.int8), [0]]))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, max_w: float,
+                space_w: float, shrink: float) -> list[tuple[list[Line], bool]]:
     """Greedy line breaking. Returns (lines, page_break_after) blocks separated by form feeds.
 
     `w1000_cum[i]` is the summed width (1/1000 em) of norm[:i]; `size` is the font size / 1000,
-    so widths are `(cum[e] - cum[s]) * size` points, like reportlab's per-word `stringWidth`.
+    so a word's width is `(cum[e] - cum[s]) * size` points, like reportlab's per-word
+    `stringWidth`. The loop runs over words with plain Python floats (numpy scalars are slow).
     """
     cum = w1000_cum
+    ws_arr, we_arr = _words(cps)
+    ww_l = ((cum[we_arr] - cum[ws_arr]) * size).tolist()
+    ws_l, we_l = ws_arr.tolist(), we_arr.tolist()
+    breaks = np.flatnonzero((cps == 0x0A) | (cps == 0x0C)).tolist()
     blocks: list[tuple[list[Line], bool]] = []
     lines: list[Line] = []
     ls = le = -1  # current line span, -1 = no word yet
     cur, n = 0.0, 0
 
-    def close() -> None:
-        nonlocal ls, le, cur, n
-        if ls < 0:
-            lines.append(Line(pos, pos, 0.0, 0, hard=True))
-        else:
-            lines.append(Line(ls, le, cur, max(n - 1, 0), hard=True))
+    def pieces(s: int, e: int, first_avail: float) -> list[int]:
+        return _split_long(((cum[s + 1:e + 1] - cum[s:e]) * size).tolist(), s, first_avail, max_w)
+
+    def on_break(p: int) -> None:
+        nonlocal ls, le, cur, n, lines
+        if cps[p] == 0x0A:
+            lines.append(Line(p, p, 0.0, 0, hard=True) if ls < 0
+                         else Line(ls, le, cur, n - 1, hard=True))
+        else:  # form feed: finish the line if any, then a page break
+            if ls >= 0:
+                lines.append(Line(ls, le, cur, n - 1, hard=True))
+            blocks.append((lines, True))
+            lines = []
         ls = le = -1
         cur, n = 0.0, 0
 
-    pos = 0
-    for m in _TOKEN_RE.finditer(norm):
-        pos = m.start()
-        kind = m.lastgroup
-        if kind == "w":
-            s, e = m.span()
-            ww = (cum[e] - cum[s]) * size
-            if n == 0:
-                if ww > max_w:
-                    ends = _split_long(cum, s, e, max_w, max_w, size)
-                    start = s
-                    for end in ends[:-1]:
-                        lines.append(Line(start, end, (cum[end] - cum[start]) * size, 0))
-                        start = end
-                    ls, le, cur, n = start, e, (cum[e] - cum[start]) * size, 1
-                else:
-                    ls, le, cur, n = s, e, ww, 1
-                continue
-            new = cur + space_w + ww
-            if new <= max_w + shrink * space_w * n:
-                le, cur, n = e, new, n + 1
-            elif ww > max_w:
-                ends = _split_long(cum, s, e, max_w - space_w - cur, max_w, size)
-                if ends[0] > s:
-                    le, cur, n = ends[0], cur + space_w + (cum[ends[0]] - cum[s]) * size, n + 1
-                lines.append(Line(ls, le, cur, n - 1))
-                start = ends[0]
-                for end in ends[1:-1]:
-                    lines.append(Line(start, end, (cum[end] - cum[start]) * size, 0))
+    bi, nb = 0, len(breaks)
+    for s, e, ww in zip(ws_l, we_l, ww_l):
+        while bi < nb and breaks[bi] < s:
+            on_break(breaks[bi])
+            bi += 1
+        if n == 0:
+            if ww > max_w:
+                ends = pieces(s, e, max_w)
+                start = s
+                for end in ends[:-1]:
+                    lines.append(Line(start, end, float(cum[end] - cum[start]) * size, 0))
                     start = end
-                ls, le, cur, n = start, e, (cum[e] - cum[start]) * size, 1
+                ls, le, cur, n = start, e, float(cum[e] - cum[start]) * size, 1
             else:
-                lines.append(Line(ls, le, cur, n - 1))
                 ls, le, cur, n = s, e, ww, 1
-        elif kind == "nl":
-            close()
-        else:  # form feed: finish the line if any, then a page break
-            if ls >= 0:
-                close()
-            blocks.append((lines, True))
-            lines = []
+            continue
+        new = cur + space_w + ww
+        if new <= max_w + shrink * space_w * n:
+            le, cur, n = e, new, n + 1
+        elif ww > max_w:  # a long word fills the rest of this line, then whole lines
+            ends = pieces(s, e, max_w - space_w - cur)
+            if ends[0] > s:
+                le, cur, n = ends[0], cur + space_w + float(cum[ends[0]] - cum[s]) * size, n + 1
+            lines.append(Line(ls, le, cur, n - 1))
+            start = ends[0]
+            for end in ends[1:-1]:
+                lines.append(Line(start, end, float(cum[end] - cum[start]) * size, 0))
+                start = end
+            ls, le, cur, n = start, e, float(cum[e] - cum[start]) * size, 1
+        else:
+            lines.append(Line(ls, le, cur, n - 1))
+            ls, le, cur, n = s, e, ww, 1
+    while bi < nb:
+        on_break(breaks[bi])
+        bi += 1
     if ls >= 0:
         lines.append(Line(ls, le, cur, n - 1))
     blocks.append((lines, False))
@@ -264,6 +288,7 @@ def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
     """Normalize, measure, break into lines and paginate."""
     norm = normalize(text, cfg)
     widths, fonts, missing = char_widths(norm.text, faces, cfg)
+    cps = np.frombuffer(norm.text.encode("utf-32-le", "surrogatepass"), "<u4").astype(np.int64)
     size = cfg.font_size
     w1000 = widths / (size * 0.001)
     cum = np.concatenate([[0.0], np.cumsum(w1000)])
@@ -281,7 +306,7 @@ def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
         per_page = math.floor((cfg.page_height - 2 * (cfg.margin_y + cfg.padding)) / cfg.line_height + 1e-8)
     per_page = max(per_page, 1)
     layout = Layout(norm=norm, widths=widths, fonts=fonts, missing=missing)
-    for lines, page_break in break_lines(norm.text, cum, size * 0.001, max_w, space_w, shrink):
+    for lines, page_break in break_lines(norm.text, cps, cum, size * 0.001, max_w, space_w, shrink):
         layout.pages.extend(paginate(lines, per_page) if lines else ([[]] if page_break else []))
     if not layout.pages:
         layout.pages.append([])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ from vtc_lab.render.fonts import PHASES, Face, get_face, resolve_font
 from vtc_lab.render.layout import Layout, Line, layout_text
 
 _INK_GREY_LEVELS = 5  # the reference crop's tolerance
-_BLANK = {0x09, 0x20, 0xA0, 0x0A, 0x0C}
+_BLANK_ARR = np.array([0x09, 0x20, 0xA0, 0x0A, 0x0C])  # never drawn
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,10 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
     asc_px = m.ascent / m.units_per_em * cfg.font_size * scale
     desc_px = -m.descent / m.units_per_em * cfg.font_size * scale
     counts = np.array([ln.end - ln.start for ln in lines], np.int64)
-    idx = (np.concatenate([np.arange(ln.start, ln.end) for ln in lines]) if lines
-           else np.zeros(0, np.int64))
+    starts = (np.cumsum(counts) - counts).astype(np.int64)
+    text_starts = np.array([ln.start for ln in lines], np.int64)
+    idx = np.arange(int(counts.sum())) + np.repeat(text_starts - starts, counts)
     line_of = np.repeat(np.arange(len(lines)), counts)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     adv = layout.widths[idx] * scale
     csum = np.concatenate([[0.0], np.cumsum(adv)])
     offset = csum[:-1] - csum[starts[line_of]]
@@ -144,62 +145,87 @@ def _separators(cps: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Face],
-             cfg: RenderConfig, last_page: bool, threshold: float
-             ) -> tuple[np.ndarray, int, int]:
-    """Coverage array (uint8, cropped) for one page and its uncropped width/height."""
+             cfg: RenderConfig, last_page: bool, threshold: float) -> np.ndarray:
+    """Coverage array (uint8, already cropped) for one page."""
     scale = cfg.scale
     page_w, page_h = round(cfg.page_width * scale), round(cfg.page_height * scale)
-    ys_all, xs_all, vs_all = [], [], []
+    flats, weights = [], []
+    ink_right = ink_bottom = -1
     cp_page = cps[placed.idx]
-    ink_chars = ~np.isin(cp_page, list(_BLANK))
+    drawn = ~np.isin(cp_page, _BLANK_ARR)
     q = np.floor(placed.x * PHASES + 0.5).astype(np.int64)
     for k, face in enumerate(faces):
-        sel = ink_chars & (fonts[placed.idx] == k)
+        sel = drawn & (fonts[placed.idx] == k) if len(faces) > 1 else drawn
         if not sel.any():
             continue
         ids = face.glyph_ids(cp_page[sel], q[sel] % PHASES)
-        starts, counts, dy, dx, val = face.atlas()
-        n = counts[ids]
-        total = int(n.sum())
-        if total == 0:
-            continue
-        owner = np.repeat(np.arange(len(ids)), n)
-        first = np.concatenate([[0], np.cumsum(n)[:-1]])
-        pix = starts[ids][owner] + (np.arange(total) - first[owner])
-        ys_all.append(placed.base[sel][owner] + dy[pix])
-        xs_all.append((q[sel] // PHASES)[owner] + dx[pix])
-        vs_all.append(val[pix])
-    if ys_all:
-        ys, xs, vs = np.concatenate(ys_all), np.concatenate(xs_all), np.concatenate(vs_all)
-        inside = (ys >= 0) & (ys < page_h) & (xs >= 0) & (xs < page_w)
-        ys, xs, vs = ys[inside], xs[inside], vs[inside]
-    else:
-        ys = xs = np.zeros(0, np.int64)
-        vs = np.zeros(0, np.uint8)
-    ink = vs > threshold
+        atlas = face.atlas()
+        bx, by = q[sel] // PHASES, placed.base[sel]
+        has, xr, yb = atlas.ink(threshold)
+        h = has[ids]
+        if h.any():
+            ink_right = max(ink_right, min(page_w - 1, int((bx + xr[ids])[h].max())))
+            ink_bottom = max(ink_bottom, min(page_h - 1, int((by + yb[ids])[h].max())))
+        inside = ((bx + atlas.xmin[ids] >= 0) & (bx + atlas.xmax[ids] < page_w)
+                  & (by + atlas.ymin[ids] >= 0) & (by + atlas.ymax[ids] < page_h))
+        n = atlas.counts[ids]
+        ok = inside & (n > 0)
+        if ok.any():  # the fast path: every pixel lands on the page
+            n_ok = n[ok]
+            total = int(n_ok.sum())
+            first = np.cumsum(n_ok) - n_ok
+            pix = np.arange(total) + np.repeat(atlas.starts[ids[ok]] - first, n_ok)
+            flats.append(atlas.rel(page_w)[pix] + np.repeat(by[ok] * page_w + bx[ok], n_ok))
+            weights.append(atlas.val[pix])
+        for g in np.flatnonzero(~inside & (n > 0)).tolist():  # glyphs crossing the page edge
+            a, b = atlas.starts[ids[g]], atlas.starts[ids[g]] + n[g]
+            ys, xs = by[g] + atlas.dy[a:b], bx[g] + atlas.dx[a:b]
+            keep = (ys >= 0) & (ys < page_h) & (xs >= 0) & (xs < page_w)
+            flats.append(ys[keep] * page_w + xs[keep])
+            weights.append(atlas.val[a:b][keep])
     right, lower = page_w, page_h
-    if ink.any():
+    if ink_right >= 0:
         if cfg.auto_crop_width:
-            right = min(page_w, int(xs[ink].max()) + 1 + round(cfg.margin_x * scale))
+            right = min(page_w, ink_right + 1 + round(cfg.margin_x * scale))
         if cfg.auto_crop_last_page and last_page:
-            lower = min(page_h, int(ys[ink].max()) + 1 + round(cfg.margin_y * scale))
+            lower = min(page_h, ink_bottom + 1 + round(cfg.margin_y * scale))
     else:  # nothing visible: keep just the margins (and one line on the last page)
         if cfg.auto_crop_width:
             right = min(page_w, round((2 * cfg.margin_x + cfg.padding) * scale))
         if cfg.auto_crop_last_page and last_page:
             pitch = cfg.cell_height if cfg.cell_width else cfg.line_height * scale
             lower = min(page_h, round((2 * cfg.margin_y + cfg.padding) * scale + pitch))
-    keep = (xs < right) & (ys < lower)
-    flat = ys[keep] * right + xs[keep]
-    cov = np.bincount(flat, weights=vs[keep], minlength=right * lower)
-    cov = np.minimum(cov, 255).astype(np.uint8).reshape(lower, right)
-    return cov, page_w, page_h
+    out = np.empty((lower, right), np.uint8)
+    if not flats:
+        out.fill(0)
+        return out
+    # Composite into a reused all-zero buffer (a fresh multi-MB array per page costs more in page
+    # faults than the drawing); overlapping anti-aliased glyph edges take the larger coverage.
+    flat = np.concatenate(flats)
+    buf = _canvas(page_w * page_h)
+    try:
+        np.maximum.at(buf, flat, np.concatenate(weights))
+        out[...] = buf[: lower * page_w].reshape(lower, page_w)[:, :right]
+    finally:
+        buf[flat] = 0  # leave the buffer all zero for the next page
+    return out
+
+
+_local = threading.local()
+
+
+def _canvas(size: int) -> np.ndarray:
+    """This thread's zeroed coverage buffer of at least `size` pixels."""
+    buf = getattr(_local, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _local.buf = np.zeros(size, np.uint8)
+    return buf
 
 
 def _to_image(cov: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, int]) -> Image.Image:
-    mask = Image.fromarray(cov, "L")
     if fg == (0, 0, 0) and bg == (255, 255, 255):
-        return Image.fromarray(255 - cov, "L").convert("RGB")
+        return Image.fromarray(np.subtract(255, cov, out=cov), "L").convert("RGB")
+    mask = Image.fromarray(cov, "L")
     return Image.composite(Image.new("RGB", mask.size, fg), Image.new("RGB", mask.size, bg), mask)
 
 
@@ -220,7 +246,7 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     for p, lines in enumerate(layout.pages):
         placed = _place(layout, lines, cfg, faces[0], cps)
         last = p == len(layout.pages) - 1
-        cov, page_w, _ = _compose(placed, cps, layout.fonts, faces, cfg, last, threshold)
+        cov = _compose(placed, cps, layout.fonts, faces, cfg, last, threshold)
         img = _to_image(cov, fg, bg)
         if hs != 1.0:
             img = img.resize((max(1, round(img.width * hs)), img.height), Image.Resampling.BICUBIC)
@@ -244,6 +270,19 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     else:
         result.text_end = int(norm.src[layout.chars_laid_out]) if norm.src is not None else layout.chars_laid_out
     return result
+
+
+def png_bytes(image: Image.Image, config: RenderConfig | None = None) -> bytes:
+    """PNG file bytes of a page: fast zlib level 1, and single-channel when the config's colours
+    are greys (lossless: `Image.open(...).convert("RGB")` gives back the same pixels)."""
+    import io
+
+    cfg = config or RenderConfig()
+    fg, bg = ImageColor.getrgb(cfg.text_color)[:3], ImageColor.getrgb(cfg.background_color)[:3]
+    grey = len(set(fg)) == 1 and len(set(bg)) == 1 and image.mode == "RGB"
+    buf = io.BytesIO()
+    (image.convert("L") if grey else image).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def render_text(text: str, config: RenderConfig | None = None) -> list[Image.Image]:
