@@ -144,3 +144,21 @@ def test_registered_source_plugs_in():
         sources._REGISTRY.pop("squares")
     with pytest.raises(ValueError, match="data.source must be one of"):
         DataConfig(source="squares")
+
+
+def test_parquet_reads_only_the_needed_columns(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    rows = [{**r, "messages": [{"role": "user", "content": "x" * 100}]} for r in list(math500_fixture_rows())[:5]]
+    path = write_openr1_fixture(tmp_path / "a.parquet", rows)
+    asked = []
+    real = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, **kwargs):
+        asked.append(kwargs.get("columns"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    traces, _ = split(list(iter_traces(DataConfig(source="openr1", path=str(path)))))
+    assert len(traces) == 5
+    assert asked == [["problem", "answer", "generations", "correctness_math_verify", "uuid"]]

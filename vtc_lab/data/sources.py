@@ -101,14 +101,20 @@ def resolve_files(path: str) -> list[Path]:
     return matches
 
 
-def iter_rows(path: Path) -> Iterator[tuple[str, dict | Skip]]:
-    """(origin, row) for each row of a parquet or jsonl(.gz) file; bad lines become Skips."""
+def iter_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple[str, dict | Skip]]:
+    """(origin, row) for each row of a parquet or jsonl(.gz) file; bad lines become Skips.
+
+    Parquet reads only `columns` (those present), so the large columns of OpenR1-Math-220K the
+    builder does not need (`messages`, `solution`, ...) are never decoded.
+    """
     if path.name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(path)
+        names = set(pf.schema_arrow.names)
+        wanted = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
         row = 0
-        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS):
+        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted):
             for record in batch.to_pylist():
                 row += 1
                 yield f"{path}:row {row}", record
@@ -130,10 +136,12 @@ def iter_rows(path: Path) -> Iterator[tuple[str, dict | Skip]]:
             yield origin, record
 
 
-def _rows(cfg: DataConfig) -> Iterator[tuple[str, dict | Skip]]:
+def _rows(cfg: DataConfig, columns: list[str]) -> Iterator[tuple[str, dict | Skip]]:
     assert cfg.path is not None
+    if cfg.id_field:
+        columns = [*columns, cfg.id_field]
     for path in resolve_files(cfg.path):
-        yield from iter_rows(path)
+        yield from iter_rows(path, columns)
 
 
 # ------------------------------------------------------------------------------- parsing
@@ -224,8 +232,11 @@ def openr1_row_traces(record: dict, origin: str, cfg: DataConfig) -> Iterator[Tr
         pass  # every correct generation was itself skipped and counted above
 
 
+OPENR1_COLUMNS = ["problem", "answer", "generations", "correctness_math_verify"]
+
+
 def openr1_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
-    for origin, record in _rows(cfg):
+    for origin, record in _rows(cfg, OPENR1_COLUMNS):
         if isinstance(record, Skip):
             yield record
             continue
@@ -234,7 +245,7 @@ def openr1_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
 
 def jsonl_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
     """Plain traces: `question_field`, `trace_field`, `answer_field` (and `id_field`) per row."""
-    for origin, record in _rows(cfg):
+    for origin, record in _rows(cfg, [cfg.question_field, cfg.trace_field, cfg.answer_field]):
         if isinstance(record, Skip):
             yield record
             continue
