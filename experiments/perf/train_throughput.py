@@ -1,7 +1,7 @@
 """Training throughput of the tiny backbones on CPU: samples/s, tokens/s, the data side's
 (decode + processor + tokenize) share of step time, and peak memory.
 
-    python experiments/perf/train_throughput.py [--dataset DIR] [--steps 10] [--threads 2]
+    python experiments/perf/train_throughput.py [--dataset DIR] [--steps 10] [--threads 2] [--device cuda]
 
 Measured side by side in one process on the same batches: `encode` = SFTEncoder.encode for
 every sample of a batch + collate; `step` = forward + backward + AdamW step on that batch.
@@ -35,7 +35,12 @@ def build_fixture(root: Path) -> Path:
     return ensure_dataset(cfg)
 
 
-def measure(arch: str, dataset_dir: Path, steps: int, batch_size: int) -> dict:
+def _to(batch: dict, device: str) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
+def measure(arch: str, dataset_dir: Path, steps: int, batch_size: int, device: str = "cpu") -> dict:
     from vtc_lab.data.shards import open_dataset
     from vtc_lab.models import ModelConfig, TinySpec, load_backbone
     from vtc_lab.train.collate import SFTEncoder, collate
@@ -46,7 +51,7 @@ def measure(arch: str, dataset_dir: Path, steps: int, batch_size: int) -> dict:
                                    tiny=TinySpec(patch_size=16 if arch == "qwen3_vl" else 14)))
     enc = SFTEncoder(bb.processor, bb.stop_token_ids, ds.system_prompt, ds.image_position,
                      cutoff_len=2048, image_max_pixels=262144)
-    module = SFTModule(bb, lr=1e-3, total_steps=steps)
+    module = SFTModule(bb, lr=1e-3, total_steps=steps).to(device)
     opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-3)
     rows = ds.iter_samples()
     t_enc = t_step = 0.0
@@ -62,12 +67,16 @@ def measure(arch: str, dataset_dir: Path, steps: int, batch_size: int) -> dict:
             item = enc.encode(row)
             if item is not None:
                 items.append(item)
-        batch = collate(items, bb.tokenizer.pad_token_id)
+        batch = _to(collate(items, bb.tokenizer.pad_token_id), device)
         t1 = time.perf_counter()
-        loss, _ = module.loss(batch)
+        # bf16 autocast on CUDA = the gpu preset's bf16-mixed; float32 on CPU = the cpu preset
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss, _ = module.loss(batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
         t2 = time.perf_counter()
         if step:
             t_enc += t1 - t0
@@ -80,7 +89,9 @@ def measure(arch: str, dataset_dir: Path, steps: int, batch_size: int) -> dict:
             "tokens/sample": tokens / samples, "vision tokens/sample": vision / samples,
             "encode ms/batch": 1000 * t_enc / steps, "step ms/batch": 1000 * t_step / steps,
             "encode share": t_enc / total,
-            "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **({"peak GPU MiB": torch.cuda.max_memory_allocated() / 2**20} if device == "cuda" else {}),
+            "final loss": float(loss)}
 
 
 def main() -> None:
@@ -90,13 +101,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--archs", default="qwen3_vl,glm4v")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.dataset or build_fixture(Path(tmp))
         for arch in args.archs.split(","):
-            r = measure(arch, dataset, args.steps, args.batch_size)
+            r = measure(arch, dataset, args.steps, args.batch_size, args.device)
             print(" | ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()),
                   flush=True)
 
