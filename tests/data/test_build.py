@@ -227,3 +227,15 @@ def test_a_trace_that_breaks_the_pipeline_is_counted_not_fatal(make_cfg, monkeyp
     stats = json.loads((Path(metrics["path"]) / "stats.json").read_text())
     assert stats["skipped"] == {"error:RuntimeError": 1}
     assert stats["problems"] == 5 == len({r["problem_id"] for r in rows_of(metrics["path"])})
+
+
+def test_concurrent_builders_of_one_directory_build_once(make_cfg, tmp_path):
+    """Two processes (e.g. DDP ranks) asking for the same dataset: one builds, one reuses."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    cfg = make_cfg(limit=8, output_dir=str(tmp_path / "shared"), render_cache=False)
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(build_dataset, [cfg, cfg]))
+    assert sorted(r["reused"] for r in results) == [False, True]
+    assert results[0]["data/samples"] == results[1]["data/samples"] == len(rows_of(tmp_path / "shared"))

@@ -9,6 +9,7 @@ different config in the same directory is refused (config hash in manifest.json)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -107,7 +108,7 @@ def check_directory(out: Path, cfg: Any, chash: str) -> dict | None:
     """The existing manifest if `out` holds this config's dataset; raises on any other content."""
     manifest = sh.read_manifest(out)
     if manifest is None:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != sh.LOCK for p in out.iterdir()):
             raise DatasetConfigMismatch(
                 f"{out} exists, is not empty and has no {sh.MANIFEST}: refusing to write a dataset "
                 "into it; choose another output_dir")
@@ -247,6 +248,34 @@ def build_dataset(cfg: Any) -> dict:
     chash = config_hash(cfg)
     if cfg.overwrite and sh.read_manifest(out) is not None:
         shutil.rmtree(out)
+    check_directory(out, cfg, chash)  # refuse early, before taking the lock
+    out.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out):
+        return _build_locked(cfg, out, chash, t0)
+
+
+@contextlib.contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """One builder per directory (e.g. every DDP rank calling ensure_dataset): the others wait,
+    then find the dataset complete and reuse it. The OS drops the lock if its holder dies."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
+        yield
+        return
+    with open(out / sh.LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s is being built by another process; waiting for it", out)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_locked(cfg: Any, out: Path, chash: str, t0: float) -> dict:
     manifest = check_directory(out, cfg, chash)
     if manifest is not None and manifest.get("status") == "complete":
         log.info("reusing %s (same config_hash %s)", out, chash[:12])
@@ -256,7 +285,6 @@ def build_dataset(cfg: Any) -> dict:
 
             export_llamafactory(out)
         return _metrics(stats, out, chash, reused=True, seconds=time.perf_counter() - t0)
-    out.mkdir(parents=True, exist_ok=True)
     removed = sh.remove_temporaries(out)
     if removed:
         log.info("removed %d temporary files of an interrupted build", removed)

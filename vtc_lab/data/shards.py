@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 SHARD_DIR = "shards"
 MANIFEST = "manifest.json"
+LOCK = ".build.lock"
 TMP_MARK = ".tmp"
 
 SCHEMA = pa.schema([
