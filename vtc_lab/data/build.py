@@ -68,6 +68,7 @@ def identity_config(cfg: Any) -> dict:
         "data": data,
         "segmentation": _plain(cfg.segmentation),
         "renderer": _plain(cfg.renderer),
+        "renderer_hash": _render_hash(cfg.renderer),  # + renderer version and font bytes
         "model": model_id,
         "token_counter": cfg.token_counter,
         "problems_per_shard": cfg.problems_per_shard,
