@@ -162,3 +162,13 @@ def test_parquet_reads_only_the_needed_columns(tmp_path, monkeypatch):
     traces, _ = split(list(iter_traces(DataConfig(source="openr1", path=str(path)))))
     assert len(traces) == 5
     assert asked == [["problem", "answer", "generations", "correctness_math_verify", "uuid"]]
+
+
+def test_gzipped_jsonl_shards(tmp_path):
+    import gzip
+
+    rows = list(math500_fixture_rows())[:4]
+    with gzip.open(tmp_path / "part-0.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(json.dumps(r) for r in rows) + "\n")
+    traces, skips = split(list(iter_traces(DataConfig(source="openr1", path=str(tmp_path)))))
+    assert [t.problem_id for t in traces] == [r["uuid"] for r in rows] and not skips
