@@ -88,8 +88,9 @@ def reference_pdf(text: str, font_path: str = str(FONT_DIR / "DejaVuSans.ttf"),
 
 
 def rasterise(pdf: bytes, dpi: int = 72, engine: str = "pdftoppm") -> list[Image.Image]:
-    """PDF -> RGB pages, with poppler's pdftoppm writing PPM files (what pdf2image does by
-    default) or with pdfium in process."""
+    """PDF -> RGB pages. `pdftoppm`: what the reference's pdf2image.convert_from_bytes does by
+    default - `pdfinfo` for the page count, then `pdftoppm` writing PPM files, loaded with PIL.
+    `pdfium`: in process (a faster stand-in where poppler is missing)."""
     if engine == "pdfium":
         import pypdfium2 as pdfium
 
@@ -100,6 +101,9 @@ def rasterise(pdf: bytes, dpi: int = 72, engine: str = "pdftoppm") -> list[Image
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.pdf"
         src.write_bytes(pdf)
+        if shutil.which("pdfinfo"):
+            info = subprocess.run(["pdfinfo", str(src)], check=True, capture_output=True, text=True)
+            assert "Pages:" in info.stdout
         subprocess.run(["pdftoppm", "-r", str(dpi), str(src), str(Path(tmp) / "p")], check=True)
         files = sorted(Path(tmp).glob("p-*.ppm"), key=lambda p: int(p.stem.split("-")[-1]))
         return [Image.open(f).convert("RGB") for f in files]

@@ -214,6 +214,7 @@ class Atlas:
         cat = (lambda i, dt: np.concatenate([m[i] for m in masks]).astype(dt) if masks
                else np.zeros(0, dt))
         self.dy, self.dx, self.val = cat(0, np.int64), cat(1, np.int64), cat(2, np.uint8)
+        self.inv = 255 - self.val  # drawn as darkness on a white (255) page
         self.xmin = np.array([m[1].min() if len(m[1]) else 0 for m in masks], np.int64)
         self.xmax = np.array([m[1].max() if len(m[1]) else -1 for m in masks], np.int64)
         self.ymin = np.array([m[0].min() if len(m[0]) else 0 for m in masks], np.int64)
@@ -223,9 +224,12 @@ class Atlas:
 
     def rel(self, width: int) -> np.ndarray:
         """Each pixel's flat offset from its pen position on a canvas `width` pixels wide."""
-        if width not in self._rel:
-            self._rel[width] = self.dy * width + self.dx
-        return self._rel[width]
+        rel = self._rel.get(width)
+        if rel is None:  # cheap to rebuild; keep a few so memory stays flat over many widths
+            if len(self._rel) >= 8:
+                self._rel.pop(next(iter(self._rel)))
+            rel = self._rel[width] = self.dy * width + self.dx
+        return rel
 
     def ink(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per glyph: has a pixel > threshold, and the right-most / lowest such pixel."""

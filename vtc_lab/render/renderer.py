@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,14 +145,21 @@ def _separators(cps: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Face],
              cfg: RenderConfig, last_page: bool, threshold: float) -> np.ndarray:
-    """Coverage array (uint8, already cropped) for one page."""
+    """One page as a cropped uint8 array of 255 - coverage (white = 255: ready for black on
+    white, and the inverse of the mask for other colours).
+
+    First the crop box is found from the glyphs' precomputed ink extents, then the glyphs'
+    pixels are scattered straight into the cropped page with `np.minimum.at` (overlapping
+    anti-aliased edges keep the darker value). No full-page temporaries: at these sizes page
+    faults on fresh arrays would cost more than the drawing.
+    """
     scale = cfg.scale
     page_w, page_h = round(cfg.page_width * scale), round(cfg.page_height * scale)
-    flats, weights = [], []
-    ink_right = ink_bottom = -1
     cp_page = cps[placed.idx]
     drawn = ~np.isin(cp_page, _BLANK_ARR)
     q = np.floor(placed.x * PHASES + 0.5).astype(np.int64)
+    groups = []  # (atlas, ids, bx, by) per face
+    ink_right = ink_bottom = -1
     for k, face in enumerate(faces):
         sel = drawn & (fonts[placed.idx] == k) if len(faces) > 1 else drawn
         if not sel.any():
@@ -166,23 +172,7 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         if h.any():
             ink_right = max(ink_right, min(page_w - 1, int((bx + xr[ids])[h].max())))
             ink_bottom = max(ink_bottom, min(page_h - 1, int((by + yb[ids])[h].max())))
-        inside = ((bx + atlas.xmin[ids] >= 0) & (bx + atlas.xmax[ids] < page_w)
-                  & (by + atlas.ymin[ids] >= 0) & (by + atlas.ymax[ids] < page_h))
-        n = atlas.counts[ids]
-        ok = inside & (n > 0)
-        if ok.any():  # the fast path: every pixel lands on the page
-            n_ok = n[ok]
-            total = int(n_ok.sum())
-            first = np.cumsum(n_ok) - n_ok
-            pix = np.arange(total) + np.repeat(atlas.starts[ids[ok]] - first, n_ok)
-            flats.append(atlas.rel(page_w)[pix] + np.repeat(by[ok] * page_w + bx[ok], n_ok))
-            weights.append(atlas.val[pix])
-        for g in np.flatnonzero(~inside & (n > 0)).tolist():  # glyphs crossing the page edge
-            a, b = atlas.starts[ids[g]], atlas.starts[ids[g]] + n[g]
-            ys, xs = by[g] + atlas.dy[a:b], bx[g] + atlas.dx[a:b]
-            keep = (ys >= 0) & (ys < page_h) & (xs >= 0) & (xs < page_w)
-            flats.append(ys[keep] * page_w + xs[keep])
-            weights.append(atlas.val[a:b][keep])
+        groups.append((atlas, ids, bx, by))
     right, lower = page_w, page_h
     if ink_right >= 0:
         if cfg.auto_crop_width:
@@ -195,37 +185,32 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         if cfg.auto_crop_last_page and last_page:
             pitch = cfg.cell_height if cfg.cell_width else cfg.line_height * scale
             lower = min(page_h, round((2 * cfg.margin_y + cfg.padding) * scale + pitch))
-    out = np.empty((lower, right), np.uint8)
-    if not flats:
-        out.fill(0)
-        return out
-    # Composite into a reused all-zero buffer (a fresh multi-MB array per page costs more in page
-    # faults than the drawing); overlapping anti-aliased glyph edges take the larger coverage.
-    flat = np.concatenate(flats)
-    buf = _canvas(page_w * page_h)
-    try:
-        np.maximum.at(buf, flat, np.concatenate(weights))
-        out[...] = buf[: lower * page_w].reshape(lower, page_w)[:, :right]
-    finally:
-        buf[flat] = 0  # leave the buffer all zero for the next page
+    out = np.full((lower, right), 255, np.uint8)
+    flat_out = out.reshape(-1)
+    for atlas, ids, bx, by in groups:
+        n = atlas.counts[ids]
+        inside = ((bx + atlas.xmin[ids] >= 0) & (bx + atlas.xmax[ids] < right)
+                  & (by + atlas.ymin[ids] >= 0) & (by + atlas.ymax[ids] < lower))
+        ok = inside & (n > 0)
+        if ok.any():  # the fast path: every pixel of these glyphs lands on the page
+            n_ok = n[ok]
+            first = np.cumsum(n_ok) - n_ok
+            pix = np.arange(int(n_ok.sum())) + np.repeat(atlas.starts[ids[ok]] - first, n_ok)
+            flat = atlas.rel(right)[pix] + np.repeat(by[ok] * right + bx[ok], n_ok)
+            np.minimum.at(flat_out, flat, atlas.inv[pix])
+        for g in np.flatnonzero(~inside & (n > 0)).tolist():  # glyphs crossing the crop edge
+            a, b = atlas.starts[ids[g]], atlas.starts[ids[g]] + n[g]
+            ys, xs = by[g] + atlas.dy[a:b], bx[g] + atlas.dx[a:b]
+            keep = (ys >= 0) & (ys < lower) & (xs >= 0) & (xs < right)
+            np.minimum.at(flat_out, ys[keep] * right + xs[keep], atlas.inv[a:b][keep])
     return out
 
 
-_local = threading.local()
-
-
-def _canvas(size: int) -> np.ndarray:
-    """This thread's zeroed coverage buffer of at least `size` pixels."""
-    buf = getattr(_local, "buf", None)
-    if buf is None or len(buf) < size:
-        buf = _local.buf = np.zeros(size, np.uint8)
-    return buf
-
-
-def _to_image(cov: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, int]) -> Image.Image:
+def _to_image(page: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, int]) -> Image.Image:
+    """RGB image of a `_compose` page (255 - coverage)."""
     if fg == (0, 0, 0) and bg == (255, 255, 255):
-        return Image.fromarray(np.subtract(255, cov, out=cov), "L").convert("RGB")
-    mask = Image.fromarray(cov, "L")
+        return Image.fromarray(page, "L").convert("RGB")
+    mask = Image.fromarray(np.subtract(255, page, out=page), "L")
     return Image.composite(Image.new("RGB", mask.size, fg), Image.new("RGB", mask.size, bg), mask)
 
 
