@@ -81,3 +81,46 @@ def test_killed_at_many_moments(tmp_path):
     reference = build_dataset(small_build_cfg(tmp_path, tmp_path / "whole", 40))
     assert _rows(out) == _rows(reference["path"])
     assert not list(out.rglob("*.tmp*"))
+
+
+def _children(pid):
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc")
+def test_kill_of_a_parallel_build_leaves_no_workers_and_resumes(tmp_path):
+    from data.conftest import small_build_cfg
+
+    out = tmp_path / "killed"
+    code = CHILD.replace("build_dataset(small_build_cfg({root!r}, {out!r}, {limit}))",
+                         "import dataclasses\n"
+                         "build_dataset(dataclasses.replace(small_build_cfg({root!r}, {out!r}, {limit}), num_workers=2))")
+    code = code.format(tests=str(Path(__file__).parents[1]), root=str(tmp_path), out=str(out), limit=40)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert _wait_for_shards(out, 2, proc), proc.stderr.read().decode()[-2000:]
+    workers = [p for p in _children(proc.pid) if _alive(p)]
+    assert workers, "the build runs worker processes"
+    _kill(proc)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "workers outlived their killed parent"
+    build_dataset(small_build_cfg(tmp_path, out, 40))
+    reference = build_dataset(small_build_cfg(tmp_path, tmp_path / "whole", 40))
+    assert _rows(out) == _rows(reference["path"])

@@ -148,6 +148,26 @@ _STATE: WorkerState | None = None
 def _init_worker(settings: SampleSettings) -> None:
     global _STATE
     _STATE = WorkerState.create(settings)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """In a worker process: exit as soon as the parent dies (kill -9 of the build would
+    otherwise leave idle workers behind, blocked on their task queue forever)."""
+    import multiprocessing
+    import os
+    import threading
+    from multiprocessing.connection import wait as wait_for
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait_for([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _build_shard(index: int, traces: list[Trace], out: str | None) -> tuple[int, dict, int]:
