@@ -120,3 +120,25 @@ def test_loss_on_kept_positions_equals_full_logits_loss(backbone, make_png):
         ref = F.cross_entropy(out.logits[:, :-1].reshape(-1, out.logits.size(-1)),
                               batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
     assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_empty_dataset_is_a_clear_error(tmp_path, make_dataset, backbone):
+    from vtc_lab.train.datamodule import SFTDataModule
+
+    write, _ = make_dataset
+    ds = open_dataset(write(tmp_path / "empty", []))
+    enc = SFTEncoder(backbone.processor, backbone.stop_token_ids, None)
+    with pytest.raises(ValueError, match="no training samples"):
+        SFTDataModule(ds, enc, batch_size=2, val_fraction=0.1, val_max_samples=4,
+                      shuffle_buffer=0, num_workers=0, seed=0)
+
+
+def test_unknown_backbone_name_is_refused():
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import MissingConfigException
+
+    from vtc_lab.cli._hydra import CONF_DIR
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        with pytest.raises(MissingConfigException, match="model/llava_13b"):
+            compose("train", overrides=["model=llava_13b"])
