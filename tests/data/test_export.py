@@ -57,3 +57,12 @@ def test_export_of_image_position_after(make_cfg):
     assert with_images and all(ex["messages"][0]["role"] == "user" for ex in first)
     ex = with_images[0]
     assert ex["messages"][0]["content"].endswith("<image>" * len(ex["images"]))
+
+
+def test_export_writes_each_distinct_page_once(make_cfg):
+    metrics = build_dataset(make_cfg(limit=4))
+    root = export_llamafactory(metrics["path"])
+    rows = list(open_dataset(metrics["path"]).iter_samples())
+    distinct = {png for r in rows for png in r["images"]}
+    files = list((root / "images").rglob("*.png"))
+    assert len(files) == len(distinct) < sum(len(r["images"]) for r in rows)

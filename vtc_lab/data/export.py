@@ -3,16 +3,17 @@
 ```
 <dataset>/llamafactory/data.jsonl          {"messages": [system?, user, assistant], "images": [...]}
 <dataset>/llamafactory/dataset_info.json   the entry LLaMA-Factory's `dataset_dir` expects
-<dataset>/llamafactory/images/shard-XXXXX/<row>-<j>.png
+<dataset>/llamafactory/images/<ab>/<sha256 of the PNG>.png   (one file per distinct page)
 ```
 Image paths are relative to the export directory (use it as LLaMA-Factory's `dataset_dir` /
-`media_dir`). File names come from shard and row numbers, never from problem ids, so nothing
-can land outside the export directory. The user turn holds one `<image>` placeholder per
+`media_dir`). File names are content hashes, never problem ids, so nothing can land outside
+the export directory. The user turn holds one `<image>` placeholder per
 image, before or after the question as in the dataset's `data.image_position`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -36,13 +37,15 @@ def export_llamafactory(dataset_path: str | os.PathLike, out_dir: str | os.PathL
     system, position = ds.system_prompt, ds.image_position
     with open(tmp / "data.jsonl", "w", encoding="utf-8") as fh:
         for shard in ds.shard_ids:
-            shard_dir = tmp / "images" / f"shard-{shard:05d}"
-            shard_dir.mkdir()
-            for row_no, row in enumerate(ds.iter_samples([shard])):
+            for row in ds.iter_samples([shard]):
                 paths = []
-                for j, png in enumerate(row["images"]):
-                    rel = f"images/shard-{shard:05d}/{row_no:06d}-{j:03d}.png"
-                    (tmp / rel).write_bytes(png)
+                for png in row["images"]:
+                    # Sample k repeats the pages of samples 1..k-1: one file per distinct page.
+                    digest = hashlib.sha256(png).hexdigest()
+                    rel = f"images/{digest[:2]}/{digest[:40]}.png"
+                    if not (tmp / rel).exists():
+                        (tmp / rel).parent.mkdir(exist_ok=True)
+                        (tmp / rel).write_bytes(png)
                     paths.append(rel)
                 marks = IMAGE_TOKEN * len(paths)
                 user = marks + row["question"] if position == "before" else row["question"] + marks
