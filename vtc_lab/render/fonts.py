@@ -219,16 +219,17 @@ class Atlas:
         self.xmax = np.array([m[1].max() if len(m[1]) else -1 for m in masks], np.int64)
         self.ymin = np.array([m[0].min() if len(m[0]) else 0 for m in masks], np.int64)
         self.ymax = np.array([m[0].max() if len(m[0]) else -1 for m in masks], np.int64)
-        self._rel: dict[int, np.ndarray] = {}
+        self._rel: dict[tuple[int, str], np.ndarray] = {}
         self._ink: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def rel(self, width: int) -> np.ndarray:
+    def rel(self, width: int, dtype: type = np.int64) -> np.ndarray:
         """Each pixel's flat offset from its pen position on a canvas `width` pixels wide."""
-        rel = self._rel.get(width)
+        key = (width, np.dtype(dtype).str)
+        rel = self._rel.get(key)
         if rel is None:  # cheap to rebuild; keep a few so memory stays flat over many widths
             if len(self._rel) >= 8:
                 self._rel.pop(next(iter(self._rel)))
-            rel = self._rel[width] = self.dy * width + self.dx
+            rel = self._rel[key] = (self.dy * width + self.dx).astype(dtype)
         return rel
 
     def ink(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
