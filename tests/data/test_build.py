@@ -239,3 +239,13 @@ def test_concurrent_builders_of_one_directory_build_once(make_cfg, tmp_path):
         results = list(pool.map(build_dataset, [cfg, cfg]))
     assert sorted(r["reused"] for r in results) == [False, True]
     assert results[0]["data/samples"] == results[1]["data/samples"] == len(rows_of(tmp_path / "shared"))
+
+
+def test_config_hash_placeholder_gives_one_directory_per_config(make_cfg, tmp_path):
+    template = str(tmp_path / "ds-{config_hash}")
+    a = build_dataset(make_cfg(limit=2, output_dir=template))
+    b = build_dataset(make_cfg(limit=2, output_dir=template,
+                               segmentation=SegmentationConfig(max_tokens=64, min_tokens=16)))
+    assert a["path"] != b["path"]
+    assert Path(a["path"]).name == "ds-" + a["config_hash"][:12]
+    assert build_dataset(make_cfg(limit=2, output_dir=template))["reused"] is True

@@ -33,6 +33,9 @@ FORMAT_VERSION = 1
 """Bumped when the row layout changes (part of the config hash)."""
 
 
+CONFIG_HASH_FIELD = "{config_hash}"
+
+
 class DatasetConfigMismatch(ValueError):
     """The output directory holds a dataset built with another config."""
 
@@ -81,9 +84,13 @@ def config_hash(cfg: Any) -> str:
 
 
 def dataset_dir(cfg: Any) -> Path:
-    """`output_dir`, else `<output_root>/datasets/<data.name>` (stats-only: `stats/<name>-<hash>`)."""
+    """`output_dir`, else `<output_root>/datasets/<data.name>` (stats-only: `stats/<name>-<hash>`).
+
+    A literal `{config_hash}` in output_dir becomes the first 12 hex digits of the config hash:
+    one directory per config, so a sweep over segmentation/renderer settings never collides.
+    """
     if cfg.output_dir:
-        return Path(cfg.output_dir)
+        return Path(str(cfg.output_dir).replace(CONFIG_HASH_FIELD, config_hash(cfg)[:12]))
     if cfg.stats_only:
         return Path(cfg.output_root) / "stats" / f"{cfg.data.name}-{config_hash(cfg)[:10]}"
     return Path(cfg.output_root) / "datasets" / cfg.data.name
