@@ -106,3 +106,46 @@ def test_server_down_fails_before_any_job_naming_the_uri(tmp_path):
     assert f"http://127.0.0.1:{port}" in res.stderr
     assert "cannot reach the MLflow tracking server" in res.stderr
     assert "Launching" not in res.stdout + res.stderr  # no job started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["local", "server"])
+def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, request):
+    """The issue's acceptance sweep on the real `vtc-lab train` with the tiny model: 4 jobs,
+    job 0 gets trainer.max_steps=0 (invalid) through `${hydra:job.num}`, the rest train 1-3
+    steps. One parent, four children, exactly one FAILED, losses logged for the others."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    exe = shutil.which("vtc-lab")
+    assert exe
+    out = tmp_path / "out"
+    args = [exe, "train", "-m", "experiment=toy", "renderer.font_size=7,9",
+            "segmentation.max_tokens=64,128", "trainer.max_steps=${hydra:job.num}",
+            "evaluator=off", "data.limit=16", "trainer.val_check_interval=1", "export=false",
+            "progress=false", f"output_root={out}"]
+    if store == "server":
+        base = request.getfixturevalue("mlflow_server")
+        args += ["tracking=server", f"tracking.uri={base}"]
+        uri = base
+    else:
+        uri = f"sqlite:///{out.resolve()}/mlflow.db"
+    res = subprocess.run(args, cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+                         timeout=1500)
+    assert res.returncode != 0 and "trainer.max_steps must be >= 1" in res.stderr
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("toy")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("vtc.sweep") == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and len(children) == 4
+    assert {c.info.run_name for c in children} == {
+        f"renderer.font_size={f},segmentation.max_tokens={m}" for f in (7, 9) for m in (64, 128)}
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(failed) == 1 and failed[0].data.tags["hydra.job.num"] == "0"
+    for c in children:
+        if c.info.status == "FINISHED":
+            assert "train/loss" in c.data.metrics or "train/loss_step" in c.data.metrics
+    p = parents[0].data.metrics
+    assert (p["sweep/jobs_finished"], p["sweep/jobs_failed"]) == (3, 1)

@@ -25,9 +25,12 @@ def _short(name: str, limit: int = 38) -> str:
 def run_labels(runs: list[RunRecord]) -> dict[str, str]:
     """Run name -> what varies about it (`font_size=7, dpi=96`): the short key params when they
     vary, else every varying param, else the run name."""
+    from vtc_lab.tracking.provenance import KEY_PARAMS
+
     keys = varying_params(runs)
+    key_params = [k for k in keys if k in KEY_PARAMS]  # the designed axes, not side effects
     short = [k for k in keys if "." not in k and "/" not in k]
-    keys = short or keys
+    keys = key_params or short or keys
     out = {}
     for r in runs:
         label = ", ".join(f"{k}={r.params.get(k, '-')}" for k in keys[:3])
@@ -81,9 +84,10 @@ def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[
                 axes[0].annotate(labels[p[3]], (p[0], p[2]), fontsize=7, alpha=0.7,
                                  xytext=(3, 3), textcoords="offset points")
     axes[0].set_xlabel("vision tokens in context per round (mean, tokens)")
-    axes[1].set_xlabel("compression ratio (text tokens / vision tokens of the memory, ×)")
+    axes[1].set_xlabel("compression ratio (memory text tokens / vision tokens, ×)")
     for ax in axes:
         ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="benchmark · loop", title_fontsize=8)
     axes[0].set_title("Accuracy vs optical-memory size")
@@ -137,7 +141,7 @@ def plot_latency_vs_length(runs: list[RunRecord], path: Path) -> Optional[str]:
     for loop, pts in sorted(by_loop.items()):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=MARKERS.get(loop, "D"),
-                ls="-" if len(pts) > 1 else "none", label=f"{loop} loop")
+                ls="none", ms=7, alpha=0.8, label=f"{loop} loop (one point per run)")
     ax.set_xlabel("reasoning length (generated tokens per problem, mean)")
     ax.set_ylabel("end-to-end latency (s per problem, mean)")
     ax.set_title("Latency vs reasoning length per loop")

@@ -20,7 +20,8 @@ HEADLINE = ("*/accuracy", "*/compression_ratio", "*/context_vision_tokens_mean",
             "data/mean_segments_per_problem", "data/samples", "val/loss", "train/loss",
             "objective", "sweep/*")
 # Params that describe the run but never what is being compared.
-NOISE_PARAMS = ("output_root", "tracking.*", "hparams.*")
+NOISE_PARAMS = ("output_root", "tracking.*", "hparams.*", "progress", "checkpoint", "run_dir",
+                "dataset_dir", "output_dir", "*.progress")
 CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss")
 
 
@@ -109,16 +110,27 @@ def collect_runs(tracking_uri: str, experiment: str, sweep: Optional[str] = None
     return [_record(client, r, with_curves) for r in found], parent_id, exp.experiment_id
 
 
+def _norm(value: Optional[str]) -> Optional[str]:
+    try:
+        return repr(float(value)) if value is not None else None
+    except ValueError:
+        return value
+
+
 def varying_params(runs: list[RunRecord]) -> list[str]:
-    """Params whose value differs between runs (what the comparison is about), noise excluded."""
+    """Params whose value differs between the runs that have them (what the comparison is
+    about); noise excluded, and an override (`renderer.font_size`) dropped when a short key
+    param (`font_size`) carries the same values."""
     keys = sorted({k for r in runs for k in r.params})
     out = []
     for key in keys:
         if any(fnmatch.fnmatch(key, pat) for pat in NOISE_PARAMS):
             continue
-        if len({r.params.get(key) for r in runs}) > 1:
+        if len({_norm(r.params[key]) for r in runs if key in r.params}) > 1:
             out.append(key)
-    return out
+    short = [k for k in out if "." not in k]
+    return [k for k in out if "." not in k or not any(
+        all(_norm(r.params.get(k)) == _norm(r.params.get(s)) for r in runs) for s in short)]
 
 
 def select_metrics(runs: list[RunRecord], patterns: list[str] | tuple[str, ...]) -> list[str]:
