@@ -123,7 +123,7 @@ def task_overrides(config: Any) -> dict[str, str]:
     excluded = set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys",
                                     default=None) or [])
     return {k: v for k, v in overrides.items()
-            if k not in excluded and not k.startswith(("hydra.", "hydra/"))}
+            if k not in excluded and not k.startswith(("hydra.", "hydra/", "tracking."))}
 
 
 def job_context(config: Any, tracking_uri: str) -> JobContext:
