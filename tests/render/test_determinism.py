@@ -44,3 +44,10 @@ def test_font_is_loaded_once_per_config() -> None:
 
 def test_different_configs_give_different_pixels() -> None:
     assert _digest("hello world", RenderConfig()) != _digest("hello world", RenderConfig(dpi=96))
+
+
+def test_render_package_imports_no_torch() -> None:
+    code = ("import sys, vtc_lab.render as r; r.render_text('x'); r.qwen_tokenizer(); "
+            "print('torch' in sys.modules, 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
