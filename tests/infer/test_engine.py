@@ -128,7 +128,8 @@ def test_inference_prompt_equals_the_training_encoders_prompt(engine):
     enc = encoder.encode(sample)
     prompt_len = int((enc["labels"] == IGNORE_INDEX).sum())
     train_prompt = enc["input_ids"][:prompt_len].tolist()
-    messages = build_messages("What is 2+2?", encoder.load_images(sample), REFERENCE_SYSTEM_PROMPT)
+    decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]  # what training reads
+    messages = build_messages("What is 2+2?", decoded, REFERENCE_SYSTEM_PROMPT)
     infer_prompt = engine.encode(GenerationRequest(messages))["input_ids"][0].tolist()
     assert infer_prompt == train_prompt
 

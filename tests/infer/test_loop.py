@@ -116,7 +116,9 @@ def test_samples_skip_and_callback():
     recs = run_loop(eng, problems("a", "b", "c"), cfg("none", batch_size=2), None, None,
                     skip={("p1", 0)}, on_record=seen.append, progress=False)
     assert [r.problem_id for r in recs] == ["p0", "p2"] == [r.problem_id for r in seen]
-    assert [len(c) for c in eng.calls] == [2]
+    # Batches are cut from the full list ([p0, p1], [p2]) whatever is already done, so a
+    # resumed run keeps the uninterrupted run's batch boundaries.
+    assert [[images_of(r) == [] for r in c] for c in eng.calls] == [[True], [True]]
 
 
 def test_seeds_depend_only_on_identity():
@@ -189,3 +191,19 @@ def test_peak_memory_sees_a_block_allocation():
     untouched = PeakMemory(reset=False)
     untouched.start()
     assert "process_peak_rss_bytes" in untouched.read()
+
+
+def test_pages_are_capped_like_the_training_encoder():
+    from vtc_lab.render import RenderConfig, render_text
+    from vtc_lab.train.collate import cap_pixels
+
+    long_text = "the sum of the first terms is computed step by step " * 300
+    eng = ScriptedEngine({"q": [long_text, FINAL]})
+    run_loop(eng, problems("q"), cfg("optical", image_max_pixels=100_000), RenderConfig(), None,
+             progress=False)
+    fed = images_of(eng.calls[1][0])
+    expected = [cap_pixels(p, 100_000) for p in render_text(long_text, RenderConfig())]
+    assert max(p.width * p.height for p in render_text(long_text, RenderConfig())) > 100_000
+    assert [p.size for p in fed] == [p.size for p in expected]
+    assert all(p.width * p.height <= 100_000 for p in fed)
+    assert fed[0].tobytes() == expected[0].tobytes()

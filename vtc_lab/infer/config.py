@@ -55,6 +55,11 @@ class LoopConfig:
     """Stop a problem (counted as `context_overflow`) when a round's context would exceed this
     many tokens; 0 = no limit. Guards the text baseline against unbounded prompts."""
 
+    image_max_pixels: int | None = None
+    """Downscale each memory page (aspect kept) to at most this many pixels before the processor,
+    exactly as the training encoder does with `trainer.image_max_pixels`: must match training,
+    or the model reads pages at a size it never saw. null: pages go in at rendered size."""
+
     repetition_penalty: float = 1.0
     """transformers' repetition penalty; 1.0 = off (the reference protocol)."""
 
@@ -82,6 +87,9 @@ class LoopConfig:
         if self.max_context_tokens < 0:
             raise ValueError(
                 f"loop.max_context_tokens must be >= 0, got {self.max_context_tokens}")
+        if self.image_max_pixels is not None and self.image_max_pixels < 1:
+            raise ValueError(
+                f"loop.image_max_pixels must be >= 1 or null, got {self.image_max_pixels}")
         if self.repetition_penalty <= 0:
             raise ValueError(
                 f"loop.repetition_penalty must be > 0, got {self.repetition_penalty}")

@@ -83,14 +83,20 @@ class LoopStats:
     batches: int = 0
 
 
-def _units(problems: Sequence[Any], samples: int, cfg: LoopConfig,
-           skip: set[tuple[str, int]]) -> list[_Unit]:
-    out = []
-    for p in problems:
-        for s in range(samples):
-            if (p.id, s) not in skip:
-                out.append(_Unit(p, s, derive_seed(cfg.seed, p.benchmark, p.id, s)))
-    return out
+def _chunks(problems: Sequence[Any], samples: int, cfg: LoopConfig,
+            skip: set[tuple[str, int]]) -> list[list[_Unit]]:
+    """Batches of pending units, cut from the FULL (problem, sample) list.
+
+    Boundaries do not depend on what is already done, so a resumed run generates each pending
+    batch with exactly the composition the uninterrupted run had: batched decoding in bf16 on a
+    GPU is not independent of the other rows (padding changes the kernels' reductions), so equal
+    numbers after a restart need equal batches, not only per-sample seeds.
+    """
+    units = [_Unit(p, s, derive_seed(cfg.seed, p.benchmark, p.id, s))
+             for p in problems for s in range(samples)]
+    chunks = [units[lo:lo + cfg.batch_size] for lo in range(0, len(units), cfg.batch_size)]
+    chunks = [[u for u in chunk if (u.problem.id, u.sample) not in skip] for chunk in chunks]
+    return [chunk for chunk in chunks if chunk]
 
 
 def run_loop(
@@ -114,24 +120,24 @@ def run_loop(
     `system_prompt` / `image_position` must match the training data (build_messages is the one
     prompt builder). `samples_per_problem` overrides `loop_cfg.samples_per_problem`, which
     overrides 1. `skip` holds (problem_id, sample) keys already done (resumption);
-    `on_record` is called as each sample finishes (the eval CLI appends it to its jsonl).
+    `on_record` is called for each record when its batch has finished (the eval CLI appends it
+    to its jsonl), so an interrupted run resumes at a batch boundary.
     `keep_images` keeps the memory pages of the first N optical records (for logging).
     Records are not graded here: see `vtc_lab.infer.grading.grade_records`.
     """
     from vtc_lab.data.messages import build_messages
 
     samples = samples_per_problem or loop_cfg.samples_per_problem or 1
-    units = _units(problems, samples, loop_cfg, set(skip))
+    chunks = _chunks(problems, samples, loop_cfg, set(skip))
     if loop_cfg.mode == "optical" and renderer is None:
         renderer = default_renderer(render_cfg)
     params = generation_params(loop_cfg)
     kv_per_token = engine.kv_bytes_per_token()
     stats = stats if stats is not None else LoopStats()
     records: list[ProblemRecord] = []
-    bar = _progress(len(units), loop_cfg.mode, progress)
+    bar = _progress(sum(len(c) for c in chunks), loop_cfg.mode, progress)
     start = time.perf_counter()
-    for lo in range(0, len(units), loop_cfg.batch_size):
-        chunk = units[lo:lo + loop_cfg.batch_size]
+    for chunk in chunks:
         for round_ in range(1, loop_cfg.max_rounds + 1):
             active = [u for u in chunk if not u.done]
             if not active:
@@ -173,17 +179,20 @@ def run_loop(
                 elif round_ == loop_cfg.max_rounds:
                     u.status = "max_rounds"
                 else:
-                    _remember(u, out, rec, loop_cfg.mode, engine, renderer)
+                    _remember(u, out, rec, loop_cfg.mode, engine, renderer,
+                              loop_cfg.image_max_pixels)
                 if loop_cfg.mode == "text":
                     u.prefix_text = graded_text
+        finished = []
         for u in chunk:
             if u.status is None:  # every round overflowed before generating
                 u.status = "context_overflow"
-            record = _finish(u, loop_cfg.mode, keep=len(records) < keep_images)
-            records.append(record)
+            finished.append(_finish(u, loop_cfg.mode, keep=len(records) + len(finished) < keep_images))
+        for record in finished:
             if on_record is not None:
                 on_record(record)
-            bar.update(1)
+        records.extend(finished)
+        bar.update(len(finished))
     bar.close()
     stats.wall_s += time.perf_counter() - start
     return records
@@ -195,7 +204,8 @@ def _is_final(text: str) -> bool:
     return is_final(text)
 
 
-def _remember(u: _Unit, out, rec: RoundRecord, mode: str, engine: Engine, renderer) -> None:
+def _remember(u: _Unit, out, rec: RoundRecord, mode: str, engine: Engine, renderer,
+              max_pixels: int | None = None) -> None:
     """Turn a non-final round into memory for the next one (mode-specific)."""
     if mode == "text":
         if out.memory_ids is not None:
@@ -215,6 +225,10 @@ def _remember(u: _Unit, out, rec: RoundRecord, mode: str, engine: Engine, render
             rec.render_error = f"{type(err).__name__}: {str(err)[:200]}"
             u.status = "render_error"
             return
+        if max_pixels:
+            from vtc_lab.train.collate import cap_pixels  # the training encoder's own resize
+
+            pages = [cap_pixels(page, max_pixels) for page in pages]
         rec.render_s = time.perf_counter() - t0
         rec.new_images = len(pages)
         rec.render_truncated = lossy

@@ -101,8 +101,8 @@ class EvaluatorConfig:
         if self.log_images < 0:
             raise ValueError(f"evaluator.log_images must be >= 0, got {self.log_images}")
 
-    def loop_config(self, mode: str):
-        """The `LoopConfig` this evaluator runs for one loop mode."""
+    def loop_config(self, mode: str, image_max_pixels: int | None = None):
+        """The `LoopConfig` this evaluator runs for one loop mode (pages capped like training)."""
         from vtc_lab.infer.config import LoopConfig
 
         base = LoopConfig(mode=mode)
@@ -116,6 +116,7 @@ class EvaluatorConfig:
             batch_size=self.batch_size,
             seed=self.seed,
             samples_per_problem=self.samples_per_problem,
+            image_max_pixels=image_max_pixels,
         )
 
 
@@ -125,13 +126,15 @@ class OpticalMemoryEvaluator(Callback):
     `backbone` is the `vtc_lab.models.Backbone` whose `.model` is being trained (the same
     object, so the current weights are evaluated); when omitted, `pl_module.backbone` is used.
     `render_cfg`, `system_prompt` and `image_position` must be the ones the training data was
-    built with (the prompt has to match training). `run` is the `vtc_lab.tracking` RunHandle;
+    built with (the prompt has to match training); `image_max_pixels` the training encoder's
+    page cap (when omitted, read from `trainer.datamodule.encoder.image_max_pixels` if there).
+    `run` is the `vtc_lab.tracking` RunHandle;
     without one, metrics go to the trainer's loggers and tables/images are skipped.
     """
 
     def __init__(self, cfg: EvaluatorConfig, backbone: Any = None, render_cfg: Any = None,
                  system_prompt: str | None = None, image_position: str = "before",
-                 run: Any = None) -> None:
+                 run: Any = None, image_max_pixels: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone
@@ -139,6 +142,7 @@ class OpticalMemoryEvaluator(Callback):
         self.system_prompt = system_prompt
         self.image_position = image_position
         self.run = run
+        self.image_max_pixels = image_max_pixels
         self.history: list[tuple[int, dict[str, float]]] = []
         self._last_step: int | None = None
         self._problems: dict[str, list] | None = None
@@ -180,13 +184,17 @@ class OpticalMemoryEvaluator(Callback):
         if self._problems is None:
             self._problems = {name: load_problems(name, self.cfg.limit, self.cfg.subset_seed)
                               for name in self.cfg.benchmarks}
+        max_pixels = self.image_max_pixels
+        if max_pixels is None and trainer is not None:
+            encoder = getattr(getattr(trainer, "datamodule", None), "encoder", None)
+            max_pixels = getattr(encoder, "image_max_pixels", None)
         model = backbone.model
         was_training = model.training
         model.eval()
         try:
             engine = HFEngine(backbone)
             results = evaluate_benchmarks(
-                engine, self._problems, [self.cfg.loop_config(m) for m in self.cfg.loops],
+                engine, self._problems, [self.cfg.loop_config(m, max_pixels) for m in self.cfg.loops],
                 render_cfg=self.render_cfg, system_prompt=self.system_prompt,
                 image_position=self.image_position, keep_images=self.cfg.log_images,
                 progress=False, reset_memory_peaks=False)
