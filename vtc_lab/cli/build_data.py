@@ -37,8 +37,9 @@ class BuildDataConfig:
     """Root of all vtc-lab outputs."""
     output_dir: str | None = None
     """Dataset directory; null = `<output_root>/datasets/<data.name>` (stats-only:
-    `<output_root>/stats/<data.name>-<config hash>`). A literal `{config_hash}` in it is
-    replaced by the config hash (one directory per config, e.g. for sweeps)."""
+    `<output_root>/stats/<data.name>-<config hash>`)."""
+    # A literal `{config_hash}` in output_dir becomes the config hash: see
+    # vtc_lab.data.build.dataset_dir and docs/data.md.
     num_workers: int = 1
     """Worker processes (each renders whole shards); the result is identical for any value."""
     problems_per_shard: int = 64
