@@ -109,3 +109,17 @@ def test_nothing_fits_the_cutoff(trained, tmp_path):
     root, _ = trained
     with pytest.raises(ValueError, match="fits trainer.cutoff_len=16"):
         train(make_cfg(root, "trainer.cutoff_len=16", f"run_dir={tmp_path}/run", "export=false"))
+
+
+def test_export_from_checkpoint_matches_the_direct_export(trained, tmp_path):
+    """The path used after FSDP / DeepSpeed (sharded weights): rebuild from the checkpoint."""
+    from vtc_lab.models import ModelConfig, load_backbone
+    from vtc_lab.train.run import export_from_checkpoint
+
+    root, result = trained
+    cfg = make_cfg(root)
+    out = export_from_checkpoint(cfg.model, Path(result["checkpoint"]), tmp_path / "export")
+    a = load_backbone(ModelConfig(name="a", source="pretrained", arch="auto", path=str(out))).model
+    ckpt = torch.load(result["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, ckpt["model." + name]), name

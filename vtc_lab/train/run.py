@@ -217,13 +217,43 @@ def train(cfg) -> dict:
                                   "mlflow_run_id": getattr(run, "run_id", None),
                                   "tracking_uri": getattr(run, "tracking_uri", None),
                                   "resumed": resuming, **{f"data/{k}": v for k, v in module.stats.items()}}
+        if cfg.export and tc.strategy.startswith(("fsdp", "deepspeed")):
+            # sharded weights: rebuild the full model from the consolidated checkpoint instead
+            trainer.save_checkpoint(str(last))
         if cfg.export and trainer.is_global_zero:
-            export = save_backbone(backbone, run_dir / "export")
+            if tc.strategy.startswith(("fsdp", "deepspeed")):
+                export = export_from_checkpoint(cfg.model, last, run_dir / "export")
+            else:
+                export = save_backbone(backbone, run_dir / "export")
             result["export"] = str(export)
             run.set_tags({"export_path": str(export.resolve())})
         if trainer.is_global_zero:
             print(_summary(result), flush=True)
     return result
+
+
+def export_from_checkpoint(model_cfg, ckpt: Path, out: Path) -> Path:
+    """HF export of a Lightning checkpoint: a fresh backbone of `model_cfg` gets the checkpoint's
+    full weights (DeepSpeed ZeRO checkpoint directories are consolidated to fp32 first)."""
+    import torch
+
+    from vtc_lab.models import load_backbone, save_backbone
+
+    ckpt = Path(ckpt)
+    if ckpt.is_dir():  # DeepSpeed: one shard per rank
+        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+        single = ckpt.with_name(ckpt.name + ".fp32.pt")
+        convert_zero_checkpoint_to_fp32_state_dict(str(ckpt), str(single))
+        ckpt = single
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    backbone = load_backbone(model_cfg)
+    missing, unexpected = backbone.model.load_state_dict(weights, strict=False)
+    if unexpected or [m for m in missing if not m.endswith("lm_head.weight")]:
+        raise ValueError(f"{ckpt} does not match model={model_cfg.name}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return save_backbone(backbone, out)
 
 
 def _write_json(path: Path, obj: dict) -> None:
