@@ -212,7 +212,8 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
 def _to_image(page: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, int]) -> Image.Image:
     """RGB image of a `_compose` page (255 - coverage)."""
     if fg == (0, 0, 0) and bg == (255, 255, 255):
-        return Image.fromarray(page, "L").convert("RGB")
+        grey = Image.fromarray(page, "L")
+        return Image.merge("RGB", (grey, grey, grey))  # ~3x faster than .convert("RGB")
     mask = Image.fromarray(np.subtract(255, page, out=page), "L")
     return Image.composite(Image.new("RGB", mask.size, fg), Image.new("RGB", mask.size, bg), mask)
 
