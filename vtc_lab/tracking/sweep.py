@@ -27,13 +27,21 @@ def state_dir(sweep_dir: str | Path) -> Path:
     return Path(sweep_dir) / STATE_DIR
 
 
+def raw_overrides(config: Any) -> list[str]:
+    """The task overrides as typed, unresolved: an override value may itself be an
+    interpolation (`trainer.max_steps=${hydra:job.num}`) that only resolves inside a job."""
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+
+
 def swept_keys(config: Any) -> list[str]:
     """Keys the sweep varies: command-line sweep overrides (`a=1,2`, `range(...)`) plus the
     sweeper's `params` (experiment presets, optuna search spaces)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     keys: list[str] = []
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in config.hydra.overrides.task])
+    parsed = OverridesParser.create().parse_overrides(raw_overrides(config))
     for override in parsed:
         if override.is_sweep_override():
             keys.append(override.get_key_element().lstrip("+~"))
@@ -119,7 +127,7 @@ def task_overrides(config: Any) -> dict[str, str]:
     name (`output_root`, `tracking.*`: where results go is not what is being compared)."""
     from omegaconf import OmegaConf
 
-    overrides = override_params([str(o) for o in config.hydra.overrides.task])
+    overrides = override_params(raw_overrides(config))
     excluded = set(OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys",
                                     default=None) or [])
     return {k: v for k, v in overrides.items()
