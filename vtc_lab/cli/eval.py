@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     problems = load_benchmark(cfg.benchmark)
     header = settings_header(cfg, problems)
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()
-    out_dir = Path(cfg.output_dir or Path(cfg.output_root) / "eval" / cfg.model.name
+    # model.name is free text: only a slug of it becomes a directory name.
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model.name).strip("._") or "model"
+    out_dir = Path(cfg.output_dir or Path(cfg.output_root) / "eval" / slug
                    / f"{problems.name}-{digest[:10]}")
     backbone = load_backbone(cfg.model)
     if cfg.checkpoint:

@@ -123,7 +123,7 @@ def run_loop(
     `on_record` is called for each record when its batch has finished (the eval CLI appends it
     to its jsonl), so an interrupted run resumes at a batch boundary.
     `keep_images` keeps the memory pages of the first N optical records (for logging).
-    Records are not graded here: see `vtc_lab.infer.grading.grade_records`.
+    Records are not graded here: see `vtc_lab.infer.metrics.grade_records`.
     """
     from vtc_lab.data.messages import build_messages
 
