@@ -180,3 +180,22 @@ def test_resume_inside_a_hydra_job_reuses_the_old_run(tmp_path):
     client = MlflowClient(uri)
     assert client.get_run(fresh.run_id).info.lifecycle_stage == "deleted"
     assert client.get_run(old_id).data.metrics["after_resume"] == 2.0
+
+
+def test_app_run_name_renames_a_single_job_run_but_not_a_sweep_child(tmp_path):
+    from vtc_lab.tracking import open_run
+    from vtc_lab.tracking.runs import set_job_run
+
+    cfg = TrackingConfig(experiment="unit")
+    uri = resolve_tracking_uri(cfg, tmp_path)
+    prepare_store(uri)
+    parent = open_run(cfg, uri, run_name="sweep")
+    for parent_id, expected in ((None, "eval-tiny-math500"), (parent.run_id, "x=1")):
+        job = open_run(cfg, uri, run_name="x=1", parent_run_id=parent_id)
+        set_job_run(job)
+        try:
+            with start_run(cfg, None, tmp_path, run_name="eval-tiny-math500") as run:
+                assert run.run_id == job.run_id
+        finally:
+            set_job_run(None)
+        assert MlflowClient(uri).get_run(job.run_id).info.run_name == expected

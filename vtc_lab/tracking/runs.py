@@ -81,6 +81,8 @@ class RunHandle:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self._params: Optional[dict[str, str]] = None
+        self.nested = False
+        """True for a sweep's child run (its name is the sweep point and stays so)."""
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log (nested dicts are flattened to dotted keys). Re-logging an identical value is a
@@ -219,6 +221,7 @@ def open_run(cfg: TrackingConfig, uri: str, *, run_name: Optional[str],
         run = client.create_run(exp_id, run_name=run_name,
                                 tags={_clean_key(k): _param_value(v) for k, v in all_tags.items()})
         handle = RunHandle(client, run.info.run_id, uri, exp_id)
+        handle.nested = bool(parent_run_id)
     _open_runs[handle.run_id] = handle
     return handle
 
@@ -311,6 +314,10 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
             job = _swap_job_run_for_resumed(job, tracking_cfg, uri)
         if app_cfg is not None:
             job.log_params(key_params(app_cfg))
+        if run_name and not job.nested and not tracking_cfg.resume_run_id:
+            # a single run takes the app's descriptive name (`eval-<model>-<benchmark>`); a
+            # sweep child keeps the name of its sweep point
+            job.client.update_run(job.run_id, name=run_name)
         yield job
         return
     from vtc_lab.tracking.sweep import hydra_job_context
