@@ -227,12 +227,36 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
         ls = le = -1
         cur, n = 0.0, 0
 
+    # Jump ahead at each line start: with P the prefix sums of word widths and
+    # G[j] = P[j+1] + (1 - shrink) * space * j, words k..j fit on one line iff
+    # G[j] <= max_w + P[k] + (1 - shrink) * space * k, and G is non-decreasing, so one
+    # searchsorted finds the line; the word after it goes through the exact rules below.
+    nw = len(ws_l)
+    c = space_w * (1.0 - shrink)
+    ww_arr = np.asarray(ww_l)
+    prefix = np.concatenate([[0.0], np.cumsum(ww_arr)])
+    g_arr = prefix[1:] + c * np.arange(nw)
+    brk_arr = np.asarray(breaks + [len(norm)], np.int64)
+    seg_end = np.searchsorted(ws_arr, brk_arr[np.searchsorted(brk_arr, ws_arr)]).tolist()
+    prefix_l = prefix.tolist()
+
     bi, nb = 0, len(breaks)
-    for s, e, ww in zip(ws_l, we_l, ww_l):
+    k = 0
+    while k < nw:
+        s, e, ww = ws_l[k], we_l[k], ww_l[k]
+        k += 1
         while bi < nb and breaks[bi] < s:
             on_break(breaks[bi])
             bi += 1
         if n == 0:
+            if ww <= max_w and seg_end[k - 1] > k:  # jump to the last word that fits
+                i = k - 1
+                bound = max_w + prefix_l[i] + c * i
+                j = max(i, i + int(np.searchsorted(g_arr[i:seg_end[i]], bound, side="right")) - 1)
+                ls, le, n = s, we_l[j], j - i + 1
+                cur = (prefix_l[j + 1] - prefix_l[i]) + space_w * (j - i)
+                k = j + 1
+                continue
             if ww > max_w:
                 ends = pieces(s, e, max_w)
                 start = s
