@@ -15,7 +15,6 @@ Prints one table; record it in experiments/perf/README.md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile

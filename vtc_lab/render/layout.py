@@ -127,6 +127,8 @@ class Layout:
     truncated: bool = False
     chars_laid_out: int = 0
     """Normalized characters placed on the kept pages."""
+    cps: np.ndarray | None = None
+    """Code points of the normalized text."""
 
 
 def char_widths(text: str, faces: list[Face], cfg: RenderConfig) -> tuple[np.ndarray, np.ndarray, int]:
@@ -329,7 +331,7 @@ def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
         shrink = cfg.space_shrink
         per_page = math.floor((cfg.page_height - 2 * (cfg.margin_y + cfg.padding)) / cfg.line_height + 1e-8)
     per_page = max(per_page, 1)
-    layout = Layout(norm=norm, widths=widths, fonts=fonts, missing=missing)
+    layout = Layout(norm=norm, widths=widths, fonts=fonts, missing=missing, cps=cps)
     for lines, page_break in break_lines(norm.text, cps, cum, size * 0.001, max_w, space_w, shrink):
         layout.pages.extend(paginate(lines, per_page) if lines else ([[]] if page_break else []))
     if not layout.pages:

@@ -223,8 +223,7 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
         raise TypeError(f"render_text expects str, got {type(text).__name__}")
     faces = faces_for(cfg)
     layout = layout_text(text, cfg, faces)
-    norm = layout.norm
-    cps = np.frombuffer(norm.text.encode("utf-32-le", "surrogatepass"), "<u4").astype(np.int64)
+    norm, cps = layout.norm, layout.cps
     fg = ImageColor.getrgb(cfg.text_color)[:3]
     bg = ImageColor.getrgb(cfg.background_color)[:3]
     contrast = abs(_grey(fg) - _grey(bg))
