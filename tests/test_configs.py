@@ -160,6 +160,7 @@ def test_paper_recipe(model):
     ev = _to_object("eval", [f"experiment=paper_{model}_eval"])
     assert (ev.loop.mode, ev.loop.max_rounds, ev.loop.max_new_tokens) == ("optical", 8, 8192)
     assert (ev.loop.temperature, ev.loop.top_p) == (0.6, 0.95)
+    assert ev.loop.image_max_pixels == cfg.trainer.image_max_pixels  # read as trained
     sweep = _compose("eval", [f"experiment=paper_{model}_eval"], hydra=True).hydra.sweeper.params
     assert set(sweep["benchmark"].split(",")) == {"math500", "aime25", "amc23", "gpqa_diamond"}
 
