@@ -90,3 +90,24 @@ def test_kill_then_resume_continues_at_the_saved_step(tmp_path):
     after = [m.step for m in history if m.timestamp > killed_at]
     assert min(after) == saved and max(after) == 23  # continued at the saved step, same run
     assert {m.step for m in history} == set(range(24))
+
+
+def test_tiny_glm4v_trains_with_falling_loss(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from vtc_lab.cli._hydra import CONF_DIR
+    from vtc_lab.train.run import train
+
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        raw = compose("train", overrides=[
+            "model=tiny_glm4v", f"output_root={tmp_path}", "data.limit=8", "trainer.max_steps=12",
+            "trainer.batch_size=2", "trainer.log_every_n_steps=1", "trainer.lr=3e-3",
+            "trainer.warmup_ratio=0", "trainer.val_check_interval=6", "progress=false",
+            f"run_dir={tmp_path}/run"])
+    result = train(OmegaConf.to_object(raw))
+    client, runs = mlflow_runs(tmp_path)
+    losses = [m.value for m in sorted(client.get_metric_history(result["mlflow_run_id"], "train/loss"),
+                                      key=lambda m: m.step)]
+    assert len(losses) == 12 and sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+    assert (Path(result["export"]) / "model.safetensors").is_file()
