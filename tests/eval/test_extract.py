@@ -69,6 +69,7 @@ def test_strict_never_finds_more_than_lenient():
 def test_boxed_contents_balances_and_ignores_unclosed():
     assert boxed_contents("\\boxed{a{b}c} \\boxed {d} \\boxed{\\frac{1}{2") == ["a{b}c", "d"]
     assert boxed_contents("\\boxed{\\{1\\}}") == ["\\{1\\}"]
+    assert boxed_contents("\\boxed{a\\}b} \\boxed{\\{} \\boxed{\\}") == ["a\\}b", "\\{"]  # escaped braces are literal
 
 
 def test_grader_kind_mapping():

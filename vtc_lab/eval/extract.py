@@ -13,7 +13,8 @@ strict  -- only explicit final-answer markers, tried in order, and the content m
 lenient -- everything strict accepts, plus: an `<answer>` that is not preceded by `</think>`
            or is cut off before `</answer>` (a truncated final round); GSM8K the last number in
            the marked content; GPQA a leading "B) ..." / "option B"; and, when no marker at all
-           is found, a last resort: the whole text if it is one short line, else the last number
+           is found, a last resort: the text after `</think>` if it is one short line with a digit
+           or a LaTeX command and no tags, else the last number
            (math, GSM8K) or the last "(B)"/"B)"-style letter (GPQA).
 
 All regexes here are linear-time (no nested quantifiers), so gigantic outputs cannot stall
@@ -26,6 +27,7 @@ import re
 
 _THINK_END = "</think>"
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
+_BRACE_RE = re.compile(r"\\[{}]|[{}]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_IS_RE = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*", re.I)
 _GSM_RE = re.compile(r"####\s*([^\n]*)")
@@ -39,24 +41,33 @@ _LETTER_LEAD_RE = re.compile(r"^\s*(?:option\s+|choice\s+)?\(?([A-D])(?:\)|\.|:|
 _LETTER_ANY_RE = re.compile(r"\(([A-D])\)|\b([A-D])\)|(?:option|choice|answer)\s*:?\s*\(?([A-D])\b")
 
 
+def _matching_braces(text: str) -> dict[int, int]:
+    """Position of each `{` -> position of its matching `}` (one linear pass; `\\{`, `\\}` are
+    literal braces and do not count). Unclosed braces are absent."""
+    match: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_RE.finditer(text):
+        tok = m.group()
+        if tok == "{":
+            stack.append(m.start())
+        elif tok == "}" and stack:
+            match[stack.pop()] = m.start()
+    return match
+
+
 def boxed_contents(text: str) -> list[str]:
     """Contents of every `\\boxed{...}` / `\\fbox{...}` in order, nested braces balanced.
 
-    An unbalanced last box (cut-off output) is ignored rather than guessed.
+    An unbalanced box (cut-off output) is ignored rather than guessed. Linear in len(text).
     """
+    if "\\boxed" not in text and "\\fbox" not in text:
+        return []
+    match = _matching_braces(text)
     out = []
     for m in _BOX_RE.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
-                i += 2
-                continue
-            depth += c == "{"
-            depth -= c == "}"
-            i += 1
-        if depth == 0:
-            out.append(text[m.end(): i - 1].strip())
+        close = match.get(m.end() - 1)
+        if close is not None:
+            out.append(text[m.end(): close].strip())
     return out
 
 
@@ -199,7 +210,7 @@ def extract_answer(text: str | None, benchmark: str, strict: bool = False) -> st
     if strict:
         return None
     body = text.rsplit(_THINK_END, 1)[-1].strip() or text.strip()
-    if "\n" not in body and len(body) <= _SHORT_LINE:
+    if "\n" not in body and len(body) <= _SHORT_LINE and not re.search(r"</?[a-z]+>", body) and re.search(r"[\d\\]", body):
         got = _form(body, kind, True)
         if got:
             return got

@@ -1,0 +1,64 @@
+"""Metrics: accuracy vs mean@k vs pass@k, strict vs lenient, and the failure counts."""
+
+import pytest
+
+from vtc_lab.eval import METRICS, BenchmarkConfig, Problem, grade_predictions, load_benchmark, summarize
+from vtc_lab.eval.metrics import GradeRecord
+
+
+def rec(pid, sample, correct, strict=None, extracted="x", status="ok"):
+    strict = correct if strict is None else strict
+    return GradeRecord(pid, sample, "g", extracted, correct, status, extracted, strict, status)
+
+
+def test_mean_at_k_differs_from_sample_accuracy_with_unequal_samples():
+    records = [rec("a", 0, True), rec("b", 0, False), rec("b", 1, False), rec("b", 2, True)]
+    m = summarize(records)
+    assert m["accuracy"] == pytest.approx(2 / 4)
+    assert m["mean_at_k"] == pytest.approx((1 + 1 / 3) / 2)
+    assert m["pass_at_k"] == 1.0
+    assert (m["num_problems"], m["num_samples"]) == (2, 4)
+
+
+def test_strict_lenient_and_failure_counts():
+    records = [rec("a", 0, True, strict=False), rec("b", 0, False, extracted=None),
+               rec("c", 0, False, status="timeout"), rec("d", 0, False, status="error")]
+    m = summarize(records)
+    assert (m["accuracy"], m["accuracy_strict"]) == (0.25, 0.0)
+    assert (m["no_answer"], m["no_answer_rate"], m["timeouts"], m["errors"]) == (1, 0.25, 1, 1)
+    assert summarize([])["num_samples"] == 0 and summarize([])["accuracy"] == 0.0
+
+
+def test_every_reported_metric_is_declared():
+    m = summarize([rec("a", 0, True)])
+    assert set(m) == set(METRICS)
+    assert not METRICS["no_answer"].higher_is_better and METRICS["accuracy"].higher_is_better
+    assert METRICS["mean_at_k"].aggregation == "mean_of_means"
+
+
+def test_grade_predictions_end_to_end_on_aime_samples():
+    problems = load_benchmark(BenchmarkConfig(name="aime25", limit=3, seed=0))
+    p0, p1, p2 = problems
+    preds = [
+        (p0.id, 0, f"<think>..</think><answer>{p0.gold}</answer>"),   # right, both variants
+        (p0.id, 1, f"<answer>{p0.gold}</answer>"),                     # right only leniently
+        (p1.id, 0, "<think>never finished"),                            # no answer
+        (p1.id, 1, f"so \\boxed{{{int(p1.gold) + 1}}}"),                # wrong
+        (p2.id, 0, "\\boxed{9^{9^{9^{9^{9}}}}}"),                       # pathological
+    ]
+    records = grade_predictions(problems, preds, timeout_s=1.0, workers=2)
+    assert [(r.correct, r.correct_strict) for r in records] == [
+        (True, True), (True, False), (False, False), (False, False), (False, False)]
+    assert records[2].extracted is None and records[4].status == "timeout"
+    m = summarize(records)
+    assert m["mean_at_k"] == pytest.approx((1.0 + 0.0 + 0.0) / 3)
+    assert m["mean_at_k_strict"] == pytest.approx(0.5 / 3)
+    assert (m["no_answer"], m["no_answer_strict"], m["timeouts"]) == (1, 2, 1)
+    with pytest.raises(ValueError, match="unknown problem id 'nope'"):
+        grade_predictions(problems, [("nope", 0, "1")])
+
+
+def test_problem_is_hashable_and_round_trips_as_row():
+    p = Problem(id="1", question="q", gold="2", benchmark="math500", meta={"line": 1})
+    assert hash(p) == hash(Problem(id="1", question="q", gold="2", benchmark="math500"))
+    assert rec("a", 0, True).to_row()["problem_id"] == "a"
