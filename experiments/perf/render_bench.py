@@ -3,7 +3,8 @@
     python experiments/perf/render_bench.py            # full: ~2-3 min on 2 shared cores
     python experiments/perf/render_bench.py --quick    # smaller samples, ~40 s
 
-Measures, single process, same settings (VTC-R1 reference renderer):
+Measures, single process, same settings (VTC-R1 reference renderer), ours and the reference
+timed in alternating blocks on the same sample of texts:
 - MATH500 solutions and ~16k-character texts: texts/s and pages/s to in-memory images and to
   PNG files, for vtc_lab.render and for the reference pipeline (on a sample, it is slow);
 - the speed-up = our texts/s / the reference's texts/s (a ratio measured side by side, which is
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -92,23 +94,27 @@ def main() -> None:
         render_text(t, cfg)
 
     rows = []
+    rounds = 2 if args.quick else 3
     for corpus, texts, ref_n in (("MATH500", sols, ref_n_short), ("16k-char", long, ref_n_long)):
         sample = texts[:: max(1, len(texts) // ref_n)][:ref_n]  # spread over the corpus
         for target, ours, ref in (("memory", ours_mem, ref_mem), ("PNG file", ours_png, ref_png)):
             o_s, o_p = _time(ours, texts)  # ours on the whole corpus
-            # ours and the reference interleaved text by text on the same sample, so a load
-            # spike on the shared machine hits both sides of the ratio
-            reps = max(1, 100 // len(sample))
-            os_s = r_s = 0.0
-            r_p = 0
-            for t in sample:
-                os_s += _time(ours, [t] * reps)[0] / reps
-                dt, pages = _time(ref, [t])
-                r_s, r_p = r_s + dt, r_p + pages
-            o_ms, r_ms = 1000 * os_s / len(sample), 1000 * r_s / len(sample)
+            # Same sample, alternating blocks (ours, reference, ours, ...): each side is timed in
+            # its steady state and the rounds share the machine's load; the median ratio counts.
+            reps = max(1, 200 // len(sample))
+            o_ms, r_ms, ratios = [], [], []
+            r_p = r_s = 0.0
+            for _ in range(rounds):
+                os_s, _ = _time(ours, sample * reps)
+                rs_s, pages = _time(ref, sample)
+                r_s, r_p = r_s + rs_s, r_p + pages
+                o_ms.append(1000 * os_s / (len(sample) * reps))
+                r_ms.append(1000 * rs_s / len(sample))
+                ratios.append(r_ms[-1] / o_ms[-1])
+            med = statistics.median
             rows.append((corpus, target, len(texts), len(texts) / o_s, o_p / o_s,
-                         1000 * o_s / len(texts), len(sample), o_ms, len(sample) / r_s, r_p / r_s,
-                         r_ms, r_ms / o_ms))
+                         1000 * o_s / len(texts), len(sample), med(o_ms), rounds * len(sample) / r_s,
+                         r_p / r_s, med(r_ms), med(ratios)))
 
     rss = [(0, _rss_mb())]
     n = 0
@@ -128,7 +134,8 @@ def main() -> None:
     for r in rows:
         print(f"{r[0]:<10}{r[1]:<10}{r[2]:>5}{r[3]:>10.1f}{r[4]:>10.1f}{r[5]:>9.2f}"
               f" |{r[6]:>7}{r[7]:>9.2f}{r[8]:>9.2f}{r[9]:>9.2f}{r[10]:>9.0f}{r[11]:>9.0f}x")
-    print("(speed-up = reference ms/text / ours ms/text on the same sample of texts)")
+    print(f"(speed-up = median over {rounds} rounds of reference ms/text / ours ms/text, both timed "
+          "on the same sample in alternating blocks)")
     print(f"\nresident memory over {mem_renders} renders (MB): "
           + ", ".join(f"{k}: {v:.0f}" for k, v in rss)
           + f"  (growth after the first fifth: {rss[-1][1] - rss[1][1]:+.1f} MB)")
