@@ -144,8 +144,8 @@ def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, 
         f"renderer.font_size={f},segmentation.max_tokens={m}" for f in (7, 9) for m in (64, 128)}
     failed = [c for c in children if c.info.status == "FAILED"]
     assert len(failed) == 1 and failed[0].data.tags["hydra.job.num"] == "0"
-    for c in children:
+    for c in children:  # validation runs every step; train/loss only every 5 steps
         if c.info.status == "FINISHED":
-            assert "train/loss" in c.data.metrics or "train/loss_step" in c.data.metrics
+            assert 0 < c.data.metrics["val/loss"] < 10 and c.data.params["max_steps"] in "123"
     p = parents[0].data.metrics
     assert (p["sweep/jobs_finished"], p["sweep/jobs_failed"]) == (3, 1)
