@@ -121,3 +121,29 @@ def test_freeze_switches():
     assert not any(g for n, g in grads.items() if "visual" in n and "merger" not in n)
     assert all(g for n, g in grads.items() if "merger" in n)
     assert all(g for n, g in grads.items() if "language_model" in n or "lm_head" in n)
+
+
+def test_lora_adapts_the_language_model_and_exports_merged(tmp_path):
+    pytest.importorskip("peft")
+    cfg = tiny_cfg("qwen3_vl")
+    cfg.lora_rank, cfg.freeze_vision, cfg.freeze_projector = 4, True, False
+    bb = load_backbone(cfg)
+    trainable = [n for n, p in bb.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "merger" in n for n in trainable)
+    assert any("language_model" in n and "lora_A" in n for n in trainable)
+    assert not any("visual" in n and "lora_" in n for n in trainable)
+    with torch.no_grad():  # make the adapters do something (lora_B starts at zero)
+        for n, p in bb.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    enc = encode(bb, [page()])
+    bb.model.eval()
+    with torch.no_grad():
+        logits = bb.model(**enc).logits
+    out = save_backbone(bb, tmp_path / "lora_export")
+    again = load_backbone(ModelConfig(name="local", source="pretrained", arch="auto", path=str(out)))
+    again.model.eval()
+    with torch.no_grad():
+        merged = again.model(**encode(again, [page()])).logits
+    assert torch.allclose(merged, logits, atol=1e-4)
+    assert any("lora_" in n for n, _ in bb.model.named_parameters())  # training model untouched

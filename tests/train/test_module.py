@@ -142,3 +142,18 @@ def test_unknown_backbone_name_is_refused():
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         with pytest.raises(MissingConfigException, match="model/llava_13b"):
             compose("train", overrides=["model=llava_13b"])
+
+
+def test_lora_step_trains_adapters_and_vision_only(make_png):
+    pytest.importorskip("peft")
+    bb = load_backbone(ModelConfig(lora_rank=4))
+    module = SFTModule(bb, lr=1e-2, total_steps=4)
+    module.train()
+    rows = [{"sample_id": "a", "question": "1+1?", "target": "2", "images": []}]
+    loss, _ = module.loss(_batch(bb, rows))
+    loss.backward()  # an image-less batch: the zero-weighted vision pass must work under peft too
+    opt = module.configure_optimizers()["optimizer"]
+    before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
+    opt.step()
+    changed = {n for n, p in bb.model.named_parameters() if not torch.equal(before[n], p)}
+    assert changed and all("lora_" in n for n in changed)  # vision got zero grads: Adam leaves it

@@ -248,6 +248,26 @@ def apply_training_switches(model, cfg: ModelConfig) -> dict[str, int]:
     return counts
 
 
+def apply_lora(model, cfg: ModelConfig):
+    """Wrap `model` with LoRA adapters on the language model (peft); vision tower and projector
+    keep the trainability the freeze switches gave them."""
+    if not cfg.lora_rank:
+        return model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ImportError("model.lora_rank > 0 needs peft: pip install 'vtc-lab[lora]'") from exc
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and "visual" in n}
+    targets = "|".join(cfg.lora_targets)
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=rf"^(?!.*visual).*\.({targets})$")
+    wrapped = get_peft_model(model, lora)
+    for name, param in wrapped.named_parameters():
+        if name.removeprefix("base_model.model.") in trainable:
+            param.requires_grad_(True)
+    return wrapped
+
+
 def load_backbone(cfg: ModelConfig) -> Backbone:
     """Build (`source: tiny`) or load (`source: pretrained`, local files only) a backbone."""
     if cfg.source == "tiny":
@@ -256,6 +276,7 @@ def load_backbone(cfg: ModelConfig) -> Backbone:
     else:
         arch, model, processor, tokenizer, stop = _load_pretrained(cfg)
     apply_training_switches(model, cfg)
+    model = apply_lora(model, cfg)
     return Backbone(model=model, processor=processor, tokenizer=tokenizer,
                     vision_spec=vision_spec_of(processor, arch), arch=arch,
                     stop_token_ids=stop, config=cfg)
@@ -270,7 +291,12 @@ def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        backbone.model.save_pretrained(str(tmp))
+        model = backbone.model
+        if hasattr(model, "merge_and_unload"):  # LoRA: export merged weights, keep the adapters
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(str(tmp))
         backbone.processor.save_pretrained(str(tmp))
         card = {"arch": backbone.arch, "stop_token_ids": backbone.stop_token_ids,
                 "model_config": asdict(backbone.config) if backbone.config else None}

@@ -120,6 +120,16 @@ class ModelConfig:
     """Freeze the text decoder and LM head (e.g. to train only the vision side)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward: less memory, ~30 % slower steps."""
+    lora_rank: int = 0
+    """LoRA adapters of this rank on the language model's `lora_targets` (0 = full fine-tuning;
+    needs the `lora` extra: peft). Vision tower / projector still follow the freeze switches;
+    the export merges the adapters into the weights."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (scale = alpha / rank)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Linear layers of the language model that get adapters (names as in the checkpoint)."""
     tiny: TinySpec = field(default_factory=TinySpec)
     """Sizes for `source: tiny` (ignored for pretrained)."""
 
@@ -149,6 +159,12 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"model.{name} must be a positive int or null, got {value!r}")
+        if not isinstance(self.lora_rank, int) or self.lora_rank < 0:
+            raise ValueError(f"model.lora_rank must be an int >= 0, got {self.lora_rank!r}")
+        if self.lora_rank and not self.lora_targets:
+            raise ValueError("model.lora_targets must name at least one layer when model.lora_rank > 0")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"model.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"model.min_pixels ({self.min_pixels}) must be <= model.max_pixels "
                              f"({self.max_pixels})")

@@ -32,6 +32,9 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
 
 
 def _visual(model):
+    """The vision tower of a Qwen-VL / GLM-4.1V model, also under a peft (LoRA) wrapper."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
     inner = getattr(model, "model", model)
     return getattr(inner, "visual", None)
 
