@@ -2,9 +2,9 @@
 
 Drawing does not call FreeType per character: every glyph is rasterised once (per font, size and
 quarter-pixel phase, see `fonts.Face`) and a page is composed by scattering the glyphs' non-zero
-pixels into one coverage array with `np.bincount`. That keeps rendering exact (glyphs sit at the
-unhinted positions the layout computed, like a PDF viewer would draw them), deterministic (integer
-sums, no threads) and fast (a few vectorised passes per page).
+pixels straight into the cropped page array (`np.minimum.at`). That keeps rendering exact (glyphs
+sit at the unhinted positions the layout computed, like a PDF viewer draws them), deterministic
+(integer operations, no threads) and fast (a few vectorised passes per page).
 
 Auto-crop follows the reference pipeline: a page is cut `margin_x` right of its last ink column
 (`auto_crop_width`) and the last page `margin_y` below its last ink row (`auto_crop_last_page`),
