@@ -63,6 +63,9 @@ class EvalConfig:
     """System turn of every round; must match the training data (null: no system turn)."""
     image_position: str = "before"
     """Memory images before or after the question; must match the training data."""
+    device: str = "auto"
+    """Where the model runs: auto (cuda if available, else cpu) | cpu | cuda | cuda:N. One
+    device: a model too large for one GPU needs a sharded engine (e.g. a vLLM engine)."""
     run_name: str | None = None
     """MLflow run name; null: `eval-<model.name>-<benchmark.name>`."""
     log_images: int = 4
@@ -89,6 +92,8 @@ class EvalConfig:
             raise ValueError(f"grade_workers must be >= 1, got {self.grade_workers}")
         if self.grade_timeout_s <= 0:
             raise ValueError(f"grade_timeout_s must be > 0, got {self.grade_timeout_s}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ValueError(f"checkpoint: file not found: {self.checkpoint}")
 
@@ -196,7 +201,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     backbone = load_backbone(cfg.model)
     if cfg.checkpoint:
         load_checkpoint_weights(backbone.model, cfg.checkpoint)
-    backbone.model.eval()
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    backbone.model.to(device).eval()
     torch.manual_seed(cfg.loop.seed)
     run_name = cfg.run_name or f"eval-{cfg.model.name}-{problems.name}"
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=run_name) as run:
