@@ -19,9 +19,11 @@ class LMStep(pl.LightningModule):
         self.backbone = backbone
         self.model = backbone.model
         self.modes_seen: list[bool] = []
+        self.visual_modes: list[bool] = []
 
     def training_step(self, batch, batch_idx):
         self.modes_seen.append(self.model.training)
+        self.visual_modes.append(self.model.model.visual.training)
         ids = batch[0]
         return self.model(input_ids=ids, labels=ids).loss
 
@@ -42,6 +44,7 @@ def test_evaluator_runs_every_n_steps_and_logs(tmp_path):
     with start_run(TrackingConfig(mode="local"), None, tmp_path) as run:
         evaluator = OpticalMemoryEvaluator(cfg, render_cfg=None, system_prompt="sys", run=run)
         module = LMStep(backbone)
+        backbone.model.model.visual.eval()  # e.g. a frozen tower kept in eval mode
         before = [p.detach().clone() for p in backbone.model.parameters()]
         trainer = pl.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, callbacks=[evaluator], accelerator="cpu")
@@ -49,6 +52,7 @@ def test_evaluator_runs_every_n_steps_and_logs(tmp_path):
         run_id = run.run_id
     assert [step for step, _ in evaluator.history] == [2, 4]
     assert all(module.modes_seen)  # training mode restored after each evaluation
+    assert module.visual_modes and not any(module.visual_modes)  # ...per submodule
     assert any(not torch.equal(a, b) for a, b in zip(before, backbone.model.parameters()))
     metrics = evaluator.history[-1][1]
     assert metrics["eval/math500/optical/num_samples"] == 2

@@ -189,7 +189,8 @@ class OpticalMemoryEvaluator(Callback):
             encoder = getattr(getattr(trainer, "datamodule", None), "encoder", None)
             max_pixels = getattr(encoder, "image_max_pixels", None)
         model = backbone.model
-        was_training = model.training
+        # Restore each submodule's own mode afterwards (a frozen tower may be kept in eval mode).
+        modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
             engine = HFEngine(backbone)
@@ -199,7 +200,8 @@ class OpticalMemoryEvaluator(Callback):
                 image_position=self.image_position, keep_images=self.cfg.log_images,
                 progress=False, reset_memory_peaks=False)
         finally:
-            model.train(was_training)
+            for module, training in modes:
+                module.training = training
         metrics = results.metrics
         self.history.append((step, metrics))
         self._log(trainer, results, step)
