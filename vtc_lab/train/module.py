@@ -62,6 +62,7 @@ class SFTModule(pl.LightningModule):
         self._tick: float | None = None
         self._tokens = 0
         self.stats: dict[str, int] = {}
+        self._worker_stats: dict[int, dict[str, int]] = {}
 
     # -- forward -----------------------------------------------------------------------------
     def _capture_vision(self, _module, _inputs, output) -> None:
@@ -140,8 +141,11 @@ class SFTModule(pl.LightningModule):
         loss, parts = self.loss(batch)
         self._tokens += int(batch["attention_mask"].sum())
         self._note_position(batch)
-        if "stats" in batch:
-            self.stats = {k: int(v) for k, v in batch["stats"].items()}
+        if "stats" in batch:  # cumulative per DataLoader worker: keep each, report the sum
+            worker = int(batch["position"][0]) if "position" in batch else 0
+            self._worker_stats[worker] = {k: int(v) for k, v in batch["stats"].items()}
+            self.stats = {k: sum(w.get(k, 0) for w in self._worker_stats.values())
+                          for k in self._worker_stats[worker]}
         bs = batch["input_ids"].size(0)
         self.log("train/loss", parts["lm_loss"], on_step=True, prog_bar=True, batch_size=bs)
         if "char_loss" in parts:
