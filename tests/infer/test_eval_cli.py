@@ -14,7 +14,7 @@ from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.cli.eval import EvalConfig, evaluate
 
 # Depend on the timing or on what this invocation did, not on the predictions.
-RUN_DEPENDENT = ("wall_s", "samples_per_s", "latency_", "peak_rss", "peak_cuda",
+RUN_DEPENDENT = ("wall_s", "samples_per_s", "problems_per_s", "latency_", "peak_rss", "peak_cuda",
                  "kv_cache_peak_bytes_batch", "render_s_total", "render_share", "resumed_samples")
 
 
@@ -37,7 +37,7 @@ def test_eval_logs_to_mlflow_and_resumes_to_the_same_numbers(tmp_path):
     first = evaluate(cfg)
     for mode in ("optical", "text"):
         for name in ("accuracy", "mean_at_k", "rounds_mean", "context_tokens_peak",
-                     "latency_p90_s", "samples_per_s", "kv_cache_peak_bytes_per_sample",
+                     "latency_p90_s", "samples_per_s", "problems_per_s", "kv_cache_peak_bytes_per_sample",
                      "rounds_hist/2", "status/max_rounds", "peak_rss_bytes"):
             assert f"eval/math500/{mode}/{name}" in first, name
         assert first[f"eval/math500/{mode}/num_samples"] == 3

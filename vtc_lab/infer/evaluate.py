@@ -125,6 +125,7 @@ def evaluate_benchmarks(
             if stats.wall_s > 0 and new:
                 # Throughput of this invocation only: resumed samples cost no time here.
                 metrics["samples_per_s"] = len(new) / stats.wall_s
+                metrics["problems_per_s"] = len({r.problem_id for r in new}) / stats.wall_s
                 metrics["wall_s"] = stats.wall_s
             if stats.kv_cache_peak_bytes_batch:
                 metrics["kv_cache_peak_bytes_batch"] = float(stats.kv_cache_peak_bytes_batch)
