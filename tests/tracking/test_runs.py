@@ -129,7 +129,10 @@ def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
             pytest.fail("the body must not run")
 
 
-def test_lightning_logger_writes_into_the_same_run(tmp_path):
+def test_lightning_logger_writes_into_the_same_run(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = TrackingConfig(experiment="unit")
     with start_run(cfg, _App(), tmp_path) as run:
         logger = lightning_logger(run)
@@ -137,6 +140,8 @@ def test_lightning_logger_writes_into_the_same_run(tmp_path):
         logger.log_metrics({"train/loss": 1.5}, step=3)
         logger.finalize("success")
         assert logger.run_id == run.run_id
+        # the process-wide URI is left alone (later jobs / subprocesses must not inherit it)
+        assert "MLFLOW_TRACKING_URI" not in os.environ
         run_id = run.run_id
         # still running: the logger must not end the run the app still logs into
         assert run.client.get_run(run_id).info.status == "RUNNING"

@@ -343,8 +343,30 @@ def lightning_logger(handle: RunHandle | NullRunHandle) -> Any:
     if not handle.enabled:
         return None
     from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers.logger import rank_zero_experiment
 
     class _RunLogger(MLFlowLogger):
+        @property  # type: ignore[override]
+        @rank_zero_experiment
+        def experiment(self) -> Any:
+            # MLFlowLogger calls mlflow.set_tracking_uri(), which rewrites the process-wide URI
+            # and MLFLOW_TRACKING_URI (inherited by every later job and subprocess: the next
+            # sweep job's `tracking=server` default would silently become this sqlite file).
+            # Its client has the URI explicitly, so the global state is put back.
+            import os
+
+            from mlflow.tracking._tracking_service import utils as service
+
+            env, uri = os.environ.get("MLFLOW_TRACKING_URI"), service._tracking_uri
+            try:
+                return MLFlowLogger.experiment.fget(self)
+            finally:
+                service._tracking_uri = uri
+                if env is None:
+                    os.environ.pop("MLFLOW_TRACKING_URI", None)
+                else:
+                    os.environ["MLFLOW_TRACKING_URI"] = env
+
         def log_hyperparams(self, params: Any) -> None:  # type: ignore[override]
             handle.log_params({"hparams": to_plain(params) if not isinstance(params, Mapping)
                                else {k: to_plain(v) for k, v in params.items()}})
