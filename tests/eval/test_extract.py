@@ -77,9 +77,24 @@ def test_grader_kind_mapping():
         "math", "math", "math", "gsm8k", "gpqa", "gpqa", "math"]
 
 
-def test_gigantic_output_extracts_fast():
-    text = ("x" * 50 + " { \\boxed{ ( [ $ ") * 40000 + "</think><answer>7</answer>"
+ADVERSARIAL = {  # shapes that make naive regexes/scans quadratic; model output can be anything
+    "unclosed_boxes": ("x" * 50 + " { \\boxed{ ( [ $ ") * 20000 + "</think><answer>7</answer>",
+    "unclosed_answers": "<answer>" * 100000,
+    "unclosed_after_think": "</think>" + "<answer>x" * 100000,
+    "answer_is": "the answer is $" * 100000,
+    "units": "</think><answer>5 " + "a " * 100000 + "!</answer>",
+    "hashes": "#### " * 100000,
+    "letters": "(A " * 100000,
+    "numbers": "1," * 100000,
+    "thinks": "</think>" * 100000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_gigantic_adversarial_outputs_extract_in_linear_time(name):
+    text = ADVERSARIAL[name]
     t0 = time.perf_counter()
-    assert extract_answer(text, "math500") == "7"
-    assert extract_answer("1 " * 500000, "gsm8k") == "1"
-    assert time.perf_counter() - t0 < 5
+    results = [extract_answer(text, b, strict=s) for b in ("math500", "gsm8k", "gpqa") for s in (True, False)]
+    assert time.perf_counter() - t0 < 5  # ~0.1 s each when linear; minutes when quadratic
+    if name == "unclosed_boxes":
+        assert results[0] == "7"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 
 _THINK_END = "</think>"
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
 _BRACE_RE = re.compile(r"\\[{}]|[{}]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_IS_RE = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*", re.I)
@@ -107,19 +106,36 @@ def _after_answer_is(text: str) -> str | None:
     return _strip_math(line[: cut.start()] if cut else line) or None
 
 
+def _answer_tags(text: str) -> tuple[list[str], str | None]:
+    """Contents of the `<answer>...</answer>` pairs in order, and the text after a last
+    `<answer>` that is never closed (or None). str.find based: linear even on thousands of
+    unclosed tags, where a lazy regex would rescan to the end from every one of them."""
+    closed: list[str] = []
+    pos = 0
+    while True:
+        start = text.find("<answer>", pos)
+        if start < 0:
+            return closed, None
+        end = text.find("</answer>", start + 8)
+        if end < 0:
+            return closed, text[text.rfind("<answer>") + 8:]
+        closed.append(text[start + 8: end])
+        pos = end + 9
+
+
 def _final_slot(text: str, lenient: bool) -> str | None:
     """The `<answer>` content: after the last `</think>` (strict), anywhere / unclosed (lenient)."""
     pos = text.rfind(_THINK_END)
     tail = text[pos + len(_THINK_END):] if pos >= 0 else None
     candidates = []
     if tail is not None:
-        candidates = [m.group(1) for m in _ANSWER_RE.finditer(tail)]
-        if not candidates and lenient and "<answer>" in tail:
-            candidates = [tail.rsplit("<answer>", 1)[1]]  # cut off before </answer>
+        candidates, unclosed = _answer_tags(tail)
+        if not candidates and lenient and unclosed is not None:
+            candidates = [unclosed]  # cut off before </answer>
     if not candidates and lenient:
-        candidates = [m.group(1) for m in _ANSWER_RE.finditer(text)]
-        if not candidates and "<answer>" in text:
-            candidates = [text.rsplit("<answer>", 1)[1]]
+        candidates, unclosed = _answer_tags(text)
+        if not candidates and unclosed is not None:
+            candidates = [unclosed]
     for c in reversed(candidates):
         boxes = boxed_contents(c)
         c = boxes[-1] if boxes else _strip_math(c)
