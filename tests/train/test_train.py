@@ -71,11 +71,13 @@ def test_export_reloads_with_identical_logits(trained):
 
 def test_resume_continues_in_the_same_run(trained):
     root, first = trained
-    again = train(make_cfg(root, "trainer.max_steps=12"))
-    assert again["resumed"] and again["steps"] == 12
+    again = train(make_cfg(root, "trainer.max_steps=11"))
+    assert again["resumed"] and again["steps"] == 11
     assert again["mlflow_run_id"] == first["mlflow_run_id"]
     steps = [s for s, _ in _history(root, first["mlflow_run_id"], "train/loss")]
-    assert steps == list(range(12))  # 0..7 from the first run, 8..11 after resuming
+    assert steps == list(range(11))  # 0..7 from the first run, 8..10 after resuming
+    # the final state is checkpointed even off the every-4-steps cadence
+    assert torch.load(again["checkpoint"], map_location="cpu", weights_only=False)["global_step"] == 11
 
 
 def test_checkpoint_of_another_model_config_is_refused(trained):

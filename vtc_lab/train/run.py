@@ -133,6 +133,7 @@ def train(cfg) -> dict:
 
     from vtc_lab.models import load_backbone, save_backbone
     from vtc_lab.tracking import lightning_logger, start_run
+    from vtc_lab.train.callbacks import FinalCheckpoint
     from vtc_lab.train.collate import SFTEncoder
     from vtc_lab.train.datamodule import SFTDataModule
     from vtc_lab.train.module import SFTModule
@@ -185,7 +186,8 @@ def train(cfg) -> dict:
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run:
         callbacks: list = [ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
                                            every_n_train_steps=tc.checkpoint_every_n_steps,
-                                           save_top_k=1, monitor=None)]
+                                           save_top_k=1, monitor=None),
+                           FinalCheckpoint(last, tc.checkpoint_every_n_steps)]
         if cfg.evaluator.enabled:
             from vtc_lab.train.evaluator import OpticalMemoryEvaluator
 
@@ -217,11 +219,9 @@ def train(cfg) -> dict:
                                   "mlflow_run_id": getattr(run, "run_id", None),
                                   "tracking_uri": getattr(run, "tracking_uri", None),
                                   "resumed": resuming, **{f"data/{k}": v for k, v in module.stats.items()}}
-        if cfg.export and tc.strategy.startswith(("fsdp", "deepspeed")):
-            # sharded weights: rebuild the full model from the consolidated checkpoint instead
-            trainer.save_checkpoint(str(last))
         if cfg.export and trainer.is_global_zero:
             if tc.strategy.startswith(("fsdp", "deepspeed")):
+                # sharded weights: rebuild the full model from the consolidated checkpoint
                 export = export_from_checkpoint(cfg.model, last, run_dir / "export")
             else:
                 export = save_backbone(backbone, run_dir / "export")
