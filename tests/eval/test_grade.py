@@ -135,3 +135,23 @@ def test_no_answer_is_ok_status_with_none():
     assert (res[0].status, res[0].correct, res[0].extracted) == ("ok", False, None)
     with pytest.raises(ValueError, match="timeout_s"):
         compare_many([("1", "1")], timeout_s=0)
+
+
+def test_memory_cap_is_relative_to_a_large_parent():
+    """A training process (torch/CUDA) can map many GB; forked workers must still allocate."""
+    import mmap
+
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    big = mmap.mmap(-1, 8 << 30, flags=flags)  # 8 GB of untouched address space
+    try:
+        res = grade_many([("\\boxed{\\frac{1}{2}}", "0.5"), ("\\boxed{3}", "4")], "math500",
+                         timeout_s=20, workers=1, memory_mb=512)
+    finally:
+        big.close()
+    assert [(r.status, r.correct) for r in res] == [("ok", True), ("ok", False)]
+
+
+def test_broken_latex_is_a_wrong_answer_not_a_grader_error():
+    preds = ["\\frac{1}{", "}{", "\\begin{pmatrix}1&2", "x^^2", "\\sqrt", "$$", "1/0", "\\infty - \\infty", "??"]
+    got = compare_many([(p, "\\frac{1}{2}") for p in preds], timeout_s=10, workers=2)
+    assert [(s, ok) for s, ok, *_ in got] == [("ok", False)] * len(preds)

@@ -98,16 +98,31 @@ def answers_match(pred: str, gold: str, benchmark: str, timeout_s: float | None 
 
 
 # ---------------------------------------------------------------------------------- workers
+def _cap_memory(memory_mb: int) -> None:
+    """Let this process grow by at most `memory_mb` of address space beyond what it inherited.
+
+    Relative, not absolute: a forked child inherits the parent's mappings (a training process with
+    torch/CUDA can have tens of GB of virtual address space), and an absolute cap below that would
+    make every allocation fail.
+    """
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            current = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = current + memory_mb * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):  # no /proc or no rlimits: rely on the deadline
+        pass
+
+
 def _worker_main(conn, memory_mb: int | None) -> None:
     """Child process: compare (pred, gold) pairs until the parent closes the pipe."""
     if memory_mb:
-        try:
-            import resource
-
-            limit = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        except (ImportError, ValueError, OSError):  # not on this platform: rely on the deadline
-            pass
+        _cap_memory(memory_mb)
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     while True:
         try:
@@ -236,7 +251,7 @@ def grade_many(
     """Grade (prediction_text, gold) pairs; never hangs or raises on a bad prediction.
 
     Extraction runs here (linear-time regexes); math equivalence runs in `workers` processes,
-    each item with a hard `timeout_s` deadline and a `memory_mb` address-space cap. GSM8K and
+    each item with a hard `timeout_s` deadline and a `memory_mb` address-space cap (beyond the inherited size). GSM8K and
     GPQA comparisons are plain string/decimal checks done in-process. Identical (answer, gold)
     pairs are compared once.
     """
