@@ -157,3 +157,13 @@ def test_lora_step_trains_adapters_and_vision_only(make_png):
     opt.step()
     changed = {n for n, p in bb.model.named_parameters() if not torch.equal(before[n], p)}
     assert changed and all("lora_" in n for n in changed)  # vision got zero grads: Adam leaves it
+
+
+def test_more_consumers_than_samples_is_an_error_not_a_hang(tmp_path, make_dataset, backbone):
+    write, rows_for = make_dataset
+    ds = open_dataset(write(tmp_path / "one", rows_for(1, segments=1)))
+    enc = SFTEncoder(backbone.processor, backbone.stop_token_ids, None)
+    stream = SFTStream(ds, enc, split="train", val_fraction=0.0, seed=0, batch_size=1,
+                       endless=True, rank=1, world_size=2)
+    with pytest.raises(ValueError, match="fewer samples than consumers"):
+        next(iter(stream))

@@ -88,10 +88,11 @@ class SFTStream(IterableDataset):
         skip = self.start_positions.get(worker, 0)
         position, epoch, batch = 0, 0, []
         while True:
-            produced = 0
+            produced = seen = 0
             for j, row in enumerate(self._rows(epoch)):
                 if j % consumers != me:
                     continue
+                seen += 1
                 position += 1
                 if position <= skip:
                     continue
@@ -106,6 +107,10 @@ class SFTStream(IterableDataset):
                     batch = []
             if not self.endless:
                 break
+            if seen == 0:
+                raise ValueError(f"{self.dataset.path}: the {self.split} split has fewer samples "
+                                 f"than consumers (ranks x DataLoader workers = {consumers}); "
+                                 f"rank {self.rank} worker {worker} got none")
             if produced == 0 and position > skip:
                 raise ValueError(self._nothing_fits())
             epoch += 1
