@@ -98,3 +98,29 @@ def test_gigantic_adversarial_outputs_extract_in_linear_time(name):
     assert time.perf_counter() - t0 < 5  # ~0.1 s each when linear; minutes when quadratic
     if name == "unclosed_boxes":
         assert results[0] == "7"
+
+
+# --- properties: what goes into the answer slot / a box comes back out --------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_plain = st.text(st.characters(codec="utf-8", exclude_characters="<>{}\\$\r"), max_size=40)
+
+
+def _balanced():
+    leaf = st.text(st.characters(codec="ascii", exclude_characters="{}\\"), max_size=8)
+    return st.recursive(leaf, lambda inner: st.tuples(inner, inner, inner).map(
+        lambda t: t[0] + "{" + t[1] + "}" + t[2]), max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(reasoning=_plain, answer=_plain.filter(lambda a: a.strip() and a.strip()[-1] != "."))
+def test_answer_slot_round_trips(reasoning, answer):
+    text = f"<think>{reasoning}</think>\n<answer>{answer}</answer>"
+    assert extract_answer(text, "math500", strict=True) == answer.strip()
+    assert extract_answer(text, "math500") == answer.strip()
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=_plain, inner=_balanced(), after=_plain)
+def test_boxed_round_trips_nested_braces(before, inner, after):
+    assert boxed_contents(f"{before}\\boxed{{{inner}}}{after}") == [inner.strip()]
