@@ -6,19 +6,21 @@ strict  -- only explicit final-answer markers, tried in order, and the content m
            have the benchmark's form:
              1. the content of `<answer>...</answer>` after the last `</think>` (VTC-R1 format);
              2. the last `\\boxed{...}` / `\\fbox{...}` (nested braces);
-             3. the last "the (final) answer is ...";
-             4. GSM8K only: the last "#### N".
+             3. GSM8K only: the last "#### N";
+             4. the last "the (final) answer is ...".
            GSM8K content must be one number (commas, $ and units allowed around it); GPQA
            content must be a lone letter A-D (optionally "(B)", "B.", "\\text{B}").
 lenient -- everything strict accepts, plus: an `<answer>` that is not preceded by `</think>`
            or is cut off before `</answer>` (a truncated final round); GSM8K the last number in
            the marked content; GPQA a leading "B) ..." / "option B"; and, when no marker at all
            is found, a last resort: the text after `</think>` if it is one short line with a digit
-           or a LaTeX command and no tags, else the last number
-           (math, GSM8K) or the last "(B)"/"B)"-style letter (GPQA).
+           or a LaTeX command and no tags, else the last number (math, GSM8K) or the last
+           "(B)"/"B)"-style letter (GPQA).
 
-All regexes here are linear-time (no nested quantifiers), so gigantic outputs cannot stall
-extraction; equivalence (the slow part) runs in grade.py.
+Strict measures format compliance too; lenient is the default (`accuracy`) because a right
+answer with a forgotten tag is still right. Extraction is linear-time (str.find, brace matching
+in one pass, regexes without nested quantifiers; tests feed 100k unclosed tags), so gigantic
+outputs cannot stall it; equivalence (the slow part) runs in grade.py.
 """
 
 from __future__ import annotations
