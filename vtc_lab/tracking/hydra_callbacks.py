@@ -67,7 +67,10 @@ def _task_config(config: DictConfig) -> dict[str, Any]:
     assert isinstance(cfg, dict)
     cfg.pop("hydra", None)
     task = OmegaConf.create(cfg)
-    return OmegaConf.to_container(task, resolve=True)  # type: ignore[return-value]
+    try:
+        return OmegaConf.to_container(task, resolve=True)  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001 - e.g. `${hydra.runtime...}` without its node: log as typed
+        return OmegaConf.to_container(task, resolve=False)  # type: ignore[return-value]
 
 
 class TrackingCallback(Callback):
@@ -115,9 +118,12 @@ class TrackingCallback(Callback):
             tags["hydra.job.num"] = str(ctx.job_num)
         handle = runs.open_run(cfg, uri, run_name=name[:250], parent_run_id=ctx.parent_run_id,
                                tags=tags)
-        runs.record_config(handle, _task_config(config), ctx.overrides, ctx.hydra_dir,
-                           cfg.log_config)
-        runs.set_job_run(handle)
+        runs.set_job_run(handle)  # from here on the app logs into this run, whatever follows
+        try:
+            runs.record_config(handle, _task_config(config), ctx.overrides, ctx.hydra_dir,
+                               cfg.log_config)
+        except Exception:  # noqa: BLE001 - a missing param must not cost the job its run
+            log.exception("could not log the config of run %s", handle.run_id)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         handle = runs.current_job_run()
