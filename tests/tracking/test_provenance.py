@@ -1,0 +1,76 @@
+"""Key params, flattening and provenance tags: exact values, no mlflow involved."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vtc_lab.tracking.provenance import (
+    flatten,
+    git_state,
+    key_params,
+    override_params,
+    provenance_tags,
+)
+from vtc_lab.tracking.sweep import read_jobs, read_parent, record_job, write_parent
+
+
+@dataclass
+class _Seg:
+    policy: str = "boundary"
+    max_tokens: int = 96
+    markers: list[str] = field(default_factory=lambda: ["Wait"])
+
+
+@dataclass
+class _Data:
+    system_prompt: str | None = "You are..."
+    image_position: str = "before"
+
+
+@dataclass
+class _Cfg:
+    segmentation: _Seg = field(default_factory=_Seg)
+    data: _Data = field(default_factory=_Data)
+    seed: int = 3
+
+
+def test_flatten_keeps_lists_as_leaves():
+    assert flatten(_Cfg()) == {"segmentation.policy": "boundary", "segmentation.max_tokens": 96,
+                               "segmentation.markers": ["Wait"], "data.system_prompt": "You are...",
+                               "data.image_position": "before", "seed": 3}
+
+
+def test_key_params_are_short_and_readable():
+    assert key_params(_Cfg()) == {"seg_policy": "boundary", "seg_budget": 96,
+                                  "system_prompt": "on", "image_position": "before", "seed": 3}
+    assert key_params(_Cfg(data=_Data(system_prompt=None)))["system_prompt"] == "off"
+
+
+def test_override_params():
+    assert override_params(["a.b=1", "+c=x=y", "~d", "group=opt"]) == {
+        "a.b": "1", "c": "x=y", "group": "opt"}
+
+
+def test_git_state_matches_git():
+    root = Path(__file__).resolve().parents[2]
+    commit, dirty = git_state()
+    expected = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True).stdout.strip()
+    assert commit == expected and dirty in ("true", "false")
+    tags = provenance_tags()
+    assert tags["git.commit"] == tags["mlflow.source.git.commit"] == commit
+    assert tags["device"].startswith(("cpu", "cuda"))
+
+
+def test_sweep_state_files_round_trip(tmp_path):
+    assert read_parent(tmp_path, "sqlite:///x") is None
+    write_parent(tmp_path, "abc", "sqlite:///x", "1", ["a"])
+    assert read_parent(tmp_path, "sqlite:///x") == "abc"
+    assert read_parent(tmp_path, "http://other") is None   # another store: not our parent
+    record_job(tmp_path, "a=1", "FINISHED")
+    record_job(tmp_path, "a=2", "FAILED")
+    assert read_jobs(tmp_path) == {"finished": 1, "failed": 1, "failed_jobs": ["a=2"]}
+    write_parent(tmp_path, "def", "sqlite:///x", "1")   # a new sweep in the same dir resets
+    assert read_jobs(tmp_path) == {"finished": 0, "failed": 0, "failed_jobs": []}
