@@ -52,7 +52,17 @@ def _dataset(cfg):
                             model=cfg.model, tracking=cfg.tracking, output_root=cfg.output_root,
                             output_dir=cfg.dataset_dir, num_workers=cfg.build_workers,
                             progress=cfg.progress)
-    path = ensure_dataset(build)
+    if launched_rank() == 0:
+        path = ensure_dataset(build)
+    else:  # torchrun / Slurm start every rank at once: only rank 0 builds, the others wait
+        from vtc_lab.data.build import check_directory, config_hash, dataset_dir
+
+        path = dataset_dir(build)
+        deadline = time.monotonic() + 24 * 3600
+        while (check_directory(path, build, config_hash(build)) or {}).get("status") != "complete":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rank {launched_rank()}: {path} was not built by rank 0 in 24 h")
+            time.sleep(5)
     dataset = open_dataset(path)
     if dataset.num_samples == 0:
         raise ValueError(f"{path}: the dataset is empty (0 samples; see its stats.json for why "
