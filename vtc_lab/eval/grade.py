@@ -188,6 +188,7 @@ def compare_many(
     workers: int = 2,
     memory_mb: int | None = 4096,
     mp_context: str | None = None,
+    progress: bool = False,
 ) -> list[tuple[str, bool, str | None, float]]:
     """Math equivalence of (pred, gold) answer spans in worker processes with a hard deadline.
 
@@ -200,7 +201,10 @@ def compare_many(
     results: list[tuple[str, bool, str | None, float] | None] = [None] * len(pairs)
     if not pairs:
         return []
+    from tqdm.auto import tqdm
+
     ctx = _context(mp_context)
+    bar = tqdm(total=len(pairs), desc="grading", unit="item", disable=not progress, leave=False)
     pending = deque(range(len(pairs)))
     pool = [_Worker(ctx, memory_mb) for _ in range(min(workers, len(pairs)))]
     try:
@@ -223,6 +227,7 @@ def compare_many(
                         idx, status, ok, err = w.conn.recv()
                         results[idx] = (status, bool(ok), err, now - w.started)
                         w.item = None
+                        bar.update()
                         continue
                     except (EOFError, OSError):
                         w.proc.join(timeout=1)
@@ -232,9 +237,11 @@ def compare_many(
                     results[w.item] = ("timeout", False, f"no verdict within {timeout_s:g}s", now - w.started)
                 else:
                     continue
+                bar.update()
                 w.stop(kill=True)  # dead or stuck: replace it
                 pool[k] = _Worker(ctx, memory_mb)
     finally:
+        bar.close()
         for w in pool:
             w.stop(kill=w.item is not None)
     return results  # type: ignore[return-value]
@@ -247,6 +254,7 @@ def grade_many(
     workers: int = 2,
     strict: bool = False,
     memory_mb: int | None = 4096,
+    progress: bool = False,
 ) -> list[GradeResult]:
     """Grade (prediction_text, gold) pairs; never hangs or raises on a bad prediction.
 
@@ -270,7 +278,8 @@ def grade_many(
         else:
             todo.setdefault((pred, str(gold)), []).append(i)
     keys = list(todo)
-    verdicts = compare_many(keys, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb)
+    verdicts = compare_many(keys, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb,
+                            progress=progress)
     for key, (status, ok, err, secs) in zip(keys, verdicts):
         for i in todo[key]:
             out[i] = GradeResult(ok and status == "ok", status, key[0], err, secs)

@@ -71,6 +71,7 @@ def grade_predictions(
     timeout_s: float = 5.0,
     workers: int = 2,
     memory_mb: int | None = 4096,
+    progress: bool = False,
 ) -> list[GradeRecord]:
     """Grade (problem_id, sample_index, output_text) triples against their problems' gold answers.
 
@@ -92,7 +93,8 @@ def grade_predictions(
             if pred is not None and p.grader == "math":
                 math_pairs.setdefault((pred, p.gold), ("ok", False, None))
     keys = list(math_pairs)
-    for key, (status, ok, err, _) in zip(keys, compare_many(keys, timeout_s, workers, memory_mb)):
+    verdicts = compare_many(keys, timeout_s, workers, memory_mb, progress=progress)
+    for key, (status, ok, err, _) in zip(keys, verdicts):
         math_pairs[key] = (status, ok and status == "ok", err)
 
     def verdict(p: Problem, pred: str | None) -> tuple[str, bool, str | None]:
