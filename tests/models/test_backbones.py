@@ -147,3 +147,13 @@ def test_lora_adapts_the_language_model_and_exports_merged(tmp_path):
         merged = again.model(**encode(again, [page()])).logits
     assert torch.allclose(merged, logits, atol=1e-4)
     assert any("lora_" in n for n, _ in bb.model.named_parameters())  # training model untouched
+
+
+def test_export_names_the_stock_processor_class(tmp_path):
+    import json
+
+    bb = load_backbone(tiny_cfg("glm4v"))
+    out = save_backbone(bb, tmp_path / "e")
+    assert json.loads((out / "processor_config.json").read_text())["processor_class"] == "Glm4vProcessor"
+    tok = json.loads((out / "tokenizer_config.json").read_text())
+    assert tok.get("processor_class", "Glm4vProcessor") == "Glm4vProcessor"

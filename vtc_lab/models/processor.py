@@ -24,6 +24,28 @@ class _ImageOnly:
         super().__init__(image_processor=image_processor, tokenizer=tokenizer,
                          video_processor=None, chat_template=chat_template, **kwargs)
 
+    @property
+    def stock_name(self) -> str:
+        """The transformers processor this one stands in for (what exports record)."""
+        return next(c.__name__ for c in type(self).__mro__[1:]
+                    if c.__module__.startswith("transformers."))
+
+    def to_dict(self):
+        # exports name the stock class, so `AutoProcessor` outside vtc-lab can load them
+        out = super().to_dict()
+        out["processor_class"] = self.stock_name
+        return out
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        config = Path(save_directory) / "tokenizer_config.json"
+        if config.is_file():
+            data = json.loads(config.read_text(encoding="utf-8"))
+            if data.get("processor_class") == type(self).__name__:
+                data["processor_class"] = self.stock_name
+                config.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return result
+
     def __call__(self, images=None, text=None, videos=None, **kwargs):
         if videos is not None:
             raise ValueError(f"{type(self).__name__} handles images only (no torchvision); got videos")
