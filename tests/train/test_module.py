@@ -167,3 +167,18 @@ def test_more_consumers_than_samples_is_an_error_not_a_hang(tmp_path, make_datas
                        endless=True, rank=1, world_size=2)
     with pytest.raises(ValueError, match="fewer samples than consumers"):
         next(iter(stream))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(make_png):
+    rows = [{"sample_id": "a", "question": "q", "target": "hello", "images": [make_png("x")]}]
+    grads = []
+    for checkpointing in (False, True):
+        bb = load_backbone(ModelConfig(gradient_checkpointing=checkpointing))
+        module = SFTModule(bb, lr=1e-3)
+        module.train()
+        loss, _ = module.loss(_batch(bb, rows))
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in bb.model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
