@@ -155,3 +155,12 @@ def test_broken_latex_is_a_wrong_answer_not_a_grader_error():
     preds = ["\\frac{1}{", "}{", "\\begin{pmatrix}1&2", "x^^2", "\\sqrt", "$$", "1/0", "\\infty - \\infty", "??"]
     got = compare_many([(p, "\\frac{1}{2}") for p in preds], timeout_s=10, workers=2)
     assert [(s, ok) for s, ok, *_ in got] == [("ok", False)] * len(preds)
+
+
+@pytest.mark.parametrize("name", ["aime25", "amc23"])
+def test_numeric_golds_grade_themselves_and_reject_neighbours(name):
+    problems = load_benchmark(BenchmarkConfig(name=name))
+    right = grade_many([(f"</think><answer>{p.gold}</answer>", p.gold) for p in problems], name)
+    wrong = grade_many([(f"\\boxed{{{float(p.gold) + 1:g}}}", p.gold) for p in problems], name)
+    assert sum(r.correct for r in right) == len(problems)
+    assert sum(r.correct for r in wrong) == 0 and all(r.status == "ok" for r in wrong)
