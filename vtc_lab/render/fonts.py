@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFont
 
+from vtc_lab.render.pagemem import grey_rgbx
+
 FONT_DIR = Path(__file__).parent / "fonts"
 BUNDLED_FONTS: dict[str, str] = {
     "DejaVuSans": "DejaVuSans.ttf",
@@ -215,6 +217,7 @@ class Atlas:
                else np.zeros(0, dt))
         self.dy, self.dx, self.val = cat(0, np.int64), cat(1, np.int64), cat(2, np.uint8)
         self.inv = 255 - self.val  # drawn as darkness on a white (255) page
+        self.inv32 = grey_rgbx(self.inv)  # the same as RGBX pixels (pagemem pages)
         self.xmin = np.array([m[1].min() if len(m[1]) else 0 for m in masks], np.int64)
         self.xmax = np.array([m[1].max() if len(m[1]) else -1 for m in masks], np.int64)
         self.ymin = np.array([m[0].min() if len(m[0]) else 0 for m in masks], np.int64)

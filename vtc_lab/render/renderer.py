@@ -24,6 +24,7 @@ from PIL import Image, ImageColor
 from vtc_lab.render.config import RenderConfig
 from vtc_lab.render.fonts import PHASES, Face, get_face, resolve_font
 from vtc_lab.render.layout import Layout, Line, layout_text
+from vtc_lab.render import pagemem
 
 _INK_GREY_LEVELS = 5  # the reference crop's tolerance
 _BLANK_ARR = np.array([0x09, 0x20, 0xA0, 0x0A, 0x0C])  # never drawn
@@ -144,9 +145,11 @@ def _separators(cps: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Face],
-             cfg: RenderConfig, last_page: bool, threshold: float) -> np.ndarray:
+             cfg: RenderConfig, last_page: bool, threshold: float,
+             rgbx: bool = False) -> tuple[np.ndarray, Image.Image | None]:
     """One page as a cropped uint8 array of 255 - coverage (white = 255: ready for black on
-    white, and the inverse of the mask for other colours).
+    white, and the inverse of the mask for other colours), and None; with `rgbx`, the page is
+    drawn as black on white straight into a `pagemem` RGBX buffer and its RGB image comes back.
 
     First the crop box is found from the glyphs' precomputed ink extents, then the glyphs'
     pixels are scattered straight into the cropped page with `np.minimum.at` (overlapping
@@ -185,7 +188,10 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         if cfg.auto_crop_last_page and last_page:
             pitch = cfg.cell_height if cfg.cell_width else cfg.line_height * scale
             lower = min(page_h, round((2 * cfg.margin_y + cfg.padding) * scale + pitch))
-    out = np.full((lower, right), 255, np.uint8)
+    if rgbx:
+        out, image = pagemem.new_page(right, lower)
+    else:
+        out, image = np.full((lower, right), 255, np.uint8), None
     flat_out = out.reshape(-1)
     for atlas, ids, bx, by in groups:
         n = atlas.counts[ids]
@@ -196,17 +202,50 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
             # int32 indices halve the memory traffic of the scatter (pages are < 2**31 pixels)
             it = np.int32 if lower * right < 2**31 and len(atlas.inv) < 2**31 else np.int64
             n_ok = n[ok].astype(it)
-            first = np.cumsum(n_ok, dtype=it) - n_ok
-            pix = np.arange(int(n_ok.sum()), dtype=it) + np.repeat(
-                atlas.starts[ids[ok]].astype(it) - first, n_ok)
-            flat = atlas.rel(right, it)[pix] + np.repeat((by[ok] * right + bx[ok]).astype(it), n_ok)
-            np.minimum.at(flat_out, flat, atlas.inv[pix])
+            ends = np.cumsum(n_ok, dtype=it)
+            total = int(ends[-1])
+            first = ends - n_ok
+            # pix = arange(total) + repeat(start - first, n); flat = rel[pix] + repeat(pen, n),
+            # written into reused scratch arrays (repeat = cumsum of deltas at glyph starts)
+            pix = _repeat_into(pagemem.scratch.get("pix", total, it), first,
+                               atlas.starts[ids[ok]].astype(it) - first)
+            np.add(pix, _arange(total, it), out=pix)
+            flat = _repeat_into(pagemem.scratch.get("flat", total, it), first,
+                                (by[ok] * right + bx[ok]).astype(it))
+            np.add(flat, np.take(atlas.rel(right, it), pix, out=pagemem.scratch.get("rel", total, it)),
+                   out=flat)
+            inv = atlas.inv32 if rgbx else atlas.inv
+            vals = np.take(inv, pix, out=pagemem.scratch.get("val", total, inv.dtype))
+            np.minimum.at(flat_out, flat, vals)
         for g in np.flatnonzero(~inside & (n > 0)).tolist():  # glyphs crossing the crop edge
             a, b = atlas.starts[ids[g]], atlas.starts[ids[g]] + n[g]
             ys, xs = by[g] + atlas.dy[a:b], bx[g] + atlas.dx[a:b]
             keep = (ys >= 0) & (ys < lower) & (xs >= 0) & (xs < right)
-            np.minimum.at(flat_out, ys[keep] * right + xs[keep], atlas.inv[a:b][keep])
-    return out
+            vals = (atlas.inv32 if rgbx else atlas.inv)[a:b]
+            np.minimum.at(flat_out, ys[keep] * right + xs[keep], vals[keep])
+    return out, image
+
+
+def _repeat_into(out: np.ndarray, first: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`np.repeat(values, counts)` written into `out`, where `first` (strictly increasing, first[0]
+    = 0) are the segment starts: a cumulative sum of the value changes placed at the starts."""
+    out.fill(0)
+    out[first] = np.diff(values, prepend=values.dtype.type(0))
+    return np.cumsum(out, dtype=out.dtype, out=out)
+
+
+_ARANGE: dict[str, np.ndarray] = {}
+
+
+def _arange(n: int, dtype: type) -> np.ndarray:
+    """A read-only view of 0..n-1 (cached, grown on demand)."""
+    key = np.dtype(dtype).str
+    arr = _ARANGE.get(key)
+    if arr is None or len(arr) < n:
+        arr = np.arange(max(n, 2 * len(arr) if arr is not None else 0, 4096), dtype=dtype)
+        arr.flags.writeable = False
+        _ARANGE[key] = arr
+    return arr[:n]
 
 
 def _to_image(page: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, int]) -> Image.Image:
@@ -231,11 +270,13 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     result = RenderResult(images=[], missing_glyphs=layout.missing, dropped_chars=norm.dropped,
                           truncated=layout.truncated)
     hs = cfg.horizontal_scale
+    rgbx = pagemem.AVAILABLE and fg == (0, 0, 0) and bg == (255, 255, 255)
     for p, lines in enumerate(layout.pages):
         placed = _place(layout, lines, cfg, faces[0], cps)
         last = p == len(layout.pages) - 1
-        cov = _compose(placed, cps, layout.fonts, faces, cfg, last, threshold)
-        img = _to_image(cov, fg, bg)
+        cov, img = _compose(placed, cps, layout.fonts, faces, cfg, last, threshold, rgbx)
+        if img is None:
+            img = _to_image(cov, fg, bg)
         if hs != 1.0:
             img = img.resize((max(1, round(img.width * hs)), img.height), Image.Resampling.BICUBIC)
         result.images.append(img)

@@ -1,0 +1,66 @@
+"""Page memory pool: pages drawn into reused buffers must behave like independent RGB images."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from vtc_lab.render import RenderConfig, render_text
+from vtc_lab.render import pagemem
+
+pytestmark = pytest.mark.skipif(not pagemem.AVAILABLE, reason="this Pillow cannot map RGB buffers")
+
+
+def _digest(images):
+    return [hashlib.sha256(im.tobytes()).hexdigest() for im in images]
+
+
+def test_kept_pages_are_never_overwritten_by_later_renders():
+    texts = [f"text {i}: " + ("lorem ipsum dolor sit amet " * (40 + 30 * i)) for i in range(6)]
+    kept = [render_text(t) for t in texts]
+    before = [_digest(p) for p in kept]
+    for _ in range(3):  # churn the pool with other texts of every size while the pages live
+        for t in reversed(texts):
+            render_text(t[::-1])
+    assert [_digest(p) for p in kept] == before
+    # and a fresh render of the same text still gives the same pixels
+    assert [_digest(render_text(t)) for t in texts] == before
+
+
+def test_pool_buffers_are_reused_and_bounded():
+    text = "word " * 4000
+    render_text(text)
+    first = {id(b) for b in pagemem._POOL._bufs}
+    for _ in range(20):
+        render_text(text)
+    assert len(pagemem._POOL._bufs) <= pagemem.MAX_POOLED
+    assert first <= {id(b) for b in pagemem._POOL._bufs}  # the same buffers serve again
+
+
+def test_mapped_page_is_an_ordinary_writable_rgb_image():
+    page = render_text("Hello, world! " * 50)[0]
+    assert page.mode == "RGB"
+    ref = page.copy()  # a Pillow-owned copy
+    assert page.tobytes() == ref.tobytes()
+    ImageDraw.Draw(page).rectangle((0, 0, 4, 4), fill=(255, 0, 0))
+    assert page.getpixel((2, 2)) == (255, 0, 0)
+    assert ref.getpixel((2, 2)) != (255, 0, 0)  # the copy did not share the buffer
+    arr = np.asarray(page)
+    assert arr.shape == (page.height, page.width, 3) and (arr[0:5, 0:5] == [255, 0, 0]).all()
+
+
+def test_same_pixels_as_the_pillow_allocated_path():
+    text = "Let $x^2 + y^2 = 1$. " * 300
+    cfg = RenderConfig()
+    fast = render_text(text, cfg)
+    pagemem.AVAILABLE = False
+    try:
+        slow = render_text(text, cfg)
+    finally:
+        pagemem.AVAILABLE = True
+    assert [im.size for im in fast] == [im.size for im in slow]
+    assert _digest(fast) == _digest(slow)
+    assert all(isinstance(im, Image.Image) and im.mode == "RGB" for im in slow)

@@ -1,0 +1,124 @@
+"""Page memory: RGB page images drawn straight into reused, already-mapped buffers.
+
+Why this exists: on a long text the renderer's own arithmetic is a few milliseconds, but every
+returned page is a fresh ~2 MB RGB image (Pillow stores RGB as 4 bytes per pixel), and glibc
+hands large blocks back to the kernel once several pages are freed together, so the next text
+page-faults all of that memory in again (measured: ~1,600 minor faults and ~6 ms per 16k-character
+text on the dev VM, more than the drawing itself). Here a page is composed directly in its final
+RGBX layout (`0xFF000000 | grey * 0x010101`, the bytes Pillow keeps for an RGB pixel) inside a
+numpy buffer that Pillow maps as the image's storage (`map_buffer`, the primitive behind
+`Image.frombuffer`), and buffers come from a small pool: a buffer is reused only once no image
+maps it any more (its reference count is back to the pool's own), so pages the caller keeps are
+never touched, and memory stays bounded (`MAX_POOLED` buffers).
+
+The mapped image is an ordinary, writable RGB `Image` (mode "RGB", same pixels and `tobytes()`
+as one built by `Image.merge`); Pillow operations that replace its storage simply drop the
+mapping. If this Pillow build's `map_buffer` does not behave as checked at import, `AVAILABLE`
+is False and the renderer falls back to Pillow-allocated images (identical pixels, slower).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+from PIL import Image
+
+MAX_POOLED = 12
+"""Buffers kept for reuse (a 16k-character text needs 4-5 A4 pages; ~2 MB each at 72 dpi)."""
+_WASTE = 1.5
+"""A free buffer is reused for a page only if it is at most this many times the page's size
+(a kept small page must not pin a full-page buffer)."""
+_OPAQUE = np.uint32(0xFF000000)
+
+
+def grey_rgbx(grey: np.ndarray) -> np.ndarray:
+    """uint32 RGBX pixels (little-endian R, G, B, 0xFF) of 8-bit grey levels."""
+    return grey.astype(np.uint32) * np.uint32(0x010101) | _OPAQUE
+
+
+def _map(buf: np.ndarray, width: int, height: int) -> Image.Image:
+    core = Image.core.map_buffer(buf, (width, height), "raw", 0, ("RGB", 0, 1))
+    im = Image.new("RGB", (0, 0))._new(core)
+    im.readonly = 0  # the buffer belongs to this image alone while it lives
+    return im
+
+
+def _check() -> bool:
+    """True when `map_buffer` gives an RGB image over our RGBX bytes (checked once)."""
+    if sys.byteorder != "little":
+        return False
+    try:
+        buf = grey_rgbx(np.array([0, 7, 128, 255, 31, 200], np.uint8))
+        im = _map(buf, 3, 2)
+        ref = Image.merge("RGB", [Image.frombytes("L", (3, 2), bytes([0, 7, 128, 255, 31, 200]))] * 3)
+        ok = im.mode == "RGB" and im.size == (3, 2) and im.tobytes() == ref.tobytes()
+        im.putpixel((0, 0), (1, 2, 3))  # writable like any page
+        return ok and im.getpixel((0, 0)) == (1, 2, 3)
+    except Exception:  # any incompatibility: use the plain path
+        return False
+
+
+class _Pool:
+    """Reusable flat uint32 buffers; a buffer is free when only the pool references it."""
+
+    def __init__(self) -> None:
+        self._bufs: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def _free(self, i: int) -> bool:
+        # references: the pool's list and getrefcount's argument -> no image maps buffer i
+        # (no loop variable may hold it while checking: enumerate's tuple would add one)
+        return sys.getrefcount(self._bufs[i]) == 2
+
+    def take(self, n: int) -> np.ndarray:
+        """A flat uint32 array of exactly n elements (a view of a pooled buffer when one is free)."""
+        with self._lock:
+            bufs = self._bufs
+            best = -1
+            for i in range(len(bufs)):
+                size = len(bufs[i])
+                if n <= size <= n * _WASTE and self._free(i) and (best < 0 or size < len(bufs[best])):
+                    best = i
+            if best >= 0:
+                return bufs[best][:n]
+            buf = np.empty(n, np.uint32)
+            if len(bufs) >= MAX_POOLED:  # forget a free buffer (else the oldest) for it
+                free = [i for i in range(len(bufs)) if self._free(i)]
+                bufs.pop(free[0] if free else 0)
+            bufs.append(buf)
+            return buf[:n]
+
+
+_POOL = _Pool()
+AVAILABLE = _check()
+
+
+def new_page(width: int, height: int) -> tuple[np.ndarray, Image.Image]:
+    """A white (0xFFFFFFFF) page as a (height, width) uint32 RGBX array and the RGB image that
+    shows it: what is drawn into the array is what the image contains."""
+    flat = _POOL.take(width * height)
+    flat.fill(0xFFFFFFFF)
+    return flat.reshape(height, width), _map(flat, width, height)
+
+
+class _Scratch(threading.local):
+    """Per-thread work arrays reused across pages (grown geometrically, never shrunk): the
+    scatter's per-pixel index arrays are a few hundred KB each, big enough that fresh ones would
+    be fresh mmaps, i.e. page faults on every page."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[str, str], np.ndarray] = {}
+
+    def get(self, name: str, n: int, dtype: type) -> np.ndarray:
+        key = (name, np.dtype(dtype).str)
+        arr = self.arrays.get(key)
+        if arr is None or len(arr) < n:
+            arr = self.arrays[key] = np.empty(max(n, 2 * len(arr) if arr is not None else 0, 4096),
+                                              dtype)
+        return arr[:n]
+
+
+scratch = _Scratch()
+"""`scratch.get(name, n, dtype)`: a reusable length-n work array (contents undefined)."""
