@@ -23,10 +23,16 @@ RUN_INFO = "run.json"
 
 def model_signature(cfg) -> dict:
     """What must match between a checkpoint and the model it is loaded into."""
+    import hashlib
+
     m = cfg.model
-    sig = {"source": m.source, "arch": m.arch, "path": m.path}
+    sig: dict[str, Any] = {"source": m.source, "arch": m.arch, "lora_rank": m.lora_rank}
     if m.source == "tiny":
         sig["tiny"] = dataclasses.asdict(m.tiny)
+    else:  # the architecture, not where the directory lives (checkpoints move between machines)
+        config = Path(m.path) / "config.json"
+        sig["config_json_sha256"] = (hashlib.sha256(config.read_bytes()).hexdigest()
+                                     if config.is_file() else None)
     sig["char_head"] = cfg.trainer.char_loss_weight > 0
     return sig
 
