@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -218,7 +219,7 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
 
     def on_break(p: int) -> None:
         nonlocal ls, le, cur, n, lines
-        if cps[p] == 0x0A:
+        if norm[p] == "\n":
             lines.append(Line(p, p, 0.0, 0, hard=True) if ls < 0
                          else Line(ls, le, cur, n - 1, hard=True))
         else:  # form feed: finish the line if any, then a page break
@@ -241,6 +242,8 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
     brk_arr = np.asarray(breaks + [len(norm)], np.int64)
     seg_end = np.searchsorted(ws_arr, brk_arr[np.searchsorted(brk_arr, ws_arr)]).tolist()
     prefix_l = prefix.tolist()
+    g_l = g_arr.tolist()
+    eps = 1e-6  # points: far above the float error of the prefix sums, far below any real gap
 
     bi, nb = 0, len(breaks)
     k = 0
@@ -254,7 +257,7 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
             if ww <= max_w and seg_end[k - 1] > k:  # jump to the last word that fits
                 i = k - 1
                 bound = max_w + prefix_l[i] + c * i
-                j = max(i, i + int(np.searchsorted(g_arr[i:seg_end[i]], bound, side="right")) - 1)
+                j = max(i, bisect_right(g_l, bound, i, seg_end[i]) - 1)
                 ls, le, n = s, we_l[j], j - i + 1
                 cur = (prefix_l[j + 1] - prefix_l[i]) + space_w * (j - i)
                 k = j + 1
@@ -285,6 +288,18 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
         else:
             lines.append(Line(ls, le, cur, n - 1))
             ls, le, cur, n = s, e, ww, 1
+            # Jump over the words that surely fit on this new line: when no word boundary lies
+            # within `eps` of the limit, the exact per-word rule would accept words k..j and
+            # reject j+1, so only the width is summed, in the same order as that rule does.
+            i, end = k - 1, seg_end[k - 1]
+            if end > k:
+                bound = max_w + prefix_l[i] + c * i
+                j = bisect_right(g_l, bound - eps, i, end) - 1
+                if j > i and j == bisect_right(g_l, bound + eps, i, end) - 1:
+                    for m in range(k, j + 1):
+                        cur = cur + space_w + ww_l[m]
+                    le, n = we_l[j], j - i + 1
+                    k = j + 1
     while bi < nb:
         on_break(breaks[bi])
         bi += 1
