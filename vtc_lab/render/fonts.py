@@ -235,6 +235,17 @@ class Atlas:
             rel = self._rel[key] = (self.dy * width + self.dx).astype(dtype)
         return rel
 
+    def rel_delta(self, width: int, dtype: type = np.int64) -> np.ndarray:
+        """`rel(width)` as differences from the previous pixel (glyph starts are overwritten by
+        the caller): the page offsets of a glyph's pixels are then one running sum."""
+        key = (-width, np.dtype(dtype).str)
+        rd = self._rel.get(key)
+        if rd is None:
+            if len(self._rel) >= 8:
+                self._rel.pop(next(iter(self._rel)))
+            rd = self._rel[key] = np.diff(self.rel(width, dtype), prepend=dtype(0)).astype(dtype)
+        return rd
+
     def ink(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per glyph: has a pixel > threshold, and the right-most / lowest such pixel."""
         if threshold not in self._ink:

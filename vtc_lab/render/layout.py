@@ -58,9 +58,33 @@ class Normalized:
     dropped: int
 
 
-def normalize(text: str, cfg: RenderConfig) -> Normalized:
-    """Map line breaks, tabs and invisible characters to what the layout understands."""
-    if not _ACT_RE.search(text) and (cfg.tab_size == 1 or "\t" not in text):
+_ACT_BMP: np.ndarray | None = None
+
+
+def _needs_action(text: str, cps: np.ndarray | None) -> bool:
+    """`_ACT_RE.search(text)`, vectorised over the code points when they are at hand (a table
+    of the Basic Multilingual Plane built once from the same regex; other planes: the regex)."""
+    global _ACT_BMP
+    if cps is None or len(cps) < 64:
+        return _ACT_RE.search(text) is not None
+    if _ACT_BMP is None:
+        table = np.zeros(0x10000, bool)
+        every = "".join(map(chr, range(0x10000)))
+        table[[m.start() for m in _ACT_RE.finditer(every)]] = True
+        _ACT_BMP = table
+    if int(cps.max()) >= 0x10000:
+        return _ACT_RE.search(text) is not None
+    return bool(_ACT_BMP[cps].any())
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4").astype(np.int64)
+
+
+def normalize(text: str, cfg: RenderConfig, cps: np.ndarray | None = None) -> Normalized:
+    """Map line breaks, tabs and invisible characters to what the layout understands
+    (`cps`: the text's code points, if already computed)."""
+    if not _needs_action(text, cps) and (cfg.tab_size == 1 or "\t" not in text):
         if cfg.newline == "space":
             text = text.replace("\n", " ")
         return Normalized(text, None, 0)
@@ -132,9 +156,11 @@ class Layout:
     """Code points of the normalized text."""
 
 
-def char_widths(text: str, faces: list[Face], cfg: RenderConfig) -> tuple[np.ndarray, np.ndarray, int]:
+def char_widths(text: str, faces: list[Face], cfg: RenderConfig,
+                cps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Per-character advance (points), face index and the count of characters no face has."""
-    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4").astype(np.int64)
+    if cps is None:
+        cps = _code_points(text)
     main = faces[0]
     w1000 = np.full(len(cps), np.nan)
     bmp = cps < 0x10000
@@ -327,9 +353,11 @@ def paginate(lines: list[Line], per_page: int) -> list[list[Line]]:
 
 def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
     """Normalize, measure, break into lines and paginate."""
-    norm = normalize(text, cfg)
-    widths, fonts, missing = char_widths(norm.text, faces, cfg)
-    cps = np.frombuffer(norm.text.encode("utf-32-le", "surrogatepass"), "<u4").astype(np.int64)
+    cps = _code_points(text)
+    norm = normalize(text, cfg, cps)
+    if norm.text is not text:
+        cps = _code_points(norm.text)
+    widths, fonts, missing = char_widths(norm.text, faces, cfg, cps)
     size = cfg.font_size
     w1000 = widths / (size * 0.001)
     cum = np.concatenate([[0.0], np.cumsum(w1000)])

@@ -28,6 +28,8 @@ from vtc_lab.render import pagemem
 
 _INK_GREY_LEVELS = 5  # the reference crop's tolerance
 _BLANK_ARR = np.array([0x09, 0x20, 0xA0, 0x0A, 0x0C])  # never drawn
+_BLANK_LUT = np.zeros(0xA2, bool)  # code point (clipped to 0xA1, which is drawn) -> blank
+_BLANK_LUT[_BLANK_ARR] = True
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
     scale = cfg.scale
     page_w, page_h = round(cfg.page_width * scale), round(cfg.page_height * scale)
     cp_page = cps[placed.idx]
-    drawn = ~np.isin(cp_page, _BLANK_ARR)
+    drawn = ~_BLANK_LUT[np.minimum(cp_page, 0xA1)]
     q = np.floor(placed.x * PHASES + 0.5).astype(np.int64)
     groups = []  # (atlas, ids, bx, by) per face
     ink_right = ink_bottom = -1
@@ -205,15 +207,21 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
             ends = np.cumsum(n_ok, dtype=it)
             total = int(ends[-1])
             first = ends - n_ok
-            # pix = arange(total) + repeat(start - first, n); flat = rel[pix] + repeat(pen, n),
-            # written into reused scratch arrays (repeat = cumsum of deltas at glyph starts)
-            pix = _repeat_into(pagemem.scratch.get("pix", total, it), first,
-                               atlas.starts[ids[ok]].astype(it) - first)
-            np.add(pix, _arange(total, it), out=pix)
-            flat = _repeat_into(pagemem.scratch.get("flat", total, it), first,
-                                (by[ok] * right + bx[ok]).astype(it))
-            np.add(flat, np.take(atlas.rel(right, it), pix, out=pagemem.scratch.get("rel", total, it)),
-                   out=flat)
+            st = atlas.starts[ids[ok]].astype(it)
+            pen = (by[ok] * right + bx[ok]).astype(it)
+            rel = atlas.rel(right, it)
+            # pix (atlas pixel of each drawn pixel) steps by 1 inside a glyph and jumps at each
+            # glyph start; flat (page pixel) steps by the atlas' own deltas inside a glyph and
+            # jumps to pen + rel at each start: two running sums in reused scratch arrays.
+            pix = pagemem.scratch.get("pix", total, it)
+            pix.fill(1)
+            last = st + (n_ok - 1)
+            pix[first] = st - np.concatenate(([0], last[:-1])).astype(it)
+            np.cumsum(pix, dtype=it, out=pix)
+            flat = np.take(atlas.rel_delta(right, it), pix, out=pagemem.scratch.get("flat", total, it))
+            at_start = pen + rel[st]
+            flat[first] = at_start - np.concatenate(([0], (pen + rel[last])[:-1])).astype(it)
+            np.cumsum(flat, dtype=it, out=flat)
             inv = atlas.inv32 if rgbx else atlas.inv
             vals = np.take(inv, pix, out=pagemem.scratch.get("val", total, inv.dtype))
             np.minimum.at(flat_out, flat, vals)
