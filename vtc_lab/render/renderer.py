@@ -201,8 +201,9 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
                   & (by + atlas.ymin[ids] >= 0) & (by + atlas.ymax[ids] < lower))
         ok = inside & (n > 0)
         if ok.any():  # the fast path: every pixel of these glyphs lands on the page
-            # int32 indices halve the memory traffic of the scatter (pages are < 2**31 pixels)
-            it = np.int32 if lower * right < 2**31 and len(atlas.inv) < 2**31 else np.int64
+            # intp indices: numpy's take and ufunc.at convert narrower ones on every call (measured
+            # slower than the extra memory traffic of int64)
+            it = np.intp
             n_ok = n[ok].astype(it)
             ends = np.cumsum(n_ok, dtype=it)
             total = int(ends[-1])
