@@ -122,14 +122,25 @@ def test_resume_rebuilds_only_missing_shards(make_cfg, built):
     assert build_dataset(cfg)["reused"] is True
 
 
-def test_different_config_is_refused(make_cfg):
-    build_dataset(make_cfg())
-    other = make_cfg(segmentation=SegmentationConfig(max_tokens=64, min_tokens=16))
+def test_different_config_is_refused(make_cfg, tmp_path):
+    out = str(tmp_path / "fixed")  # an explicit directory: the default one is per config hash
+    build_dataset(make_cfg(output_dir=out))
+    other = make_cfg(output_dir=out, segmentation=SegmentationConfig(max_tokens=64, min_tokens=16))
     with pytest.raises(DatasetConfigMismatch, match=r"segmentation.max_tokens: 96 -> 64"):
         build_dataset(other)
     with pytest.raises(DatasetConfigMismatch):
         ensure_dataset(other)
-    assert build_dataset(make_cfg(overwrite=True, segmentation=other.segmentation))["reused"] is False
+    assert build_dataset(make_cfg(output_dir=out, overwrite=True,
+                                  segmentation=other.segmentation))["reused"] is False
+
+
+def test_default_directory_is_one_per_config(make_cfg):
+    """Without output_dir, configs land side by side (sweeps never collide) and reruns reuse."""
+    a = build_dataset(make_cfg())
+    b = build_dataset(make_cfg(segmentation=SegmentationConfig(max_tokens=64, min_tokens=16)))
+    assert a["path"] != b["path"]
+    assert Path(a["path"]).name == f"math500_fixture-{a['config_hash'][:12]}"
+    assert build_dataset(make_cfg())["reused"] is True
 
 
 def test_non_dataset_directory_is_refused(make_cfg, tmp_path):

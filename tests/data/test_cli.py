@@ -44,7 +44,8 @@ def test_composed_config_builds(tmp_path):
     cfg = compose_cfg(f"output_root={tmp_path}", "segmentation=small", "data.limit=3", "tracking=off",
                       "progress=false")
     metrics = build_dataset(cfg)
-    assert metrics["data/samples"] > 3 and Path(metrics["path"]) == tmp_path / "datasets" / "math500_fixture"
+    assert metrics["data/samples"] > 3 and Path(metrics["path"]) == (
+        tmp_path / "datasets" / f"math500_fixture-{metrics['config_hash'][:12]}")
 
 
 def test_console_script_stats_only(tmp_path):

@@ -16,14 +16,14 @@ from vtc_lab.data.shards import open_dataset
 CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
-    from data.conftest import small_build_cfg
+    from tests.data.conftest import small_build_cfg
     from vtc_lab.data.build import build_dataset
     build_dataset(small_build_cfg({root!r}, {out!r}, {limit}))
 """)
 
 
 def _spawn(root, out, limit):
-    code = CHILD.format(tests=str(Path(__file__).parents[1]), root=str(root), out=str(out), limit=limit)
+    code = CHILD.format(tests=str(Path(__file__).parents[2]), root=str(root), out=str(out), limit=limit)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-c", code], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -50,7 +50,7 @@ def _kill(proc):
 
 
 def test_kill_mid_build_then_resume_is_identical(tmp_path):
-    from data.conftest import small_build_cfg
+    from tests.data.conftest import small_build_cfg
 
     out = tmp_path / "killed"
     proc = _spawn(tmp_path, out, 24)
@@ -69,7 +69,7 @@ def test_kill_mid_build_then_resume_is_identical(tmp_path):
 @pytest.mark.slow
 def test_killed_at_many_moments(tmp_path):
     """Kill again and again at varied moments (between and during shard writes), then finish."""
-    from data.conftest import small_build_cfg
+    from tests.data.conftest import small_build_cfg
 
     out = tmp_path / "killed"
     for delay in (0.3, 1.1, 1.7, 2.3, 2.9, 3.6):
@@ -105,13 +105,13 @@ def _alive(pid):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc")
 def test_kill_of_a_parallel_build_leaves_no_workers_and_resumes(tmp_path):
-    from data.conftest import small_build_cfg
+    from tests.data.conftest import small_build_cfg
 
     out = tmp_path / "killed"
     code = CHILD.replace("build_dataset(small_build_cfg({root!r}, {out!r}, {limit}))",
                          "import dataclasses\n"
                          "build_dataset(dataclasses.replace(small_build_cfg({root!r}, {out!r}, {limit}), num_workers=2))")
-    code = code.format(tests=str(Path(__file__).parents[1]), root=str(tmp_path), out=str(out), limit=40)
+    code = code.format(tests=str(Path(__file__).parents[2]), root=str(tmp_path), out=str(out), limit=40)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert _wait_for_shards(out, 2, proc), proc.stderr.read().decode()[-2000:]
     workers = [p for p in _children(proc.pid) if _alive(p)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from infer_scripted import EOS, VISION_PER_IMAGE, ScriptedEngine, images_of
+from .infer_scripted import EOS, VISION_PER_IMAGE, ScriptedEngine, images_of
 from vtc_lab.eval.benchmarks import Problem
 from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.loop import LoopStats, derive_seed, run_loop

@@ -86,16 +86,23 @@ def test_checkpoint_of_another_model_config_is_refused(trained):
         train(make_cfg(root, "trainer.max_steps=16", "model.tiny.num_layers=2", "data.name=fixture_l2"))
 
 
+def _dataset_of(root: Path) -> Path:
+    """The dataset the `trained` fixture built (default directory: one per config hash)."""
+    (path,) = (root / "datasets").glob("math500_fixture-*")
+    return path
+
+
 def test_dataset_of_another_config_is_refused(trained):
     root, _ = trained
     with pytest.raises(DatasetConfigMismatch, match="different config"):
-        train(make_cfg(root, "segmentation.max_tokens=64", f"run_dir={root}/other"))
+        train(make_cfg(root, "segmentation.max_tokens=64", f"run_dir={root}/other",
+                       f"dataset_dir={_dataset_of(root)}"))
 
 
 def test_corrupt_png_in_a_shard_names_the_sample(trained, tmp_path):
     root, _ = trained
     copy = tmp_path / "ds"
-    shutil.copytree(root / "datasets" / "math500_fixture", copy)
+    shutil.copytree(_dataset_of(root), copy)
     shard = sorted((copy / "shards").glob("*.parquet"))[0]
     table = pq.read_table(shard).to_pylist()
     victim = next(r for r in table if r["images"])

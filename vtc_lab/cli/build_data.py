@@ -36,8 +36,8 @@ class BuildDataConfig:
     output_root: str = "vtc-runs"
     """Root of all vtc-lab outputs."""
     output_dir: str | None = None
-    """Dataset directory; null = `<output_root>/datasets/<data.name>` (stats-only:
-    `<output_root>/stats/<data.name>-<config hash>`)."""
+    """Dataset directory; null = `<output_root>/datasets/<data.name>-<config hash>` (stats-only:
+    `<output_root>/stats/<data.name>-<config hash>`), one directory per config."""
     # A literal `{config_hash}` in output_dir becomes the config hash: see
     # vtc_lab.data.build.dataset_dir and docs/data.md.
     num_workers: int = 1

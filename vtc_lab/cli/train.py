@@ -48,7 +48,8 @@ class TrainConfig:
     output_root: str = "vtc-runs"
     """Root of all vtc-lab outputs."""
     dataset_dir: str | None = None
-    """Built dataset to train on; null = `<output_root>/datasets/<data.name>`. Built first
+    """Built dataset to train on; null = `<output_root>/datasets/<data.name>-<config hash>`
+    (one per data/segmentation/renderer/tokenizer config, so sweeps never collide). Built first
     (same config-hash rules as `vtc-lab build-data`) when it does not exist."""
     build_workers: int = 1
     """Processes used when the dataset has to be built first."""

@@ -50,6 +50,9 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+TINY_DATA_FIELDS = ("vocab_size", "patch_size", "merge_size", "temporal_patch_size")
+
+
 def identity_config(cfg: Any) -> dict:
     """The parts of a BuildDataConfig that decide the samples (what the hash covers).
 
@@ -63,9 +66,10 @@ def identity_config(cfg: Any) -> dict:
     keep = {"source", "arch", "path", "min_pixels", "max_pixels", "trust_remote_code"}
     model_id = {k: v for k, v in model.items() if k in keep}
     if model.get("source") == "tiny":
+        # Only what the tokenizer and the vision-token rule read: depth, widths and the weight
+        # seed change the model, not one sample, so sweeping them reuses the dataset.
         tiny = dict(model.get("tiny") or {})
-        tiny.pop("seed", None)
-        model_id["tiny"] = tiny
+        model_id["tiny"] = {k: tiny[k] for k in TINY_DATA_FIELDS if k in tiny}
     return {
         "format_version": FORMAT_VERSION,
         "data": data,
@@ -84,16 +88,17 @@ def config_hash(cfg: Any) -> str:
 
 
 def dataset_dir(cfg: Any) -> Path:
-    """`output_dir`, else `<output_root>/datasets/<data.name>` (stats-only: `stats/<name>-<hash>`).
+    """`output_dir`, else `<output_root>/datasets/<data.name>-<hash>` (stats-only: `stats/...`).
 
-    A literal `{config_hash}` in output_dir becomes the first 12 hex digits of the config hash:
-    one directory per config, so a sweep over segmentation/renderer settings never collides.
+    A literal `{config_hash}` in output_dir becomes the first 12 hex digits of the config hash.
+    The default carries the hash too: one directory per config, so a sweep over segmentation or
+    renderer settings never meets a dataset built with another config, and rerunning the same
+    config reuses its dataset.
     """
     if cfg.output_dir:
         return Path(str(cfg.output_dir).replace(CONFIG_HASH_FIELD, config_hash(cfg)[:12]))
-    if cfg.stats_only:
-        return Path(cfg.output_root) / "stats" / f"{cfg.data.name}-{config_hash(cfg)[:10]}"
-    return Path(cfg.output_root) / "datasets" / cfg.data.name
+    sub = "stats" if cfg.stats_only else "datasets"
+    return Path(cfg.output_root) / sub / f"{cfg.data.name}-{config_hash(cfg)[:12]}"
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
