@@ -174,9 +174,12 @@ class Face:
         A dense table covers the Basic Multilingual Plane (one gather per page); other planes
         and first sightings go through the locked slow path."""
         keys = cps.astype(np.int64) * PHASES + phases
-        ids = np.full(len(keys), -1, np.int64)
-        bmp = keys < len(self._table)
-        ids[bmp] = self._table[keys[bmp]]
+        if len(keys) and int(keys.max()) < len(self._table):  # all in the BMP: one gather
+            ids = self._table[keys]
+        else:
+            ids = np.full(len(keys), -1, np.int64)
+            bmp = keys < len(self._table)
+            ids[bmp] = self._table[keys[bmp]]
         todo = np.flatnonzero(ids < 0)
         if len(todo):
             uniq, inverse = np.unique(keys[todo], return_inverse=True)

@@ -40,7 +40,7 @@ def grey_rgbx(grey: np.ndarray) -> np.ndarray:
 
 def _map(buf: np.ndarray, width: int, height: int) -> Image.Image:
     core = Image.core.map_buffer(buf, (width, height), "raw", 0, ("RGB", 0, 1))
-    im = Image.new("RGB", (0, 0))._new(core)
+    im = Image.Image()._new(core)
     im.readonly = 0  # the buffer belongs to this image alone while it lives
     return im
 

@@ -88,13 +88,23 @@ class _Placed:
     x: np.ndarray  # pen position, pixels (float)
     base: np.ndarray  # baseline, pixels (int)
     box_x0: np.ndarray
-    box_x1: np.ndarray
-    box_y0: np.ndarray
-    box_y1: np.ndarray
+    box_x1: np.ndarray | None
+    """None until `boxes()` is asked for (the advance box costs passes nobody reads otherwise)."""
+    box_y0: np.ndarray | None
+    box_y1: np.ndarray | None
+    adv: np.ndarray | None = None
+    asc_px: float = 0.0
+    desc_px: float = 0.0
+
+    def boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self.box_x1 is None:
+            self.box_x1 = self.x + self.adv
+            self.box_y0, self.box_y1 = self.base - self.asc_px, self.base + self.desc_px
+        return self.box_x0, self.box_x1, self.box_y0, self.box_y1
 
 
 def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
-           cps: np.ndarray) -> _Placed:
+           cps: np.ndarray, seps: np.ndarray | None = None) -> _Placed:
     """Pen positions of every character on a page (alignment, space squeezing, grid)."""
     scale = cfg.scale
     m = face.metrics
@@ -125,7 +135,7 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
                        row_top[line_of], row_top[line_of] + cfg.cell_height)
     slack = width_px - np.array([ln.width for ln in lines]) * scale
     if len(idx) and (slack < 0).any():  # overfull (space-shrunk) line: squeeze its separators
-        sep = _separators(cps, idx)
+        sep = (_separators(cps) if seps is None else seps)[idx]
         sep_before = np.cumsum(sep) - sep
         sep_before = sep_before - sep_before[starts[line_of]]
         gaps = np.array([max(ln.gaps, 1) for ln in lines], np.float64)
@@ -135,15 +145,15 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
     # first baseline one font size below the text top (reportlab's offset for multi-line text)
     baseline = np.round(top + (cfg.font_size + np.arange(len(lines)) * cfg.line_height) * scale)
     base = baseline[line_of].astype(np.int64)
-    return _Placed(idx, x, base, x, x + adv, base - asc_px, base + desc_px)
+    return _Placed(idx, x, base, x, None, None, None, adv, asc_px, desc_px)
 
 
-def _separators(cps: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """1 where a character is a single space (a break opportunity), else 0."""
+def _separators(cps: np.ndarray) -> np.ndarray:
+    """1 where a character is a single space (a break opportunity), else 0 (whole text)."""
     is_sp = cps == 0x20
     prev = np.concatenate([[False], is_sp[:-1]])
     nxt = np.concatenate([is_sp[1:], [False]])
-    return (is_sp & ~prev & ~nxt)[idx].astype(np.int64)
+    return (is_sp & ~prev & ~nxt).astype(np.int64)
 
 
 def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Face],
@@ -169,9 +179,10 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         sel = drawn & (fonts[placed.idx] == k) if len(faces) > 1 else drawn
         if not sel.any():
             continue
-        ids = face.glyph_ids(cp_page[sel], q[sel] % PHASES)
+        qs = q[sel]
+        ids = face.glyph_ids(cp_page[sel], qs % PHASES)
         atlas = face.atlas()
-        bx, by = q[sel] // PHASES, placed.base[sel]
+        bx, by = qs // PHASES, placed.base[sel]
         has, xr, yb = atlas.ink(threshold)
         h = has[ids]
         if h.any():
@@ -280,8 +291,11 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
                           truncated=layout.truncated)
     hs = cfg.horizontal_scale
     rgbx = pagemem.AVAILABLE and fg == (0, 0, 0) and bg == (255, 255, 255)
+    seps = None  # single-space flags of the whole text, computed once for all pages
     for p, lines in enumerate(layout.pages):
-        placed = _place(layout, lines, cfg, faces[0], cps)
+        if seps is None and len(layout.pages) > 1:
+            seps = _separators(cps)
+        placed = _place(layout, lines, cfg, faces[0], cps, seps)
         last = p == len(layout.pages) - 1
         cov, img = _compose(placed, cps, layout.fonts, faces, cfg, last, threshold, rgbx)
         if img is None:
@@ -292,9 +306,9 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
         if want_boxes:
             src = norm.src
             boxes = []
-            for i, x0, y0, x1, y1 in zip(placed.idx.tolist(), placed.box_x0.tolist(),
-                                         placed.box_y0.tolist(), placed.box_x1.tolist(),
-                                         placed.box_y1.tolist()):
+            bx0, bx1, by0, by1 = placed.boxes()
+            for i, x0, y0, x1, y1 in zip(placed.idx.tolist(), bx0.tolist(), by0.tolist(),
+                                         bx1.tolist(), by1.tolist()):
                 orig = i if src is None else int(src[i])
                 boxes.append(CharBox(orig, text[orig], round(x0 * hs, 3), round(y0, 3),
                                      round(x1 * hs, 3), round(y1, 3)))
