@@ -128,6 +128,9 @@ class Face:
             if cp < _BMP:
                 self.width1000[cp] = adv * 1000.0 / m.units_per_em
         self.notdef1000 = m.notdef_advance * 1000.0 / m.units_per_em
+        self.layout_width1000 = self.width1000.copy()
+        """`width1000` with tab, newline and form feed at 0 (never drawn; the layout's table)."""
+        self.layout_width1000[[0x09, 0x0A, 0x0C]] = 0.0
         self._lock = threading.Lock()
         self._slot: dict[int, int] = {}
         self._table = np.full(_BMP * PHASES, -1, np.int64)

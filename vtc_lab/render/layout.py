@@ -162,10 +162,13 @@ def char_widths(text: str, faces: list[Face], cfg: RenderConfig,
     if cps is None:
         cps = _code_points(text)
     main = faces[0]
-    w1000 = np.full(len(cps), np.nan)
-    bmp = cps < 0x10000
-    w1000[bmp] = main.width1000[cps[bmp]]
-    w1000[(cps == 0x0A) | (cps == 0x0C) | (cps == 0x09)] = 0.0  # never drawn (tab gaps: below)
+    if len(cps) and int(cps.max()) < 0x10000:  # one gather; \t \n \f are 0 in this table
+        w1000 = main.layout_width1000[cps]
+    else:
+        w1000 = np.full(len(cps), np.nan)
+        bmp = cps < 0x10000
+        w1000[bmp] = main.width1000[cps[bmp]]
+        w1000[(cps == 0x0A) | (cps == 0x0C) | (cps == 0x09)] = 0.0  # never drawn (tab gaps: below)
     font_idx = np.zeros(len(cps), np.int8)
     missing = 0
     for i in np.flatnonzero(np.isnan(w1000)).tolist():
@@ -232,7 +235,8 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
     """
     cum = w1000_cum
     ws_arr, we_arr = _words(cps)
-    ww_l = ((cum[we_arr] - cum[ws_arr]) * size).tolist()
+    ww_arr = (cum[we_arr] - cum[ws_arr]) * size
+    ww_l = ww_arr.tolist()
     ws_l, we_l = ws_arr.tolist(), we_arr.tolist()
     breaks = np.flatnonzero((cps == 0x0A) | (cps == 0x0C)).tolist()
     blocks: list[tuple[list[Line], bool]] = []
@@ -262,7 +266,6 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
     # searchsorted finds the line; the word after it goes through the exact rules below.
     nw = len(ws_l)
     c = space_w * (1.0 - shrink)
-    ww_arr = np.asarray(ww_l)
     prefix = np.concatenate([[0.0], np.cumsum(ww_arr)])
     g_arr = prefix[1:] + c * np.arange(nw)
     brk_arr = np.asarray(breaks + [len(norm)], np.int64)
