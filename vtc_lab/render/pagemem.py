@@ -38,8 +38,9 @@ def grey_rgbx(grey: np.ndarray) -> np.ndarray:
     return grey.astype(np.uint32) * np.uint32(0x010101) | _OPAQUE
 
 
-def _map(buf: np.ndarray, width: int, height: int) -> Image.Image:
-    core = Image.core.map_buffer(buf, (width, height), "raw", 0, ("RGB", 0, 1))
+def _map(buf: np.ndarray, width: int, height: int, stride: int = 0) -> Image.Image:
+    """RGB image over `buf` (uint32 RGBX, rows `stride` pixels apart; 0 = width)."""
+    core = Image.core.map_buffer(buf, (width, height), "raw", 0, ("RGB", 4 * stride, 1))
     im = Image.Image()._new(core)
     im.readonly = 0  # the buffer belongs to this image alone while it lives
     return im
@@ -54,6 +55,9 @@ def _check() -> bool:
         im = _map(buf, 3, 2)
         ref = Image.merge("RGB", [Image.frombytes("L", (3, 2), bytes([0, 7, 128, 255, 31, 200]))] * 3)
         ok = im.mode == "RGB" and im.size == (3, 2) and im.tobytes() == ref.tobytes()
+        wide = np.full((2, 5), 0xFFFFFFFF, np.uint32)
+        wide[:, :3] = buf.reshape(2, 3)
+        ok = ok and _map(wide.reshape(-1), 3, 2, 5).tobytes() == ref.tobytes()
         im.putpixel((0, 0), (1, 2, 3))  # writable like any page
         return ok and im.getpixel((0, 0)) == (1, 2, 3)
     except Exception:  # any incompatibility: use the plain path
@@ -95,12 +99,16 @@ _POOL = _Pool()
 AVAILABLE = _check()
 
 
-def new_page(width: int, height: int) -> tuple[np.ndarray, Image.Image]:
-    """A white (0xFFFFFFFF) page as a (height, width) uint32 RGBX array and the RGB image that
-    shows it: what is drawn into the array is what the image contains."""
-    flat = _POOL.take(width * height)
+def new_page(width: int, height: int, stride: int | None = None) -> tuple[np.ndarray, Image.Image]:
+    """A white (0xFFFFFFFF) page as a (height, stride) uint32 RGBX array and the width x height
+    RGB image that shows its first `width` columns (`stride` >= width, default width): what is
+    drawn into the array is what the image contains."""
+    stride = width if stride is None else stride
+    if stride < width:
+        raise ValueError(f"stride {stride} < width {width}")
+    flat = _POOL.take(stride * height)
     flat.fill(0xFFFFFFFF)
-    return flat.reshape(height, width), _map(flat, width, height)
+    return flat.reshape(height, stride), _map(flat, width, height, stride)
 
 
 class _Scratch(threading.local):

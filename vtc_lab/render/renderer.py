@@ -201,9 +201,11 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         if cfg.auto_crop_last_page and last_page:
             pitch = cfg.cell_height if cfg.cell_width else cfg.line_height * scale
             lower = min(page_h, round((2 * cfg.margin_y + cfg.padding) * scale + pitch))
-    if rgbx:
-        out, image = pagemem.new_page(right, lower)
+    if rgbx:  # rows `page_w` apart whatever the crop: the atlas offsets stay cached per config
+        stride = page_w
+        out, image = pagemem.new_page(right, lower, stride)
     else:
+        stride = right
         out, image = np.full((lower, right), 255, np.uint8), None
     flat_out = out.reshape(-1)
     for atlas, ids, bx, by in groups:
@@ -220,8 +222,8 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
             total = int(ends[-1])
             first = ends - n_ok
             st = atlas.starts[ids[ok]].astype(it)
-            pen = (by[ok] * right + bx[ok]).astype(it)
-            rel = atlas.rel(right, it)
+            pen = (by[ok] * stride + bx[ok]).astype(it)
+            rel = atlas.rel(stride, it)
             # pix (atlas pixel of each drawn pixel) steps by 1 inside a glyph and jumps at each
             # glyph start; flat (page pixel) steps by the atlas' own deltas inside a glyph and
             # jumps to pen + rel at each start: two running sums in reused scratch arrays.
@@ -230,7 +232,7 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
             last = st + (n_ok - 1)
             pix[first] = st - np.concatenate(([0], last[:-1])).astype(it)
             np.cumsum(pix, dtype=it, out=pix)
-            flat = np.take(atlas.rel_delta(right, it), pix, out=pagemem.scratch.get("flat", total, it))
+            flat = np.take(atlas.rel_delta(stride, it), pix, out=pagemem.scratch.get("flat", total, it))
             at_start = pen + rel[st]
             flat[first] = at_start - np.concatenate(([0], (pen + rel[last])[:-1])).astype(it)
             np.cumsum(flat, dtype=it, out=flat)
@@ -242,7 +244,7 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
             ys, xs = by[g] + atlas.dy[a:b], bx[g] + atlas.dx[a:b]
             keep = (ys >= 0) & (ys < lower) & (xs >= 0) & (xs < right)
             vals = (atlas.inv32 if rgbx else atlas.inv)[a:b]
-            np.minimum.at(flat_out, ys[keep] * right + xs[keep], vals[keep])
+            np.minimum.at(flat_out, ys[keep] * stride + xs[keep], vals[keep])
     return out, image
 
 
