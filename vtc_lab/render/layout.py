@@ -280,8 +280,14 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
         s, e, ww = ws_l[k], we_l[k], ww_l[k]
         k += 1
         while bi < nb and breaks[bi] < s:
-            on_break(breaks[bi])
+            p = breaks[bi]
             bi += 1
+            if norm[p] == "\n":  # on_break's common case, inline
+                lines.append(Line(p, p, 0.0, 0, True) if ls < 0 else Line(ls, le, cur, n - 1, True))
+                ls = le = -1
+                cur, n = 0.0, 0
+            else:
+                on_break(p)
         if n == 0:
             if ww <= max_w and seg_end[k - 1] > k:  # jump to the last word that fits
                 i = k - 1
