@@ -131,12 +131,27 @@ def _total_steps(cfg, train_samples: int, world: int) -> int:
     return max(1, math.ceil(train_samples / per_step)) * tc.max_epochs
 
 
+SUMMARY_EVAL_KEYS = ("accuracy", "accuracy_strict", "compression_ratio", "context_tokens_peak",
+                     "latency_mean_s")
+
+
 def _summary(result: dict) -> str:
     lines = ["", "=== vtc-lab train: done ==="]
     for key in ("train/loss", "val/loss", "steps", "checkpoint", "export", "mlflow_run_id"):
         if result.get(key) is not None:
             value = result[key]
             lines.append(f"  {key:<14} {value:.4f}" if isinstance(value, float) else f"  {key:<14} {value}")
+    # the last in-training evaluation, one row per benchmark/loop (optical vs text side by side)
+    rows = sorted({k.rsplit("/", 1)[0] for k in result if k.startswith("eval/") and k.count("/") == 3})
+    if rows:
+        lines.append(f"  last evaluation (step {result.get('eval_step')}):")
+        lines.append("    " + f"{'benchmark/loop':<18}" + "".join(f"{k:>21}" for k in SUMMARY_EVAL_KEYS))
+        for row in rows:
+            # a loop without rendered memory has no compression ratio (logged as 0): show "-"
+            cells = [result.get(f"{row}/{k}") for k in SUMMARY_EVAL_KEYS]
+            cells = [None if k == "compression_ratio" and not c else c for k, c in zip(SUMMARY_EVAL_KEYS, cells)]
+            lines.append("    " + f"{row[len('eval/'):]:<18}" + "".join(
+                f"{c:>21.4g}" if isinstance(c, (int, float)) else f"{'-':>21}" for c in cells))
     if result.get("tracking_uri"):
         lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
     return "\n".join(lines)
@@ -204,12 +219,14 @@ def train(cfg) -> dict:
                                            every_n_train_steps=tc.checkpoint_every_n_steps,
                                            save_top_k=1, monitor=None),
                            FinalCheckpoint(last, tc.checkpoint_every_n_steps)]
+        evaluator = None
         if cfg.evaluator.enabled:
             from vtc_lab.train.evaluator import OpticalMemoryEvaluator
 
-            callbacks.append(OpticalMemoryEvaluator(
+            evaluator = OpticalMemoryEvaluator(
                 cfg.evaluator, backbone, render_cfg=cfg.renderer,
-                system_prompt=dataset.system_prompt, image_position=dataset.image_position, run=run))
+                system_prompt=dataset.system_prompt, image_position=dataset.image_position, run=run)
+            callbacks.append(evaluator)
         logger = lightning_logger(run)
         trainer = pl.Trainer(
             accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
@@ -235,6 +252,9 @@ def train(cfg) -> dict:
                                   "mlflow_run_id": getattr(run, "run_id", None),
                                   "tracking_uri": getattr(run, "tracking_uri", None),
                                   "resumed": resuming, **{f"data/{k}": v for k, v in module.stats.items()}}
+        if evaluator is not None and evaluator.history:
+            result["eval_step"], last_eval = evaluator.history[-1]
+            result.update(last_eval)
         if cfg.export and trainer.is_global_zero:
             if tc.strategy.startswith(("fsdp", "deepspeed")):
                 # sharded weights: rebuild the full model from the consolidated checkpoint
