@@ -229,7 +229,7 @@ class Atlas:
         self.ymin = np.array([m[0].min() if len(m[0]) else 0 for m in masks], np.int64)
         self.ymax = np.array([m[0].max() if len(m[0]) else -1 for m in masks], np.int64)
         self._rel: dict[tuple[int, str], np.ndarray] = {}
-        self._ink: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._ink: dict = {}
 
     def rel(self, width: int, dtype: type = np.int64) -> np.ndarray:
         """Each pixel's flat offset from its pen position on a canvas `width` pixels wide."""
@@ -251,6 +251,15 @@ class Atlas:
                 self._rel.pop(next(iter(self._rel)))
             rd = self._rel[key] = np.diff(self.rel(width, dtype), prepend=dtype(0)).astype(dtype)
         return rd
+
+    def ink_extent(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """`ink`'s right-most column and lowest row per glyph, -2**40 for glyphs without ink (so
+        a page's extent is one max, no mask)."""
+        key = ("extent", threshold)
+        if key not in self._ink:
+            has, xr, yb = self.ink(threshold)
+            self._ink[key] = (np.where(has, xr, -(1 << 40)), np.where(has, yb, -(1 << 40)))
+        return self._ink[key]
 
     def ink(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per glyph: has a pixel > threshold, and the right-most / lowest such pixel."""

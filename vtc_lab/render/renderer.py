@@ -30,6 +30,7 @@ _INK_GREY_LEVELS = 5  # the reference crop's tolerance
 _BLANK_ARR = np.array([0x09, 0x20, 0xA0, 0x0A, 0x0C])  # never drawn
 _BLANK_LUT = np.zeros(0xA2, bool)  # code point (clipped to 0xA1, which is drawn) -> blank
 _BLANK_LUT[_BLANK_ARR] = True
+_NO_INK = -(1 << 40)  # `Atlas.ink_extent` of a glyph without ink
 
 
 @dataclass(frozen=True)
@@ -183,11 +184,11 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         ids = face.glyph_ids(cp_page[sel], qs % PHASES)
         atlas = face.atlas()
         bx, by = qs // PHASES, placed.base[sel]
-        has, xr, yb = atlas.ink(threshold)
-        h = has[ids]
-        if h.any():
-            ink_right = max(ink_right, min(page_w - 1, int((bx + xr[ids])[h].max())))
-            ink_bottom = max(ink_bottom, min(page_h - 1, int((by + yb[ids])[h].max())))
+        xr, yb = atlas.ink_extent(threshold)  # far negative for glyphs without ink
+        r = int((bx + xr[ids]).max())
+        if r > _NO_INK // 2:
+            ink_right = max(ink_right, min(page_w - 1, r))
+            ink_bottom = max(ink_bottom, min(page_h - 1, int((by + yb[ids]).max())))
         groups.append((atlas, ids, bx, by))
     right, lower = page_w, page_h
     if ink_right >= 0:
@@ -210,35 +211,21 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
     flat_out = out.reshape(-1)
     for atlas, ids, bx, by in groups:
         n = atlas.counts[ids]
+        # one bounds test for the whole page first: usually every glyph lies inside the crop
+        if (int((bx + atlas.xmin[ids]).min()) >= 0 and int((bx + atlas.xmax[ids]).max()) < right
+                and int((by + atlas.ymin[ids]).min()) >= 0
+                and int((by + atlas.ymax[ids]).max()) < lower):
+            if int(n.min()) > 0:
+                _scatter(flat_out, stride, atlas, ids, bx, by, n, rgbx)
+            else:
+                ok = n > 0
+                _scatter(flat_out, stride, atlas, ids[ok], bx[ok], by[ok], n[ok], rgbx)
+            continue
         inside = ((bx + atlas.xmin[ids] >= 0) & (bx + atlas.xmax[ids] < right)
                   & (by + atlas.ymin[ids] >= 0) & (by + atlas.ymax[ids] < lower))
         ok = inside & (n > 0)
-        if ok.any():  # the fast path: every pixel of these glyphs lands on the page
-            # intp indices: numpy's take and ufunc.at convert narrower ones on every call (measured
-            # slower than the extra memory traffic of int64)
-            it = np.intp
-            n_ok = n[ok].astype(it)
-            ends = np.cumsum(n_ok, dtype=it)
-            total = int(ends[-1])
-            first = ends - n_ok
-            st = atlas.starts[ids[ok]].astype(it)
-            pen = (by[ok] * stride + bx[ok]).astype(it)
-            rel = atlas.rel(stride, it)
-            # pix (atlas pixel of each drawn pixel) steps by 1 inside a glyph and jumps at each
-            # glyph start; flat (page pixel) steps by the atlas' own deltas inside a glyph and
-            # jumps to pen + rel at each start: two running sums in reused scratch arrays.
-            pix = pagemem.scratch.get("pix", total, it)
-            pix.fill(1)
-            last = st + (n_ok - 1)
-            pix[first] = st - np.concatenate(([0], last[:-1])).astype(it)
-            np.cumsum(pix, dtype=it, out=pix)
-            flat = np.take(atlas.rel_delta(stride, it), pix, out=pagemem.scratch.get("flat", total, it))
-            at_start = pen + rel[st]
-            flat[first] = at_start - np.concatenate(([0], (pen + rel[last])[:-1])).astype(it)
-            np.cumsum(flat, dtype=it, out=flat)
-            inv = atlas.inv32 if rgbx else atlas.inv
-            vals = np.take(inv, pix, out=pagemem.scratch.get("val", total, inv.dtype))
-            np.minimum.at(flat_out, flat, vals)
+        if ok.any():  # every pixel of these glyphs lands on the page
+            _scatter(flat_out, stride, atlas, ids[ok], bx[ok], by[ok], n[ok], rgbx)
         for g in np.flatnonzero(~inside & (n > 0)).tolist():  # glyphs crossing the crop edge
             a, b = atlas.starts[ids[g]], atlas.starts[ids[g]] + n[g]
             ys, xs = by[g] + atlas.dy[a:b], bx[g] + atlas.dx[a:b]
@@ -248,26 +235,41 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
     return out, image
 
 
-def _repeat_into(out: np.ndarray, first: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """`np.repeat(values, counts)` written into `out`, where `first` (strictly increasing, first[0]
-    = 0) are the segment starts: a cumulative sum of the value changes placed at the starts."""
-    out.fill(0)
-    out[first] = np.diff(values, prepend=values.dtype.type(0))
-    return np.cumsum(out, dtype=out.dtype, out=out)
+def _scatter(flat_out: np.ndarray, stride: int, atlas, ids: np.ndarray, bx: np.ndarray,
+             by: np.ndarray, n: np.ndarray, rgbx: bool) -> None:
+    """Draw glyphs `ids` (each with n > 0 pixels, all inside the page) with pens at (bx, by) into
+    `flat_out` (rows `stride` apart), keeping the darker value where pixels overlap.
 
-
-_ARANGE: dict[str, np.ndarray] = {}
-
-
-def _arange(n: int, dtype: type) -> np.ndarray:
-    """A read-only view of 0..n-1 (cached, grown on demand)."""
-    key = np.dtype(dtype).str
-    arr = _ARANGE.get(key)
-    if arr is None or len(arr) < n:
-        arr = np.arange(max(n, 2 * len(arr) if arr is not None else 0, 4096), dtype=dtype)
-        arr.flags.writeable = False
-        _ARANGE[key] = arr
-    return arr[:n]
+    pix (atlas pixel of each drawn pixel) steps by 1 inside a glyph and jumps at each glyph
+    start; flat (page pixel) steps by the atlas' own deltas inside a glyph and jumps to pen + rel
+    at each start: two running sums in reused scratch arrays, then one `np.minimum.at`. Indices
+    are intp: numpy's take and ufunc.at convert narrower ones on every call (measured slower
+    than the extra memory traffic of int64).
+    """
+    it = np.intp
+    n = n.astype(it, copy=False)
+    ends = np.cumsum(n, dtype=it)
+    total = int(ends[-1])
+    first = ends - n
+    st = atlas.starts[ids]
+    pen = by * stride + bx
+    rel = atlas.rel(stride, it)
+    pix = pagemem.scratch.get("pix", total, it)
+    pix.fill(1)
+    last = st + (n - 1)
+    jump = st.astype(it)  # st - last of the previous glyph (0 before the first)
+    jump[1:] -= last[:-1]
+    pix[first] = jump
+    np.cumsum(pix, dtype=it, out=pix)
+    flat = np.take(atlas.rel_delta(stride, it), pix, out=pagemem.scratch.get("flat", total, it))
+    end_at = pen + rel[last]
+    jump = (pen + rel[st]).astype(it)
+    jump[1:] -= end_at[:-1]
+    flat[first] = jump
+    np.cumsum(flat, dtype=it, out=flat)
+    inv = atlas.inv32 if rgbx else atlas.inv
+    vals = np.take(inv, pix, out=pagemem.scratch.get("val", total, inv.dtype))
+    np.minimum.at(flat_out, flat, vals)
 
 
 def _to_image(page: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, int]) -> Image.Image:
