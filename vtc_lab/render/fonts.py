@@ -230,6 +230,7 @@ class Atlas:
         self.ymax = np.array([m[0].max() if len(m[0]) else -1 for m in masks], np.int64)
         self._rel: dict[tuple[int, str], np.ndarray] = {}
         self._ink: dict = {}
+        self._extent: tuple[int, int, int, int] | None = None
 
     def rel(self, width: int, dtype: type = np.int64) -> np.ndarray:
         """Each pixel's flat offset from its pen position on a canvas `width` pixels wide."""
@@ -251,6 +252,16 @@ class Atlas:
                 self._rel.pop(next(iter(self._rel)))
             rd = self._rel[key] = np.diff(self.rel(width, dtype), prepend=dtype(0)).astype(dtype)
         return rd
+
+    def extent(self) -> tuple[int, int, int, int]:
+        """(min xmin, max xmax, min ymin, max ymax) over all glyphs with pixels: a cheap
+        conservative bound for a whole page's glyphs."""
+        if self._extent is None:
+            has = self.counts > 0
+            self._extent = ((int(self.xmin[has].min()), int(self.xmax[has].max()),
+                             int(self.ymin[has].min()), int(self.ymax[has].max()))
+                            if has.any() else (0, -1, 0, -1))
+        return self._extent
 
     def ink_extent(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """`ink`'s right-most column and lowest row per glyph, -2**40 for glyphs without ink (so

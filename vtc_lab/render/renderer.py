@@ -121,7 +121,8 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
     line_of = np.repeat(np.arange(len(lines)), counts)
     adv = layout.widths[idx] * scale
     csum = np.concatenate([[0.0], np.cumsum(adv)])
-    offset = csum[:-1] - csum[starts[line_of]]
+    line_start = starts[line_of]
+    offset = csum[:-1] - csum[line_start]
     shift = {"left": 0.0, "right": 1.0, "center": 0.5}[cfg.alignment]
     if cfg.cell_width:
         cols = math.floor(width_px / cfg.cell_width + 1e-9)
@@ -138,11 +139,12 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
     if len(idx) and (slack < 0).any():  # overfull (space-shrunk) line: squeeze its separators
         sep = (_separators(cps) if seps is None else seps)[idx]
         sep_before = np.cumsum(sep) - sep
-        sep_before = sep_before - sep_before[starts[line_of]]
+        sep_before = sep_before - sep_before[line_start]
         gaps = np.array([max(ln.gaps, 1) for ln in lines], np.float64)
         offset = offset + (np.minimum(slack, 0.0) / gaps)[line_of] * sep_before
         slack = np.maximum(slack, 0.0)
-    x = left + (shift * slack)[line_of] + offset
+    # left aligned: (left + 0.0) + offset is left + offset, bit for bit
+    x = left + offset if shift == 0.0 else left + (shift * slack)[line_of] + offset
     # first baseline one font size below the text top (reportlab's offset for multi-line text)
     baseline = np.round(top + (cfg.font_size + np.arange(len(lines)) * cfg.line_height) * scale)
     base = baseline[line_of].astype(np.int64)
@@ -211,10 +213,15 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
     flat_out = out.reshape(-1)
     for atlas, ids, bx, by in groups:
         n = atlas.counts[ids]
-        # one bounds test for the whole page first: usually every glyph lies inside the crop
-        if (int((bx + atlas.xmin[ids]).min()) >= 0 and int((bx + atlas.xmax[ids]).max()) < right
-                and int((by + atlas.ymin[ids]).min()) >= 0
-                and int((by + atlas.ymax[ids]).max()) < lower):
+        # one bounds test for the whole page first (pens against the atlas-wide glyph extent,
+        # then per glyph): usually every glyph lies inside the crop
+        x_lo, x_hi, y_lo, y_hi = atlas.extent()
+        if ((int(bx.min()) + x_lo >= 0 and int(bx.max()) + x_hi < right
+             and int(by.min()) + y_lo >= 0 and int(by.max()) + y_hi < lower)
+                or (int((bx + atlas.xmin[ids]).min()) >= 0
+                    and int((bx + atlas.xmax[ids]).max()) < right
+                    and int((by + atlas.ymin[ids]).min()) >= 0
+                    and int((by + atlas.ymax[ids]).max()) < lower)):
             if int(n.min()) > 0:
                 _scatter(flat_out, stride, atlas, ids, bx, by, n, rgbx)
             else:
