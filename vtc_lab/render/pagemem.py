@@ -59,7 +59,15 @@ def _check() -> bool:
         wide[:, :3] = buf.reshape(2, 3)
         ok = ok and _map(wide.reshape(-1), 3, 2, 5).tobytes() == ref.tobytes()
         im.putpixel((0, 0), (1, 2, 3))  # writable like any page
-        return ok and im.getpixel((0, 0)) == (1, 2, 3)
+        ok = ok and im.getpixel((0, 0)) == (1, 2, 3)
+        # the pool's "free" test: a mapped buffer is referenced by its image, an unmapped one
+        # only by the pool's list (and getrefcount's argument)
+        probe = _Pool()
+        probe._bufs.append(np.empty(6, np.uint32))
+        mapped = _map(probe._bufs[0], 3, 2)
+        ok = ok and not probe._free(0)
+        del mapped
+        return ok and probe._free(0)
     except Exception:  # any incompatibility: use the plain path
         return False
 
