@@ -15,7 +15,7 @@ class DataConfig:
     """One preset of the `data` group (conf/data/*.yaml)."""
 
     name: str = "math500_fixture"
-    """Dataset name: the default output directory is `<output_root>/datasets/<name>`."""
+    """Dataset name: the default output directory is `<output_root>/datasets/<name>-<config hash>`."""
 
     source: str = "math500_fixture"
     """Trace source: `openr1` (OpenR1-Math-220K schema, parquet or jsonl), `jsonl` (one trace
