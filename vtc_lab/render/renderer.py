@@ -268,14 +268,16 @@ def _scatter(flat_out: np.ndarray, stride: int, atlas, ids: np.ndarray, bx: np.n
     jump[1:] -= last[:-1]
     pix[first] = jump
     np.cumsum(pix, dtype=it, out=pix)
-    flat = np.take(atlas.rel_delta(stride, it), pix, out=pagemem.scratch.get("flat", total, it))
+    # mode="clip": indices are valid by construction, and "raise" would buffer `out`
+    flat = np.take(atlas.rel_delta(stride, it), pix, out=pagemem.scratch.get("flat", total, it),
+                   mode="clip")
     end_at = pen + rel[last]
     jump = (pen + rel[st]).astype(it)
     jump[1:] -= end_at[:-1]
     flat[first] = jump
     np.cumsum(flat, dtype=it, out=flat)
     inv = atlas.inv32 if rgbx else atlas.inv
-    vals = np.take(inv, pix, out=pagemem.scratch.get("val", total, inv.dtype))
+    vals = np.take(inv, pix, out=pagemem.scratch.get("val", total, inv.dtype), mode="clip")
     np.minimum.at(flat_out, flat, vals)
 
 
