@@ -54,6 +54,10 @@ def test_default_recipe_trains_logs_and_exports(trained):
     for key in ("train/lr", "train/tokens_per_s", "val/loss"):
         assert _history(root, result["mlflow_run_id"], key), key
     assert Path(result["checkpoint"]).is_file()
+    # the run also carries the dataset's own statistics (what a sweep report plots)
+    stats = json.loads((_dataset_of(root) / "stats.json").read_text())
+    assert _history(root, result["mlflow_run_id"], "data/compression_ratio") == [
+        (0, pytest.approx(stats["compression_ratio"]))]
     info = json.loads((root / "run" / "run.json").read_text())
     assert info["mlflow_run_id"] == result["mlflow_run_id"]
 

@@ -382,11 +382,20 @@ def _cache_dir(cfg: Any) -> str | None:
     return cfg.render_cache_dir or str(Path(cfg.output_root) / "cache" / "render")
 
 
+DATASET_METRIC_KEYS = ("problems", "samples", "compression_ratio", "compression_ratio_with_delimiters",
+                       "tokens_saved", "mean_segments_per_problem", "share_more_than_4_rounds",
+                       "skipped_total")
+
+
+def dataset_metrics(stats: dict) -> dict[str, float]:
+    """The headline numbers of a dataset's stats.json as `data/<key>` metrics (what build-data
+    logs, and what a training run logs about the dataset it trained on)."""
+    return {f"data/{k}": stats[k] for k in DATASET_METRIC_KEYS if stats.get(k) is not None}
+
+
 def _metrics(stats: dict, out: Path, chash: str, *, reused: bool, seconds: float,
              built_shards: int = 0, resumed_shards: int = 0) -> dict:
-    keys = ("problems", "samples", "compression_ratio", "compression_ratio_with_delimiters",
-            "tokens_saved", "mean_segments_per_problem", "share_more_than_4_rounds", "skipped_total")
-    metrics = {f"data/{k}": stats[k] for k in keys if stats.get(k) is not None}
+    metrics = dataset_metrics(stats)
     metrics.update({"data/seconds": round(seconds, 3), "data/built_shards": built_shards,
                     "data/resumed_shards": resumed_shards,
                     "data/samples_per_s": round(stats["samples"] / seconds, 3) if seconds > 0 else 0.0})

@@ -157,6 +157,18 @@ def _summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _log_dataset_stats(run, path: Path) -> None:
+    """Log the trained-on dataset's compression and round statistics into the training run, so
+    a sweep's report can plot them next to the training and evaluation metrics."""
+    from vtc_lab.data.build import dataset_metrics
+
+    stats_file = path / "stats.json"
+    if stats_file.exists():
+        run.log_metrics(dataset_metrics(json.loads(stats_file.read_text())))
+    if (path / "stats.png").exists():
+        run.log_artifact(path / "stats.png", "dataset")
+
+
 def train(cfg) -> dict:
     """Train per `cfg` (a `vtc_lab.cli.train.TrainConfig`); returns final metrics + paths."""
     import lightning.pytorch as pl
@@ -245,6 +257,7 @@ def train(cfg) -> dict:
             run.set_tags({"run_dir": str(run_dir.resolve()), "dataset_path": str(dataset.path)})
             run.log_params({"train_samples": datamodule.train_samples,
                             "val_samples": datamodule.val_samples, "total_steps": total})
+            _log_dataset_stats(run, Path(dataset.path))
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resuming else None)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         result: dict[str, Any] = {**metrics, "steps": int(trainer.global_step),
