@@ -80,8 +80,12 @@ def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[
         axes[1].scatter([p[1] for p in with_ratio], [p[2] for p in with_ratio],
                         marker=MARKERS.get(loop, "D"), label=label, s=40)
         if len(keys) <= 12:
+            # runs that land on the same point share one label instead of overprinting
+            at: dict[tuple[float, float], list[str]] = defaultdict(list)
             for p in (p for p in pts if p[0] > 0):  # text/none loops all sit at 0
-                axes[0].annotate(labels[p[3]], (p[0], p[2]), fontsize=7, alpha=0.7,
+                at[(p[0], p[2])].append(labels[p[3]])
+            for xy, names in at.items():
+                axes[0].annotate("\n".join(names), xy, fontsize=7, alpha=0.7,
                                  xytext=(3, 3), textcoords="offset points")
     axes[0].set_xlabel("vision tokens in context per round (mean, tokens)")
     axes[1].set_xlabel("compression ratio (memory text tokens / vision tokens, ×)")
