@@ -214,15 +214,20 @@ def _split_long(widths: list[float], s: int, first_avail: float, max_w: float) -
     return ends
 
 
+_BREAK_LUT = np.zeros(0x0E, bool)  # tab, newline, form feed (code points clipped to 0x0D)
+_BREAK_LUT[[0x09, 0x0A, 0x0C]] = True
+
+
 def _words(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Word spans: maximal runs of characters other than single spaces, tabs, \\n and \\f
     (a run of >= 2 spaces belongs to the word, like the reference's `&nbsp;`s)."""
-    is_sp = cps == 0x20
-    prev = np.concatenate([[False], is_sp[:-1]])
-    nxt = np.concatenate([is_sp[1:], [False]])
-    word = ~((is_sp & ~prev & ~nxt) | (cps == 0x09) | (cps == 0x0A) | (cps == 0x0C))
-    edges = np.diff(np.concatenate([[0], word.astype(np.int8), [0]]))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    n = len(cps)
+    pad = np.zeros(n + 2, bool)  # single-space test with a blank cell on both sides
+    pad[1:-1] = cps == 0x20
+    single = pad[1:-1] & ~pad[:-2] & ~pad[2:]
+    pad[1:-1] = ~(single | _BREAK_LUT[np.minimum(cps, 0x0D)])  # now: is a word character
+    edges = np.flatnonzero(pad[1:] != pad[:-1])  # alternating word starts and ends
+    return edges[0::2], edges[1::2]
 
 
 def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, max_w: float,
@@ -269,7 +274,8 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
     prefix = np.concatenate([[0.0], np.cumsum(ww_arr)])
     g_arr = prefix[1:] + c * np.arange(nw)
     brk_arr = np.asarray(breaks + [len(norm)], np.int64)
-    seg_end = np.searchsorted(ws_arr, brk_arr[np.searchsorted(brk_arr, ws_arr)]).tolist()
+    # first word after the break that ends each word's segment
+    seg_end = np.searchsorted(ws_arr, brk_arr)[np.searchsorted(brk_arr, ws_arr)].tolist()
     prefix_l = prefix.tolist()
     g_l = g_arr.tolist()
     eps = 1e-6  # points: far above the float error of the prefix sums, far below any real gap
