@@ -176,7 +176,7 @@ class Face:
 
         A dense table covers the Basic Multilingual Plane (one gather per page); other planes
         and first sightings go through the locked slow path."""
-        keys = cps.astype(np.int64) * PHASES + phases
+        keys = np.asarray(cps, np.int64) * PHASES + phases
         if len(keys) and int(keys.max()) < len(self._table):  # all in the BMP: one gather
             ids = self._table[keys]
         else:

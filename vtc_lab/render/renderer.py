@@ -30,7 +30,9 @@ _INK_GREY_LEVELS = 5  # the reference crop's tolerance
 _BLANK_ARR = np.array([0x09, 0x20, 0xA0, 0x0A, 0x0C])  # never drawn
 _BLANK_LUT = np.zeros(0xA2, bool)  # code point (clipped to 0xA1, which is drawn) -> blank
 _BLANK_LUT[_BLANK_ARR] = True
-_NO_INK = -(1 << 40)  # `Atlas.ink_extent` of a glyph without ink
+_NO_INK = -(1 << 40)
+_PHASE_BITS = PHASES.bit_length() - 1
+assert PHASES == 1 << _PHASE_BITS, "glyph phases must be a power of two"  # `Atlas.ink_extent` of a glyph without ink
 
 
 @dataclass(frozen=True)
@@ -183,9 +185,10 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         if not sel.any():
             continue
         qs = q[sel]
-        ids = face.glyph_ids(cp_page[sel], qs % PHASES)
+        # PHASES is a power of two: & and >> are numpy's floor modulo / division, much cheaper
+        ids = face.glyph_ids(cp_page[sel], qs & (PHASES - 1))
         atlas = face.atlas()
-        bx, by = qs // PHASES, placed.base[sel]
+        bx, by = qs >> _PHASE_BITS, placed.base[sel]
         xr, yb = atlas.ink_extent(threshold)  # far negative for glyphs without ink
         r = int((bx + xr[ids]).max())
         if r > _NO_INK // 2:
