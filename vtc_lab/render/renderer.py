@@ -121,7 +121,9 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
     text_starts = np.array([ln.start for ln in lines], np.int64)
     idx = np.arange(int(counts.sum())) + np.repeat(text_starts - starts, counts)
     line_of = np.repeat(np.arange(len(lines)), counts)
-    adv = layout.widths[idx] * scale
+    adv = layout.widths[idx]
+    if scale != 1.0:  # x * 1.0 is x: skip the pass at 72 dpi
+        adv = adv * scale
     csum = np.concatenate([[0.0], np.cumsum(adv)])
     line_start = starts[line_of]
     offset = csum[:-1] - csum[line_start]
@@ -149,7 +151,7 @@ def _place(layout: Layout, lines: list[Line], cfg: RenderConfig, face: Face,
     x = left + offset if shift == 0.0 else left + (shift * slack)[line_of] + offset
     # first baseline one font size below the text top (reportlab's offset for multi-line text)
     baseline = np.round(top + (cfg.font_size + np.arange(len(lines)) * cfg.line_height) * scale)
-    base = baseline[line_of].astype(np.int64)
+    base = baseline.astype(np.int64)[line_of]
     return _Placed(idx, x, base, x, None, None, None, adv, asc_px, desc_px)
 
 
