@@ -64,3 +64,11 @@ def test_same_pixels_as_the_pillow_allocated_path():
     assert [im.size for im in fast] == [im.size for im in slow]
     assert _digest(fast) == _digest(slow)
     assert all(isinstance(im, Image.Image) and im.mode == "RGB" for im in slow)
+
+
+def test_pool_memory_is_capped_for_high_dpi_pages():
+    cfg = RenderConfig(dpi=300)  # ~35 MB per RGBX A4 page
+    render_text("high resolution " * 2000, cfg)
+    pooled = sum(b.nbytes for b in pagemem._POOL._bufs)
+    assert pooled <= pagemem.MAX_POOLED_BYTES
+    assert len(pagemem._POOL._bufs) <= pagemem.MAX_POOLED

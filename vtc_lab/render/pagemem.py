@@ -27,6 +27,8 @@ from PIL import Image
 
 MAX_POOLED = 12
 """Buffers kept for reuse (a 16k-character text needs 4-5 A4 pages; ~2 MB each at 72 dpi)."""
+MAX_POOLED_BYTES = 48 << 20
+"""And at most this much memory in them (high-dpi pages are tens of MB each: fewer are kept)."""
 _WASTE = 1.5
 """A free buffer is reused for a page only if it is at most this many times the page's size
 (a kept small page must not pin a full-page buffer)."""
@@ -96,10 +98,14 @@ class _Pool:
             if best >= 0:
                 return bufs[best][:n]
             buf = np.empty(n, np.uint32)
-            if len(bufs) >= MAX_POOLED:  # forget a free buffer (else the oldest) for it
+            # make room by forgetting free buffers (oldest first), else the oldest buffers (the
+            # images using them keep them alive); a buffer alone over the byte cap is not kept
+            while bufs and (len(bufs) >= MAX_POOLED
+                            or sum(b.nbytes for b in bufs) + buf.nbytes > MAX_POOLED_BYTES):
                 free = [i for i in range(len(bufs)) if self._free(i)]
                 bufs.pop(free[0] if free else 0)
-            bufs.append(buf)
+            if buf.nbytes <= MAX_POOLED_BYTES:
+                bufs.append(buf)
             return buf[:n]
 
 
