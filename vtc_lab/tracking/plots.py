@@ -122,7 +122,7 @@ def plot_data_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
     ax.set_ylim(0, max(1.0, max(p[1] for p in pts)) * 1.25)
     ax.set_ylabel("compression ratio (text tokens / vision tokens, ×)")
     ax.set_xlabel("run")
-    ax.set_title("Memory compression of the built dataset (memory segments, pooled)")
+    ax.set_title("Memory compression of the built dataset\n(memory segments, pooled)")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
