@@ -72,3 +72,13 @@ def test_pool_memory_is_capped_for_high_dpi_pages():
     pooled = sum(b.nbytes for b in pagemem._POOL._bufs)
     assert pooled <= pagemem.MAX_POOLED_BYTES
     assert len(pagemem._POOL._bufs) <= pagemem.MAX_POOLED
+
+
+def test_concurrent_renders_in_threads_match_sequential_ones():
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"thread text {i} " + ("alpha beta gamma " * (60 * (i % 5 + 1))) for i in range(24)]
+    sequential = [_digest(render_text(t)) for t in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda t: _digest(render_text(t)), texts))
+    assert concurrent == sequential
