@@ -4,7 +4,9 @@ Drawing does not call FreeType per character: every glyph is rasterised once (pe
 quarter-pixel phase, see `fonts.Face`) and a page is composed by scattering the glyphs' non-zero
 pixels straight into the cropped page array (`np.minimum.at`). That keeps rendering exact (glyphs
 sit at the unhinted positions the layout computed, like a PDF viewer draws them), deterministic
-(integer operations, no threads) and fast (a few vectorised passes per page).
+(integer operations, no threads) and fast (a few vectorised passes per page). Black-on-white
+pages (the default) are drawn straight into their final RGBX bytes in pooled buffers that Pillow
+maps as the image (`pagemem`): no conversion pass and no fresh memory to page-fault per page.
 
 Auto-crop follows the reference pipeline: a page is cut `margin_x` right of its last ink column
 (`auto_crop_width`) and the last page `margin_y` below its last ink row (`auto_crop_last_page`),
