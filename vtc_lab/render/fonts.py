@@ -6,7 +6,7 @@ as reportlab's uses), never the hinted advances FreeType reports at small pixel 
 
 Glyph bitmaps are rasterised once per (font, pixel size, character, quarter-pixel phase) and
 kept in a flat "atlas" of non-zero pixels, so drawing a page is a few vectorised numpy operations
-instead of one FreeType call per character (see `raster.py`). Everything here is cached per font
+instead of one FreeType call per character (see `renderer._compose`). Everything here is cached per font
 file and size, so a font is loaded once per config, not per call.
 """
 
