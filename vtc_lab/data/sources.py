@@ -205,7 +205,6 @@ def openr1_row_traces(record: dict, origin: str, cfg: DataConfig) -> Iterator[Tr
     flags = record.get("correctness_math_verify")
     flags = list(flags) if flags is not None and not isinstance(flags, (str, bool)) else None
     base_id = _row_id(record, cfg, origin)
-    emitted = 0
     any_kept = False
     for j, gen in enumerate(gens):
         if cfg.only_correct and (flags is None or j >= len(flags) or flags[j] is not True):
@@ -222,14 +221,10 @@ def openr1_row_traces(record: dict, origin: str, cfg: DataConfig) -> Iterator[Tr
         pid = base_id if cfg.generations == "first" else f"{base_id}-g{j}"
         item = _check_trace(pid, record["problem"], reasoning, record["answer"], gen_origin, cfg)
         yield item
-        if isinstance(item, Trace):
-            emitted += 1
-            if cfg.generations == "first":
-                return
-    if not any_kept:
+        if isinstance(item, Trace) and cfg.generations == "first":
+            return
+    if not any_kept:  # (correct generations that were themselves skipped are counted above)
         yield Skip("no_correct_generation", origin)
-    elif emitted == 0 and cfg.generations == "first":
-        pass  # every correct generation was itself skipped and counted above
 
 
 OPENR1_COLUMNS = ["problem", "answer", "generations", "correctness_math_verify"]
