@@ -8,6 +8,7 @@ same settings skips those samples (see `vtc_lab.infer.predictions`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.loop import LoopStats, run_loop
 from vtc_lab.infer.metrics import PeakMemory, efficiency_metrics, grade_records
 from vtc_lab.infer.records import ProblemRecord
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def load_problems(benchmark: str, limit: int = 0, seed: int = 0):
@@ -56,8 +59,9 @@ class EvalResults:
                 for i, img in enumerate(rec.memory_images):
                     if len(out) >= limit:
                         return out
-                    out.append((f"{key.replace('/', '_')}_p{rec.problem_id}_s{rec.sample}_"
-                                f"{i:02d}.png", img))
+                    # ids come from data files: keep them one harmless path component
+                    pid = _SAFE_NAME.sub("_", str(rec.problem_id))
+                    out.append((f"{key.replace('/', '_')}_p{pid}_s{rec.sample}_{i:02d}.png", img))
         return out
 
 
