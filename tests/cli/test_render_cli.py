@@ -104,3 +104,21 @@ def test_console_script_runs_a_real_process(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "texts        1" in proc.stdout and "qwen2_5_vl" in proc.stdout
     assert len(list(tmp_path.glob("render/text-*/report.json"))) == 1
+
+
+def test_local_tokenizer_counts_the_text_side(tmp_path) -> None:
+    """`tokenizer=local` counts with a checkpoint's own tokenizer (here a saved tiny backbone)."""
+    from vtc_lab.models import ModelConfig, load_backbone, save_backbone
+
+    backbone = load_backbone(ModelConfig(source="tiny", arch="qwen3_vl"))
+    save_backbone(backbone, tmp_path / "ckpt")
+    tok = backbone.tokenizer
+    text = "Let $x^2 = 4$. Then $x = \\pm 2$, so the answer is 2."
+    m = run_render(_cfg(tmp_path, f"text='{text}'", "tokenizer=local",
+                        f"tokenizer_path={tmp_path / 'ckpt'}", "tracking=off"))
+    assert m["render/text_tokens"] == len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def test_local_tokenizer_needs_a_path(tmp_path) -> None:
+    with pytest.raises(Exception, match="tokenizer=local needs tokenizer_path"):
+        _cfg(tmp_path, "tokenizer=local")

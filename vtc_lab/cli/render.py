@@ -24,7 +24,7 @@ from vtc_lab.render.config import RenderConfig, config_hash
 from vtc_lab.render.vision import get_spec
 from vtc_lab.tracking.config import TrackingConfig
 
-TOKENIZERS = ("qwen",)
+TOKENIZERS = ("qwen", "local")
 
 
 @dataclass
@@ -50,7 +50,11 @@ class RenderAppConfig:
     limit: Optional[int] = None
     """Only the first N texts."""
     tokenizer: str = "qwen"
-    """Text tokenizer: `qwen` (the offline Qwen2/2.5/3(-VL) BPE; extra `qwen`)."""
+    """Text tokenizer: `qwen` (the offline Qwen2/2.5/3(-VL) BPE; extra `qwen`) or `local` (the
+    tokenizer of a local checkpoint directory, `tokenizer_path`, e.g. Glyph's)."""
+    tokenizer_path: Optional[str] = None
+    """Checkpoint (or tokenizer) directory for `tokenizer=local`; loaded offline by
+    `vtc_lab.models.load_tokenizer` (remote code stays off)."""
     backbones: List[str] = dc_field(default_factory=lambda: ["qwen2_5_vl", "qwen3_vl", "glm4v"])
     """Backbones whose vision-token rule is reported (qwen2_vl, qwen2_5_vl, qwen3_vl, glm4v)."""
     min_pixels: Optional[int] = None
@@ -67,6 +71,9 @@ class RenderAppConfig:
     def __post_init__(self) -> None:
         if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if (self.tokenizer == "local") != bool(self.tokenizer_path):
+            raise ValueError("tokenizer=local needs tokenizer_path=<local checkpoint dir> "
+                             "(and tokenizer_path is only read with tokenizer=local)")
         if not self.backbones:
             raise ValueError("backbones must name at least one backbone")
         for b in self.backbones:
@@ -86,13 +93,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def text_tokenizer(cfg: RenderAppConfig):
+    """The `TextTokenizer` that counts the text side of the compression ratio."""
+    from vtc_lab.render.text_tokens import HFTextTokenizer, qwen_tokenizer
+
+    if cfg.tokenizer == "qwen":
+        return qwen_tokenizer()
+    from vtc_lab.models import ModelConfig, load_tokenizer
+
+    model = ModelConfig(name="render-tokenizer", source="pretrained", arch="auto",
+                        path=cfg.tokenizer_path)
+    return HFTextTokenizer(load_tokenizer(model))
+
+
 def run_render(cfg: RenderAppConfig) -> dict:
     """Render the texts, print the compression table, write report.json + per_text.jsonl
     (+ PNGs) and log everything to MLflow. Returns the metrics."""
     from vtc_lab.render import png_bytes
     from vtc_lab.render.report import format_table, measure
     from vtc_lab.render.sources import load_texts
-    from vtc_lab.render.text_tokens import qwen_tokenizer
     from vtc_lab.tracking import start_run
 
     name, texts = load_texts(cfg.text, cfg.file, cfg.field, cfg.benchmark, cfg.limit)
@@ -111,16 +130,16 @@ def run_render(cfg: RenderAppConfig) -> dict:
                 _write_atomic(pages_dir / f"text-{i:05d}-p{p:03d}.png", png_bytes(im, cfg.renderer))
 
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=f"render-{name}") as run:
-        rows, metrics = measure(texts, cfg.renderer, qwen_tokenizer(), cfg.backbones,
+        rows, metrics = measure(texts, cfg.renderer, text_tokenizer(cfg), cfg.backbones,
                                 cfg.min_pixels, cfg.max_pixels, progress=cfg.progress,
                                 on_pages=None if cfg.stats_only else keep)
         title = (f"vtc-lab render: {len(texts)} text(s) from {name}, renderer {chash} "
                  f"({cfg.renderer.font} {cfg.renderer.font_size:g} pt, {cfg.renderer.dpi} dpi), "
-                 f"text tokens: {cfg.tokenizer}")
+                 f"text tokens: {cfg.tokenizer_path or cfg.tokenizer}")
         table = format_table(metrics, cfg.backbones, title)
         print(table)
         report = {"source": name, "renderer": asdict(cfg.renderer), "renderer_hash": chash,
-                  "tokenizer": cfg.tokenizer, "min_pixels": cfg.min_pixels,
+                  "tokenizer": cfg.tokenizer_path or cfg.tokenizer, "min_pixels": cfg.min_pixels,
                   "max_pixels": cfg.max_pixels, "metrics": metrics}
         _write_atomic(out / "report.json", json.dumps(report, indent=2).encode())
         _write_atomic(out / "report.txt", (table + "\n").encode())
