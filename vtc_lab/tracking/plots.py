@@ -58,6 +58,13 @@ def _plt():
     return plt
 
 
+def _save(fig, path: Path) -> None:
+    """Every report plot ends the same way: tight layout, 110 dpi PNG, figure freed."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
 def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
     acc = _eval_values(runs, "accuracy")
     vis = _eval_values(runs, "context_vision_tokens_mean")
@@ -96,9 +103,7 @@ def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[
         ax.legend(fontsize=8, title="benchmark · loop", title_fontsize=8)
     axes[0].set_title("Accuracy vs optical-memory size")
     axes[1].set_title("Accuracy vs compression")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return None
 
 
@@ -125,9 +130,7 @@ def plot_data_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
     ax.set_title("Memory compression of the built dataset\n(memory segments, pooled)")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return None
 
 
@@ -151,9 +154,7 @@ def plot_latency_vs_length(runs: list[RunRecord], path: Path) -> Optional[str]:
     ax.set_title("Latency vs reasoning length per loop")
     ax.grid(alpha=0.3)
     ax.legend(title="loop", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return None
 
 
@@ -183,9 +184,7 @@ def plot_rounds_histogram(runs: list[RunRecord], path: Path, max_series: int = 8
     ax.set_title("Rounds histogram" + (f" (first {max_series} series)" if len(series) > max_series else ""))
     ax.legend(fontsize=7, title="run · benchmark · loop", title_fontsize=7)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return None
 
 
@@ -210,9 +209,7 @@ def plot_training_curves(runs: list[RunRecord], path: Path) -> Optional[str]:
     ax.set_title("Training loss (solid: train, dashed: validation)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return None
 
 
