@@ -84,13 +84,12 @@ def _app(raw: DictConfig) -> float | None:
 
 def _tracking_overrides(argv: list[str]) -> list[str]:
     """Overrides the Hydra tracking callback must see before the job starts (it opens the run):
-    ranks > 0 of a DDP job log nothing, and a resumed `run_dir` reopens its own MLflow run."""
-    from vtc_lab.train.run import launched_rank, resume_run_id
+    a resumed `run_dir` reopens its own MLflow run. (Ranks > 0 never track: see
+    `vtc_lab.tracking.runs.launched_rank`.)"""
+    from vtc_lab.train.run import resume_run_id
 
     if any(a.startswith(("tracking.mode=", "tracking.resume_run_id=")) for a in argv):
         return []
-    if launched_rank() != 0:
-        return ["tracking.mode=off"]
     run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("run_dir=")), None)
     run_id = resume_run_id(run_dir) if run_dir else None
     return [f"tracking.resume_run_id={run_id}"] if run_id else []

@@ -105,7 +105,7 @@ class TrackingCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         runs.set_job_run(None)
-        if not self.job_runs:
+        if not self.job_runs or runs.launched_rank() != 0:  # DDP children re-run the job
             return
         cfg, uri = _tracking(config)
         if cfg is None or uri is None:

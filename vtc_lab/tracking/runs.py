@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import re
 import tempfile
 import time
@@ -293,6 +294,16 @@ def _swap_job_run_for_resumed(job: RunHandle, cfg: TrackingConfig, uri: str) -> 
     return resumed
 
 
+def launched_rank() -> int:
+    """Rank of this process as set by a launcher (Lightning's DDP children, torchrun, Slurm)
+    before any process group exists; 0 for the process the user started. Only rank 0 tracks:
+    one MLflow run per job, however many processes it spans."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key):
+            return int(os.environ[key])
+    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
+
+
 @contextmanager
 def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
               output_root: str | Path = "vtc-runs",
@@ -301,9 +312,10 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
 
     Inside a Hydra job whose run the tracking callback opened: that run (the callback ends it).
     Otherwise a new run (nested under the sweep parent when inside a multirun), ended here:
-    FINISHED, or FAILED with the traceback as an artifact.
+    FINISHED, or FAILED with the traceback as an artifact. Ranks > 0 of a multi-process job get
+    the no-op handle.
     """
-    if tracking_cfg.mode == "off":
+    if tracking_cfg.mode == "off" or launched_rank() != 0:
         yield NullRunHandle()
         return
     uri = prepare(tracking_cfg, output_root)

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vtc_lab.tracking.runs import launched_rank  # noqa: F401 - re-exported for callers
+
 log = logging.getLogger(__name__)
 
 RUN_INFO = "run.json"
@@ -82,15 +84,6 @@ def resume_run_id(run_dir: str | os.PathLike) -> str | None:
     if not (path / "checkpoints" / "last.ckpt").exists() or not (path / RUN_INFO).exists():
         return None
     return json.loads((path / RUN_INFO).read_text()).get("mlflow_run_id")
-
-
-def launched_rank() -> int:
-    """Rank of this process as set by a launcher (Lightning's DDP children, torchrun, Slurm)
-    before any process group exists; 0 for the process the user started."""
-    for key in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(key):
-            return int(os.environ[key])
-    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
 
 
 def _weights_dtype(cfg) -> str:
@@ -201,9 +194,6 @@ def train(cfg) -> dict:
             job.set_tags({"superseded_by": info["mlflow_run_id"]})
             set_job_run(None)
 
-    if launched_rank() != 0:
-        # one MLflow run per training job: only rank 0 logs (Lightning's children re-run train())
-        cfg.tracking = dataclasses.replace(cfg.tracking, mode="off")
     dataset = _dataset(cfg)
     cfg.model.dtype = _weights_dtype(cfg)
     backbone = load_backbone(cfg.model)
