@@ -123,9 +123,21 @@ def test_limit_counts_kept_problems():
     assert len(traces) == 7
 
 
-def test_toy_source_not_yet_registered_is_clear():
-    with pytest.raises(ValueError, match="toy"):
-        list(iter_traces(DataConfig(source="toy")))
+def test_toy_source_yields_training_traces_of_its_knobs():
+    cfg = DataConfig(source="toy", name="toy", limit=5, toy={"digits": 3, "steps": 6, "seed": 1})
+    traces, skips = split(list(iter_traces(cfg)))
+    assert len(traces) == 5 and not skips
+    for t in traces:
+        lines = t.reasoning.split("\n")
+        assert len(lines) == 7 and lines[0] in t.question and t.answer == lines[-1][1:]
+        assert t.reasoning.startswith("G") and lines[-1].startswith("A")
+
+
+def test_unknown_source_is_clear():
+    cfg = DataConfig()
+    cfg.source = "nope"  # past validation, as a plug-in that was never registered
+    with pytest.raises(ValueError, match="'nope' is not available.*toy"):
+        list(iter_traces(cfg))
 
 
 def test_registered_source_plugs_in():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vtc_lab.data.messages import IMAGE_POSITIONS, REFERENCE_SYSTEM_PROMPT
+from vtc_lab.eval.toytask import ToyTaskSpec
 
 SOURCES = ("openr1", "jsonl", "math500_fixture", "toy")
 GENERATION_MODES = ("first", "all")
@@ -21,8 +22,8 @@ class DataConfig:
     """Trace source: `openr1` (OpenR1-Math-220K schema, parquet or jsonl), `jsonl` (one trace
     per line with configurable field names), `math500_fixture` (the packaged MATH500 solutions
     wrapped as OpenR1-style `<think>...</think>` generations; no download) or `toy` (the
-    synthetic task, registered by a later issue), or any name registered with
-    `vtc_lab.data.sources.register_source`."""
+    synthetic long-reasoning task of `vtc_lab.eval.toytask`, knobs in `toy`), or any name
+    registered with `vtc_lab.data.sources.register_source`."""
 
     path: str | None = None
     """Input for `openr1`/`jsonl`: one file, a directory of shards, or a glob (`*.parquet`,
@@ -68,7 +69,13 @@ class DataConfig:
     """Store per-image character boxes (JSON) in the `layouts` column, for the auxiliary
     per-vision-token character loss. Costs a layout pass per render."""
 
+    toy: ToyTaskSpec = field(default_factory=ToyTaskSpec)
+    """Knobs of the synthetic task (`source: toy` only): state size, steps, round length, rule,
+    number of training problems. The run's evaluator grades the held-out set of the same knobs."""
+
     def __post_init__(self) -> None:
+        if isinstance(self.toy, dict):
+            self.toy = ToyTaskSpec(**self.toy)
         if self.source not in SOURCES:
             from vtc_lab.data.sources import available_sources  # sources registered by plug-ins
 

@@ -1,4 +1,5 @@
-"""Trace sources: OpenR1-Math-220K (parquet/jsonl), plain jsonl, the packaged MATH500 fixture.
+"""Trace sources: OpenR1-Math-220K (parquet/jsonl), plain jsonl, the packaged MATH500 fixture,
+the synthetic toy task.
 
 Every source yields, in a deterministic order, either a `Trace` or a `Skip` (a counted reason
 plus the file and line/row it came from). The builder never sees a half-valid row, and a bad
@@ -63,9 +64,8 @@ def available_sources() -> list[str]:
 def iter_traces(cfg: DataConfig) -> Iterator[Trace | Skip]:
     """All traces of the configured source, filtered and de-duplicated, in a stable order."""
     if cfg.source not in _REGISTRY:
-        hint = " (it is registered by the synthetic toy-task module once that lands)" if cfg.source == "toy" else ""
         raise ValueError(
-            f"data.source={cfg.source!r} is not available{hint}; available: {available_sources()}"
+            f"data.source={cfg.source!r} is not available; available: {available_sources()}"
         )
     seen: set[str] = set()
     kept = 0
@@ -311,6 +311,21 @@ def math500_fixture_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
         yield from openr1_row_traces(record, f"math500.jsonl:{i}", cfg)
 
 
+# ------------------------------------------------------------------------------ toy task
+
+
+def toy_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
+    """Training problems of the synthetic task (`vtc_lab.eval.toytask`, knobs in `data.toy`);
+    never one of the held-out benchmark's problems."""
+    from vtc_lab.eval.toytask import training_problems
+
+    count = min(cfg.toy.train_problems, cfg.limit or cfg.toy.train_problems)
+    for problem in training_problems(cfg.toy, count):
+        yield Trace(problem.id, problem.question, problem.reasoning, problem.answer,
+                    f"toy:{problem.id}")
+
+
 register_source("openr1", openr1_source)
 register_source("jsonl", jsonl_source)
 register_source("math500_fixture", math500_fixture_source)
+register_source("toy", toy_source)

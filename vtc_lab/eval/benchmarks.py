@@ -20,10 +20,11 @@ import hashlib
 import json
 import random
 import re
+from dataclasses import asdict as dataclasses_asdict
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 #: Grader kinds: how an extracted answer is compared with the gold answer (see grade.py).
 GRADERS = ("math", "gsm8k", "gpqa")
@@ -70,6 +71,9 @@ class BenchmarkSpec:
     samples_per_problem: int = 1
     """Reference protocol (VTC-R1): 16 samples for AIME25/AMC23 (mean accuracy), 1 otherwise."""
     description: str = ""
+    generate: Callable[[], str] | None = field(default=None, compare=False)
+    """A generated benchmark (the synthetic toy task): returns the jsonl text; `file` is then
+    only a label."""
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {}
@@ -95,9 +99,30 @@ register_benchmark(BenchmarkSpec(
 register_benchmark(BenchmarkSpec(
     "gpqa_diamond", "1", "gpqa_diamond.jsonl.gz", "question", "answer", None, "gpqa", 198,
     description="GPQA-Diamond, 4 options A-D inside the question; kept gzipped (do not print)"))
+
+
+def register_toy_benchmark(spec=None, name: str = "toy", count: int = 500) -> BenchmarkSpec:
+    """Register the synthetic task's held-out problems (`vtc_lab.eval.toytask`) as a benchmark.
+
+    The default registration uses the default knobs; a run training on other knobs registers
+    its own held-out set under the same name, so the evaluator grades the task it trained on.
+    The version names the knobs, so predictions of different variants are never mixed up.
+    """
+    from vtc_lab.eval import toytask
+
+    spec = spec or toytask.ToyTaskSpec()
+    knobs = hashlib.sha256(json.dumps(dataclasses_asdict(spec), sort_keys=True).encode()).hexdigest()[:8]
+    return register_benchmark(BenchmarkSpec(
+        name, f"1-{knobs}", f"<generated: toy task {knobs}>", "question", "answer", "id", "math",
+        count, generate=lambda: toytask.benchmark_jsonl(spec, count),
+        description=f"synthetic toy task, {count} held-out problems ({spec.digits} digits, "
+                    f"{spec.rule} rule, up to {spec.steps} steps)"))
+
+
 register_benchmark(BenchmarkSpec(
     "gsm8k", "1", "gsm8k.jsonl", "question", "answer", "idx", "gsm8k", 1319,
     description="GSM8K test; gold is the number after '####'"))
+register_toy_benchmark()
 
 
 @dataclass
@@ -264,9 +289,12 @@ def load_benchmark(cfg: BenchmarkConfig) -> ProblemList:
     """
     spec = cfg.spec
     path = benchmark_file(spec)
-    if not path.is_file():
+    if spec.generate is not None:
+        data = spec.generate().encode("utf-8")
+    elif not path.is_file():
         raise FileNotFoundError(f"benchmark {spec.name!r}: file not found: {path}")
-    data = path.read_bytes()
+    else:
+        data = path.read_bytes()
     if path.name.endswith(".gz"):
         data = gzip.decompress(data)
     try:
