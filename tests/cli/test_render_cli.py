@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.render import RenderAppConfig, run_render
+from vtc_lab.cli.render import RenderAppConfig, load_source, run_render
 from vtc_lab.render import RenderConfig, render_text, vision_tokens
 
 
@@ -29,7 +29,7 @@ def _cfg(tmp_path: Path, *overrides: str) -> RenderAppConfig:
 
 def test_default_config_is_the_math500_report_with_reference_renderer(tmp_path) -> None:
     cfg = _cfg(tmp_path)
-    assert cfg.benchmark == "math500" and cfg.field == "solution" and cfg.text is None
+    assert cfg.benchmark.name == "math500" and cfg.field is None and cfg.text is None
     assert cfg.renderer == RenderConfig()
     assert cfg.tokenizer == "qwen" and cfg.tracking.mode == "local"
 
@@ -53,6 +53,38 @@ def test_report_on_math500_subset_with_mlflow(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "compression = text tokens / vision tokens" in printed and "qwen3_vl" in printed
     assert (tmp_path / "mlflow.db").is_file()
+
+
+@pytest.mark.parametrize("name, column", [("math500", "solution"), ("aime25", "problem"),
+                                          ("amc23", "question"), ("gsm8k", "answer"),
+                                          ("gpqa_diamond", "question")])
+def test_every_benchmark_renders_through_the_benchmark_group(tmp_path, name, column) -> None:
+    """`benchmark=<name>` is the same config group as in `vtc-lab eval`; each bundled benchmark
+    renders its worked solution if it ships one, else its question."""
+    from vtc_lab.eval import BenchmarkConfig, load_benchmark
+
+    cfg = _cfg(tmp_path, f"benchmark={name}", "limit=2", "tracking=off", "stats_only=true")
+    assert cfg.benchmark.name == name
+    m = run_render(cfg)
+    assert m["render/texts"] == 2 and Path(m["output_dir"]).name.startswith(f"{name}-")
+    problems = load_benchmark(BenchmarkConfig(name=name))[:2]
+    expected = [p.question if column in ("problem", "question") else
+                (p.meta["reference"] if column == "answer" else p.meta[column]) for p in problems]
+    chars = [json.loads(line)["chars"]
+             for line in (Path(m["output_dir"]) / "per_text.jsonl").read_text().splitlines()]
+    assert chars == [len(t) for t in expected]
+
+
+def test_benchmark_field_and_local_file(tmp_path) -> None:
+    local = tmp_path / "mine.jsonl"
+    local.write_text(json.dumps({"question": "q one", "answer": "1", "notes": "n"}) + "\n")
+    src, texts = load_source(_cfg(tmp_path, "benchmark=local_jsonl", f"benchmark.path={local}"))
+    assert (src, texts) == ("local", ["q one"])
+    assert load_source(_cfg(tmp_path, "benchmark=local_jsonl", f"benchmark.path={local}",
+                            "field=notes"))[1] == ["n"]
+    assert load_source(_cfg(tmp_path, "benchmark=aime25", "field=id", "limit=1"))[1] == ["0"]
+    with pytest.raises(Exception, match="limit=N instead"):
+        _cfg(tmp_path, "benchmark=gsm8k", "benchmark.limit=5")
 
 
 def test_text_input_saves_the_exact_pages(tmp_path) -> None:

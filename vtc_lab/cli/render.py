@@ -1,7 +1,8 @@
 """`vtc-lab render`: render texts and report the compression (thin Hydra entry point).
 
   vtc-lab render                                    # MATH500 solutions, reference renderer
-  vtc-lab render text='Hello $x^2$' save_images=true
+  vtc-lab render 'text="Let $x^2 = 4$."' save_images=true   # quoting: docs/render.md
+  vtc-lab render benchmark=gsm8k                    # any `benchmark` preset, as in `vtc-lab eval`
   vtc-lab render file=traces.parquet field=reasoning stats_only=true
   vtc-lab render -m renderer=vtcr1,dense,mono       # compare presets (MLflow: one run each)
 """
@@ -20,11 +21,16 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.eval.benchmarks import BenchmarkConfig, benchmark_file
 from vtc_lab.render.config import RenderConfig, config_hash
 from vtc_lab.render.vision import get_spec
 from vtc_lab.tracking.config import TrackingConfig
 
 TOKENIZERS = ("qwen", "local")
+
+#: The column holding a bundled benchmark's worked solution (what `field` defaults to for it);
+#: benchmarks without one render their question.
+SOLUTION_FIELDS = {"math500": "solution", "gsm8k": "answer"}
 
 
 @dataclass
@@ -43,10 +49,13 @@ class RenderAppConfig:
     """Render this literal text (takes precedence over file and benchmark)."""
     file: Optional[str] = None
     """A text file (one text), or a .jsonl/.jsonl.gz/.parquet file read at column `field`."""
-    field: str = "solution"
-    """Column / key holding the text in jsonl, parquet and benchmark files."""
-    benchmark: Optional[str] = "math500"
-    """A bundled benchmark (math500, aime25, amc23, gsm8k, gpqa_diamond) when no text/file."""
+    field: Optional[str] = None
+    """Column / key holding the text; null = `solution` in a file, and in a benchmark its worked
+    solution where it ships one (math500 `solution`, gsm8k `answer`), else its question."""
+    benchmark: BenchmarkConfig = dc_field(default_factory=BenchmarkConfig)
+    """The texts when neither text nor file is set: the `benchmark` config group, the same
+    presets as `vtc-lab eval` (`benchmark=gsm8k`; `benchmark=local_jsonl benchmark.path=...`).
+    Use `limit` for a subset: `benchmark.limit` (eval's seeded sample) is refused here."""
     limit: Optional[int] = None
     """Only the first N texts."""
     tokenizer: str = "qwen"
@@ -80,6 +89,9 @@ class RenderAppConfig:
             get_spec(b)  # KeyError names the unknown backbone
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be None or >= 1, got {self.limit}")
+        if self.benchmark.limit is not None:
+            raise ValueError(f"benchmark.limit={self.benchmark.limit} picks eval's seeded sample; "
+                             f"`vtc-lab render` takes the first N texts with limit=N instead")
         if self.stats_only and self.save_images:
             raise ValueError("save_images=true cannot be combined with stats_only=true")
 
@@ -106,15 +118,27 @@ def text_tokenizer(cfg: RenderAppConfig):
     return HFTextTokenizer(load_tokenizer(model))
 
 
+def load_source(cfg: RenderAppConfig) -> tuple[str, list[str]]:
+    """(source name, texts): `text`, else `file`, else the benchmark's file at `field`."""
+    from vtc_lab.render.sources import load_texts, read_texts
+
+    if cfg.text is not None or cfg.file is not None:
+        return load_texts(cfg.text, cfg.file, cfg.field or "solution", cfg.limit)
+    spec = cfg.benchmark.spec
+    default = spec.question_field if spec.version == "local" else \
+        SOLUTION_FIELDS.get(spec.name, spec.question_field)
+    texts = read_texts(benchmark_file(spec), cfg.field or default)
+    return spec.name, texts[: cfg.limit] if cfg.limit is not None else texts
+
+
 def run_render(cfg: RenderAppConfig) -> dict:
     """Render the texts, print the compression table, write report.json + per_text.jsonl
     (+ PNGs) and log everything to MLflow. Returns the metrics."""
     from vtc_lab.render import png_bytes
     from vtc_lab.render.report import format_table, measure
-    from vtc_lab.render.sources import load_texts
     from vtc_lab.tracking import start_run
 
-    name, texts = load_texts(cfg.text, cfg.file, cfg.field, cfg.benchmark, cfg.limit)
+    name, texts = load_source(cfg)
     chash = config_hash(cfg.renderer)
     out = Path(cfg.output_dir or Path(cfg.output_root) / "render" / f"{name}-{chash}")
     out.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,12 @@
-"""Where `vtc-lab render` gets its texts: a literal, a text file, a jsonl/parquet column, or a
-bundled benchmark. Errors name the file, line and field, because these inputs are hand-made."""
+"""Where `vtc-lab render` gets its texts: a literal, a text file, or a jsonl/parquet column.
+Errors name the file, line and field, because these inputs are hand-made. (A benchmark is a
+jsonl file too: the CLI resolves its path through the `benchmark` config group and reads it here.)"""
 
 from __future__ import annotations
 
 import gzip
 import json
-from importlib.resources import files
 from pathlib import Path
-
-BENCHMARKS = ("math500", "aime25", "amc23", "gsm8k", "gpqa_diamond")
-
 
 def _jsonl(path: Path, field: str, opener=open) -> list[str]:
     texts: list[str] = []
@@ -47,36 +44,31 @@ def _parquet(path: Path, field: str) -> list[str]:
     return column
 
 
+def read_texts(path: str | Path, field: str) -> list[str]:
+    """The texts of one file: a plain text file is one text; `.jsonl`, `.jsonl.gz` and `.parquet`
+    give the string at column `field` of every row."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if suffixes.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
+        return _jsonl(path, field, gzip.open if suffixes.endswith(".gz") else open)
+    if path.suffix.lower() == ".parquet":
+        return _parquet(path, field)
+    try:
+        return [path.read_text(encoding="utf-8")]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
 def load_texts(text: str | None = None, file: str | None = None, field: str = "solution",
-               benchmark: str | None = "math500", limit: int | None = None) -> tuple[str, list[str]]:
-    """(source name, texts). Precedence: `text`, then `file`, then `benchmark`."""
+               limit: int | None = None) -> tuple[str, list[str]]:
+    """(source name, texts). Precedence: `text`, then `file`."""
     if text is not None:
         name, texts = "text", [text]
     elif file is not None:
-        path = Path(file).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"input file not found: {path}")
-        suffixes = "".join(path.suffixes[-2:]).lower()
-        if suffixes.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
-            texts = _jsonl(path, field, gzip.open if suffixes.endswith(".gz") else open)
-        elif path.suffix.lower() == ".parquet":
-            texts = _parquet(path, field)
-        else:
-            try:
-                texts = [path.read_text(encoding="utf-8")]
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-        name = path.stem.split(".")[0]
-    elif benchmark is not None:
-        if benchmark not in BENCHMARKS:
-            raise ValueError(f"unknown benchmark {benchmark!r}; bundled: {', '.join(BENCHMARKS)}")
-        data = files("vtc_lab.eval").joinpath("benchmarks_data")
-        plain, packed = data.joinpath(f"{benchmark}.jsonl"), data.joinpath(f"{benchmark}.jsonl.gz")
-        if plain.is_file():
-            texts = _jsonl(Path(str(plain)), field)
-        else:
-            texts = _jsonl(Path(str(packed)), field, gzip.open)
-        name = benchmark
+        texts = read_texts(file, field)
+        name = Path(file).name.split(".")[0]
     else:
         raise ValueError("nothing to render: set text=..., file=... or benchmark=...")
     if limit is not None:
