@@ -83,6 +83,8 @@ def test_benchmark_field_and_local_file(tmp_path) -> None:
     assert load_source(_cfg(tmp_path, "benchmark=local_jsonl", f"benchmark.path={local}",
                             "field=notes"))[1] == ["n"]
     assert load_source(_cfg(tmp_path, "benchmark=aime25", "field=id", "limit=1"))[1] == ["0"]
+    toy = load_source(_cfg(tmp_path, "benchmark.name=toy", "limit=3"))
+    assert toy[0] == "toy" and len(toy[1]) == 3 and toy[1][0].startswith("Apply the ")
     with pytest.raises(Exception, match="limit=N instead"):
         _cfg(tmp_path, "benchmark=gsm8k", "benchmark.limit=5")
 

@@ -120,14 +120,17 @@ def text_tokenizer(cfg: RenderAppConfig):
 
 def load_source(cfg: RenderAppConfig) -> tuple[str, list[str]]:
     """(source name, texts): `text`, else `file`, else the benchmark's file at `field`."""
-    from vtc_lab.render.sources import load_texts, read_texts
+    from vtc_lab.render.sources import jsonl_texts, load_texts, read_texts
 
     if cfg.text is not None or cfg.file is not None:
         return load_texts(cfg.text, cfg.file, cfg.field or "solution", cfg.limit)
     spec = cfg.benchmark.spec
     default = spec.question_field if spec.version == "local" else \
         SOLUTION_FIELDS.get(spec.name, spec.question_field)
-    texts = read_texts(benchmark_file(spec), cfg.field or default)
+    if spec.generate is not None:  # a generated benchmark (the toy task) has no file
+        texts = jsonl_texts(spec.generate().splitlines(), cfg.field or default, spec.file)
+    else:
+        texts = read_texts(benchmark_file(spec), cfg.field or default)
     return spec.name, texts[: cfg.limit] if cfg.limit is not None else texts
 
 

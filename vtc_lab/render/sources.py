@@ -9,22 +9,28 @@ import json
 from pathlib import Path
 
 def _jsonl(path: Path, field: str, opener=open) -> list[str]:
-    texts: list[str] = []
     with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or field not in row:
-                keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-                raise ValueError(f"{path}:{lineno}: no field {field!r} (has: {keys})")
-            value = row[field]
-            if not isinstance(value, str):
-                raise ValueError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not text")
-            texts.append(value)
+        return jsonl_texts(fh, field, str(path))
+
+
+def jsonl_texts(lines, field: str, label: str) -> list[str]:
+    """The string at key `field` of every JSON line (blank lines skipped); errors say
+    `label:line`."""
+    texts: list[str] = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{label}:{lineno}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict) or field not in row:
+            keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+            raise ValueError(f"{label}:{lineno}: no field {field!r} (has: {keys})")
+        value = row[field]
+        if not isinstance(value, str):
+            raise ValueError(f"{label}:{lineno}: field {field!r} is {type(value).__name__}, not text")
+        texts.append(value)
     return texts
 
 
