@@ -96,7 +96,7 @@ def test_save_then_reload_gives_identical_logits(backbone, tmp_path):
     again.model.eval()
     with torch.no_grad():
         assert torch.equal(again.model(**enc2).logits, logits)
-    assert not list(tmp_path.glob(".export.tmp-*"))  # atomic: no temp dir left behind
+    assert not list(tmp_path.glob(".export.*"))  # atomic: no temp dir left behind
 
 
 def test_missing_checkpoint_says_what_to_download(tmp_path):

@@ -20,6 +20,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from vtc_lab import atomic
 from vtc_lab.cli._hydra import CONF_DIR
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
@@ -193,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(args.output)
+    atomic.write_text(args.output, text)
     print(f"wrote {args.output} ({len(text.splitlines())} lines)")
     return 0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from vtc_lab import atomic
 from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.data.config import IMAGE_POSITIONS
 from vtc_lab.data.messages import REFERENCE_SYSTEM_PROMPT
@@ -173,12 +173,6 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
                    image_position=data.get("image_position", cfg.image_position))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def evaluate(cfg: EvalConfig) -> dict[str, float]:
     """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics."""
     import torch
@@ -218,11 +212,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
         for key, recs in results.records.items():
             name = key.replace("/", "__")
             run.log_table(results.tables[key], f"predictions/{name}.json")
-            _write_atomic(out_dir / f"{name}.graded.jsonl",
+            atomic.write_text(out_dir / f"{name}.graded.jsonl",
                           "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in recs))
         for name, image in results.memory_images(cfg.log_images):
             run.log_image(image, f"memory/{name}")
-        _write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+        atomic.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
         run.log_artifact(out_dir / "metrics.json")
     return metrics
 

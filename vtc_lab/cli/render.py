@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field  # `field` is also a config key below
 from pathlib import Path
@@ -20,6 +19,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from vtc_lab import atomic
 from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.eval.benchmarks import BenchmarkConfig, benchmark_file
 from vtc_lab.render.config import RenderConfig, config_hash
@@ -99,12 +99,6 @@ class RenderAppConfig:
 ConfigStore.instance().store(name="render_schema", node=RenderAppConfig)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def text_tokenizer(cfg: RenderAppConfig):
     """The `TextTokenizer` that counts the text side of the compression ratio."""
     from vtc_lab.render.text_tokens import HFTextTokenizer, qwen_tokenizer
@@ -154,7 +148,7 @@ def run_render(cfg: RenderAppConfig) -> dict:
         if cfg.save_images:
             pages_dir.mkdir(exist_ok=True)
             for p, im in enumerate(images):
-                _write_atomic(pages_dir / f"text-{i:05d}-p{p:03d}.png", png_bytes(im, cfg.renderer))
+                atomic.write_bytes(pages_dir / f"text-{i:05d}-p{p:03d}.png", png_bytes(im, cfg.renderer))
 
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=f"render-{name}") as run:
         rows, metrics = measure(texts, cfg.renderer, text_tokenizer(cfg), cfg.backbones,
@@ -168,9 +162,9 @@ def run_render(cfg: RenderAppConfig) -> dict:
         report = {"source": name, "renderer": asdict(cfg.renderer), "renderer_hash": chash,
                   "tokenizer": cfg.tokenizer_path or cfg.tokenizer, "min_pixels": cfg.min_pixels,
                   "max_pixels": cfg.max_pixels, "metrics": metrics}
-        _write_atomic(out / "report.json", json.dumps(report, indent=2).encode())
-        _write_atomic(out / "report.txt", (table + "\n").encode())
-        _write_atomic(out / "per_text.jsonl",
+        atomic.write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
+        atomic.write_bytes(out / "report.txt", (table + "\n").encode())
+        atomic.write_bytes(out / "per_text.jsonl",
                       "".join(json.dumps(asdict(r)) + "\n" for r in rows).encode())
         run.log_metrics(metrics)
         run.set_tags({"render/source": name, "render/config_hash": chash})

@@ -10,7 +10,6 @@ sweep's parent run (or of a `report` run in the experiment).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from vtc_lab import atomic
 from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.tracking.config import TrackingConfig
 
@@ -93,8 +93,8 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     if skipped:
         lines += ["", "Not plotted:"] + [f"- `{k}`: {v}" for k, v in skipped.items()]
-    _write(out / "report.md", "\n".join(lines) + "\n")
-    _write(out / "runs.csv", to_csv(table_rows(runs, params, all_metrics)))
+    atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
+    atomic.write_text(out / "runs.csv", to_csv(table_rows(runs, params, all_metrics)))
     if cfg.log_to_mlflow:
         if parent_id:
             target = RunHandle(_client(uri), parent_id, uri, exp_id)
@@ -107,13 +107,6 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
             finish_run(target)
     print(f"[vtc-lab] report of {len(runs)} runs -> {out / 'report.md'}", flush=True)
     return {"report/runs": float(len(runs)), "report/plots": float(len(plots))}
-
-
-def _write(path: Path, text: str) -> None:
-    """Temp name + rename: a report is never half-written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")

@@ -23,6 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from vtc_lab import atomic
 from vtc_lab.data import shards as sh
 from vtc_lab.data.samples import SampleSettings, ShardStats, WorkerState, problem_samples
 from vtc_lab.data.sources import Skip, Trace, iter_traces
@@ -329,7 +330,7 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float) -> dict:
         "mode": "stats_only" if cfg.stats_only else "samples",
         "code_version": code_version(),
     }
-    sh.atomic_write_json(out / sh.MANIFEST, {**base, "status": "building"})
+    atomic.write_json(out / sh.MANIFEST, {**base, "status": "building"})
     done = set() if cfg.stats_only else sh.completed_shards(out)
     settings = SampleSettings(
         segmentation=cfg.segmentation, render=cfg.renderer, model=cfg.model,
@@ -350,13 +351,13 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float) -> dict:
                            "the input data changed since the first run - rebuild with overwrite=true")
     stats = summarize(total, skips, 0 if cfg.stats_only else n_shards)
     stats["skip_examples"] = examples
-    sh.atomic_write_json(out / "stats.json", stats)
+    atomic.write_json(out / "stats.json", stats)
     plot_stats(stats, out / "stats.png", title=f"{cfg.data.name} / {cfg.segmentation.policy} "
                                                f"{cfg.segmentation.max_tokens} tok")
     seconds = time.perf_counter() - t0
     counts = {"problems": stats["problems"], "samples": stats["samples"], "shards": stats["shards"],
               "skipped": stats["skipped_total"]}
-    sh.atomic_write_json(out / sh.MANIFEST, {**base, "status": "complete", "counts": counts})
+    atomic.write_json(out / sh.MANIFEST, {**base, "status": "complete", "counts": counts})
     print(format_stats(stats))
     if cfg.export == "llamafactory" and not cfg.stats_only:
         from vtc_lab.data.export import export_llamafactory

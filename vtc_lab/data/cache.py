@@ -16,6 +16,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from vtc_lab import atomic
+
 _MAGIC = b"VTCR1"
 
 
@@ -122,10 +124,9 @@ def _write(path: Path, seg: RenderedSegment) -> None:
                          "layouts": seg.layouts, "missing_glyphs": seg.missing_glyphs,
                          "dropped_chars": seg.dropped_chars}).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(_MAGIC + struct.pack("<I", len(header)) + header + b"".join(seg.pngs))
-    os.replace(tmp, path)
+    # No fsync: `_read` rejects a torn entry and the segment is simply rendered again.
+    atomic.write_bytes(path, _MAGIC + struct.pack("<I", len(header)) + header + b"".join(seg.pngs),
+                       durable=False)
 
 
 def _read(path: Path) -> RenderedSegment | None:

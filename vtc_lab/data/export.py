@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
-from vtc_lab.data.shards import atomic_write_json, open_dataset
+from vtc_lab import atomic
+from vtc_lab.data.shards import open_dataset
 
 IMAGE_TOKEN = "<image>"
 EXPORT_DIR = "llamafactory"
@@ -30,11 +30,14 @@ def export_llamafactory(dataset_path: str | os.PathLike, out_dir: str | os.PathL
     """Write the sharegpt export of a complete dataset (atomically: temp dir, then rename)."""
     ds = open_dataset(dataset_path)
     final = Path(out_dir) if out_dir is not None else ds.path / EXPORT_DIR
-    tmp = final.with_name(final.name + ".tmp-export")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "images").mkdir(parents=True)
     system, position = ds.system_prompt, ds.image_position
+    with atomic.directory(final) as tmp:
+        _write_export(ds, tmp, system, position, dataset_name)
+    return final
+
+
+def _write_export(ds, tmp: Path, system: str | None, position: str, dataset_name: str) -> None:
+    (tmp / "images").mkdir()
     with open(tmp / "data.jsonl", "w", encoding="utf-8") as fh:
         for shard in ds.shard_ids:
             for row in ds.iter_samples([shard]):
@@ -61,8 +64,4 @@ def export_llamafactory(dataset_path: str | os.PathLike, out_dir: str | os.PathL
         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                  "assistant_tag": "assistant", "system_tag": "system"},
     }}
-    atomic_write_json(tmp / "dataset_info.json", info)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    atomic.write_json(tmp / "dataset_info.json", info)

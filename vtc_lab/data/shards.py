@@ -17,15 +17,16 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vtc_lab import atomic
+
 SHARD_DIR = "shards"
 MANIFEST = "manifest.json"
 LOCK = ".build.lock"
-TMP_MARK = ".tmp"
+TMP_MARK = atomic.TMP_MARK
 
 SCHEMA = pa.schema([
     ("sample_id", pa.string()),
@@ -48,29 +49,16 @@ def shard_path(root: Path, index: int, suffix: str = ".parquet") -> Path:
     return root / SHARD_DIR / f"shard-{index:05d}{suffix}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode())
-
-
 def write_shard(root: Path, index: int, rows: list[dict], stats: dict) -> Path:
     """Write one shard: stats sidecar first, then the parquet (the parquet marks completion)."""
     (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(shard_path(root, index, ".stats.json"), stats)
+    atomic.write_json(shard_path(root, index, ".stats.json"), stats)
     buf = io.BytesIO()
     # PNG bytes are already compressed: zstd on them only costs time.
     codecs = {name: ("none" if name == "images" else "zstd") for name in SCHEMA.names}
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buf, compression=codecs)
     path = shard_path(root, index)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, buf.getvalue())
     return path
 
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vtc_lab import atomic
 from vtc_lab.infer.records import ProblemRecord
 
 FORMAT_VERSION = 1
@@ -45,11 +46,8 @@ class PredictionsFile:
         """Create the file, or validate and load it; returns the records already there."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps({"vtc_lab_predictions": FORMAT_VERSION,
-                                       "header": self.header}, sort_keys=True) + "\n",
-                           encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic.write_text(self.path, json.dumps({"vtc_lab_predictions": FORMAT_VERSION,
+                                                     "header": self.header}, sort_keys=True) + "\n")
             records: list[ProblemRecord] = []
         else:
             records = self._load()

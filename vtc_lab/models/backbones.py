@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtc_lab import atomic
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.models.tiny_tokenizer import ARCH_TOKENS, build_tiny_tokenizer
 
@@ -288,9 +287,7 @@ def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:
     Reload with `ModelConfig(source="pretrained", path=directory, arch="auto")`.
     """
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic.directory(target) as tmp:
         model = backbone.model
         if hasattr(model, "merge_and_unload"):  # LoRA: export merged weights, keep the adapters
             import copy
@@ -301,15 +298,4 @@ def save_backbone(backbone: Backbone, directory: str | os.PathLike) -> Path:
         card = {"arch": backbone.arch, "stop_token_ids": backbone.stop_token_ids,
                 "model_config": asdict(backbone.config) if backbone.config else None}
         (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

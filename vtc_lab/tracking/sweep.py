@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from vtc_lab import atomic
 from vtc_lab.tracking.provenance import override_params
 
 STATE_DIR = ".tracking"
@@ -55,10 +55,9 @@ def write_parent(sweep_dir: str | Path, run_id: str, tracking_uri: str, experime
     """Atomically publish the parent run for the jobs (temp file + rename)."""
     folder = state_dir(sweep_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{PARENT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": tracking_uri,
-                               "experiment_id": experiment_id, "swept_keys": keys or []}))
-    tmp.replace(folder / PARENT_FILE)
+    atomic.write_json(folder / PARENT_FILE, {"run_id": run_id, "tracking_uri": tracking_uri,
+                                             "experiment_id": experiment_id,
+                                             "swept_keys": keys or []})
     (folder / JOBS_FILE).unlink(missing_ok=True)
 
 
@@ -95,9 +94,7 @@ def record_job(sweep_dir: str | Path, job: str, status: str) -> dict[str, Any]:
         counts["finished" if status == "FINISHED" else "failed"] += 1
         if status != "FINISHED":
             counts["failed_jobs"].append(job)
-        tmp = path.with_name(f".{JOBS_FILE}.{os.getpid()}")
-        tmp.write_text(json.dumps(counts))
-        tmp.replace(path)
+        atomic.write_json(path, counts)
     return counts
 
 

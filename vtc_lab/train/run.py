@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vtc_lab import atomic
 from vtc_lab.tracking.runs import launched_rank  # noqa: F401 - re-exported for callers
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def train(cfg) -> dict:
             default_root_dir=str(run_dir), num_sanity_val_steps=0, use_distributed_sampler=False)
         if trainer.is_global_zero:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(info_path, {**info, "mlflow_run_id": getattr(run, "run_id", None),
+            atomic.write_json(info_path, {**info, "mlflow_run_id": getattr(run, "run_id", None),
                                     "tracking_uri": getattr(run, "tracking_uri", None),
                                     "dataset": str(dataset.path), "model_signature": module.model_signature})
             run.set_tags({"run_dir": str(run_dir.resolve()), "dataset_path": str(dataset.path)})
@@ -293,9 +294,3 @@ def export_from_checkpoint(model_cfg, ckpt: Path, out: Path) -> Path:
         raise ValueError(f"{ckpt} does not match model={model_cfg.name}: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return save_backbone(backbone, out)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
