@@ -10,8 +10,11 @@ model no longer reads as text.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
+
+from vtc_lab import atomic
 
 from vtc_lab.data.samples import ShardStats
 
@@ -96,8 +99,8 @@ def plot_stats(stats: dict, path: Path, title: str = "") -> Path:
                  f"{stats['problems']} problems, {stats['samples']} samples, "
                  f"compression {ratio if ratio is not None else '-'}x", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    atomic.write_bytes(path, buf.getvalue())
     return path

@@ -7,11 +7,13 @@ Metric keys follow the eval contract: `eval/<benchmark>/<loop>/<name>`.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
+from vtc_lab import atomic
 from vtc_lab.tracking.report import RunRecord, varying_params
 
 _EVAL = re.compile(r"^eval/([^/]+)/([^/]+)/(.+)$")
@@ -59,10 +61,12 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    """Every report plot ends the same way: tight layout, 110 dpi PNG, figure freed."""
+    """Every report plot ends the same way: tight layout, 110 dpi PNG written atomically, figure freed."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     _plt().close(fig)
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
