@@ -1,18 +1,15 @@
-"""Traces -> SFT samples: the prompt builder, the target format, sources and the builder.
+"""Traces -> SFT samples: the prompt builder, sources and the builder.
+
+The completion format (`format_target`, `is_final`) is defined in vtc_lab.eval.completion and
+re-exported here.
 
 `build_messages` and the format helpers import nothing heavy; the builder and reader (pyarrow,
 the renderer) load on first use.
 """
 
 from vtc_lab.data.config import DataConfig
-from vtc_lab.data.format import (
-    FINAL_RE,
-    THINK_END,
-    format_target,
-    is_final,
-    split_final,
-)
 from vtc_lab.data.messages import REFERENCE_SYSTEM_PROMPT, build_messages
+from vtc_lab.eval.completion import THINK_END, format_target, is_final, split_final  # re-exported
 
 _LAZY = {
     "build_dataset": "vtc_lab.data.build",
@@ -29,7 +26,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "FINAL_RE",
     "REFERENCE_SYSTEM_PROMPT",
     "THINK_END",
     "DataConfig",

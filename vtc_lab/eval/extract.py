@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import re
 
-_THINK_END = "</think>"
+from vtc_lab.eval.completion import THINK_END, answer_tags, parse
+
 _BRACE_RE = re.compile(r"\\[{}]|[{}]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_IS_RE = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*", re.I)
@@ -108,34 +109,14 @@ def _after_answer_is(text: str) -> str | None:
     return _strip_math(line[: cut.start()] if cut else line) or None
 
 
-def _answer_tags(text: str) -> tuple[list[str], str | None]:
-    """Contents of the `<answer>...</answer>` pairs in order, and the text after a last
-    `<answer>` that is never closed (or None). str.find based: linear even on thousands of
-    unclosed tags, where a lazy regex would rescan to the end from every one of them."""
-    closed: list[str] = []
-    pos = 0
-    while True:
-        start = text.find("<answer>", pos)
-        if start < 0:
-            return closed, None
-        end = text.find("</answer>", start + 8)
-        if end < 0:
-            return closed, text[text.rfind("<answer>") + 8:]
-        closed.append(text[start + 8: end])
-        pos = end + 9
-
-
 def _final_slot(text: str, lenient: bool) -> str | None:
     """The `<answer>` content: after the last `</think>` (strict), anywhere / unclosed (lenient)."""
-    pos = text.rfind(_THINK_END)
-    tail = text[pos + len(_THINK_END):] if pos >= 0 else None
-    candidates = []
-    if tail is not None:
-        candidates, unclosed = _answer_tags(tail)
-        if not candidates and lenient and unclosed is not None:
-            candidates = [unclosed]  # cut off before </answer>
+    parsed = parse(text)
+    candidates: list[str] = list(parsed.answers)
+    if not candidates and lenient and parsed.unclosed is not None:
+        candidates = [parsed.unclosed]  # cut off before </answer>
     if not candidates and lenient:
-        candidates, unclosed = _answer_tags(text)
+        candidates, unclosed = answer_tags(text)
         if not candidates and unclosed is not None:
             candidates = [unclosed]
     for c in reversed(candidates):
@@ -227,7 +208,7 @@ def extract_answer(text: str | None, benchmark: str, strict: bool = False) -> st
             return got
     if strict:
         return None
-    body = text.rsplit(_THINK_END, 1)[-1].strip() or text.strip()
+    body = text.rsplit(THINK_END, 1)[-1].strip() or text.strip()
     if "\n" not in body and len(body) <= _SHORT_LINE and not re.search(r"</?[a-z]+>", body) and re.search(r"[\d\\]", body):
         got = _form(body, kind, True)
         if got:

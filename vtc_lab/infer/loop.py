@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vtc_lab.eval.completion import is_final
 from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.engine import Engine, GenerationParams, GenerationRequest
 from vtc_lab.infer.records import ProblemRecord, RoundRecord
@@ -172,7 +173,7 @@ def run_loop(
                     context_text_tokens=out.context_text_tokens,
                     context_vision_tokens=out.context_vision_tokens,
                     images=len(u.images) if loop_cfg.mode == "optical" else 0,
-                    generate_s=out.generate_s, final=_is_final(graded_text), stopped=out.stopped)
+                    generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped)
                 u.rounds.append(rec)
                 if rec.final:
                     u.status = "final"
@@ -196,12 +197,6 @@ def run_loop(
     bar.close()
     stats.wall_s += time.perf_counter() - start
     return records
-
-
-def _is_final(text: str) -> bool:
-    from vtc_lab.data.format import is_final
-
-    return is_final(text)
 
 
 def _remember(u: _Unit, out, rec: RoundRecord, mode: str, engine: Engine, renderer,

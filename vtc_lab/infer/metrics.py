@@ -111,13 +111,9 @@ def efficiency_metrics(records: Sequence[ProblemRecord], max_rounds: int,
 
 def _empty_answer(text: str) -> bool:
     """`</think>` followed by an `<answer>` block with nothing in it."""
-    from vtc_lab.data.format import FINAL_RE, THINK_END
+    from vtc_lab.eval.completion import parse
 
-    cut = text.rfind(THINK_END)
-    if cut < 0:
-        return False
-    match = FINAL_RE.search(text[cut:])
-    return match is not None and not match.group(1).strip()
+    return parse(text).empty_answer
 
 
 class PeakMemory:
