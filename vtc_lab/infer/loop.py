@@ -11,10 +11,14 @@ the same thing:
   rounds of `max_new_tokens`).
 - `none`: every round sees only the question (what the memory is worth).
 
+What a mode keeps between rounds is its memory strategy (vtc_lab.infer.memory); when a sample
+ends is `stop_reason`, the one stop rule. The loop itself never branches on the mode.
+
 Work is batched over (problem, sample) units in chunks of `batch_size`; within a chunk the
-active set shrinks as units finish. Model output is only ever decoded, rendered and regex-parsed:
-never executed. Misbehaving models (no `</think>`, empty answers, empty rounds, markup the
-renderer chokes on, budget-sized outputs) end up as statuses and counters, not exceptions.
+active set shrinks as units finish. Model output is only ever decoded, rendered and parsed
+(vtc_lab.eval.completion): never executed. Misbehaving models (no `</think>`, empty answers,
+empty rounds, markup the renderer chokes on, budget-sized outputs) end up as statuses and
+counters, not exceptions.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vtc_lab.eval.completion import is_final
 from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.engine import Engine, GenerationParams, GenerationRequest
+from vtc_lab.infer.memory import NoMemory, OpticalMemory, Renderer, TextMemory, Unit
 from vtc_lab.infer.records import ProblemRecord, RoundRecord
 
 
@@ -43,7 +48,7 @@ def generation_params(cfg: LoopConfig) -> GenerationParams:
                             repetition_penalty=cfg.repetition_penalty)
 
 
-def default_renderer(render_cfg: Any) -> Callable[[str], tuple[list, bool]]:
+def default_renderer(render_cfg: Any) -> Renderer:
     """`text -> (pages, truncated)` with `vtc_lab.render` and the run's renderer config."""
     from vtc_lab.render import render_with_layout
 
@@ -53,25 +58,6 @@ def default_renderer(render_cfg: Any) -> Callable[[str], tuple[list, bool]]:
         return list(result.images), lossy
 
     return render
-
-
-@dataclass
-class _Unit:
-    """Mutable state of one (problem, sample) while its chunk runs."""
-
-    problem: Any
-    sample: int
-    seed: int
-    images: list = field(default_factory=list)
-    prefix_ids: list[int] = field(default_factory=list)
-    prefix_text: str = ""
-    rounds: list[RoundRecord] = field(default_factory=list)
-    status: str | None = None
-    pending_vision: int | None = None  # vision tokens before the latest pages were appended
-
-    @property
-    def done(self) -> bool:
-        return self.status is not None
 
 
 @dataclass
@@ -85,7 +71,7 @@ class LoopStats:
 
 
 def _chunks(problems: Sequence[Any], samples: int, cfg: LoopConfig,
-            skip: set[tuple[str, int]]) -> list[list[_Unit]]:
+            skip: set[tuple[str, int]]) -> list[list[Unit]]:
     """Batches of pending units, cut from the FULL (problem, sample) list.
 
     Boundaries do not depend on what is already done, so a resumed run generates each pending
@@ -93,7 +79,7 @@ def _chunks(problems: Sequence[Any], samples: int, cfg: LoopConfig,
     GPU is not independent of the other rows (padding changes the kernels' reductions), so equal
     numbers after a restart need equal batches, not only per-sample seeds.
     """
-    units = [_Unit(p, s, derive_seed(cfg.seed, p.benchmark, p.id, s))
+    units = [Unit(p, s, derive_seed(cfg.seed, p.benchmark, p.id, s))
              for p in problems for s in range(samples)]
     chunks = [units[lo:lo + cfg.batch_size] for lo in range(0, len(units), cfg.batch_size)]
     chunks = [[u for u in chunk if (u.problem.id, u.sample) not in skip] for chunk in chunks]
@@ -130,8 +116,7 @@ def run_loop(
 
     samples = samples_per_problem or loop_cfg.samples_per_problem or 1
     chunks = _chunks(problems, samples, loop_cfg, set(skip))
-    if loop_cfg.mode == "optical" and renderer is None:
-        renderer = default_renderer(render_cfg)
+    memory = make_memory(loop_cfg, engine, render_cfg, renderer)
     params = generation_params(loop_cfg)
     kv_per_token = engine.kv_bytes_per_token()
     stats = stats if stats is not None else LoopStats()
@@ -143,15 +128,9 @@ def run_loop(
             active = [u for u in chunk if not u.done]
             if not active:
                 break
-            if loop_cfg.max_context_tokens:
-                active = _drop_overflowing(active, loop_cfg.max_context_tokens)
-                if not active:
-                    break
             requests = [GenerationRequest(
-                messages=build_messages(u.problem.question,
-                                        u.images if loop_cfg.mode == "optical" else [],
-                                        system_prompt, image_position),
-                prefix_ids=u.prefix_ids if loop_cfg.mode == "text" else [],
+                messages=build_messages(u.problem.question, u.images, system_prompt, image_position),
+                prefix_ids=u.prefix_ids,
                 seed=derive_seed(loop_cfg.seed, u.problem.benchmark, u.problem.id, u.sample, round_))
                 for u in active]
             outputs = engine.generate(requests, params)
@@ -162,33 +141,18 @@ def run_loop(
                 stats.kv_cache_peak_bytes_batch = max(
                     stats.kv_cache_peak_bytes_batch, kv_per_token * len(outputs) * (width + new))
             for u, out in zip(active, outputs):
-                if u.pending_vision is not None and u.rounds:
-                    # Exact cost of the pages appended after the previous round: the difference
-                    # in vision placeholders the model actually saw.
-                    u.rounds[-1].memory_vision_tokens = out.context_vision_tokens - u.pending_vision
-                    u.pending_vision = None
-                graded_text = u.prefix_text + out.text if loop_cfg.mode == "text" else out.text
+                graded_text = memory.observe(u, out)
                 rec = RoundRecord(
                     round=round_, text=out.text, generated_tokens=len(out.token_ids),
                     context_text_tokens=out.context_text_tokens,
-                    context_vision_tokens=out.context_vision_tokens,
-                    images=len(u.images) if loop_cfg.mode == "optical" else 0,
+                    context_vision_tokens=out.context_vision_tokens, images=len(u.images),
                     generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped)
                 u.rounds.append(rec)
-                if rec.final:
-                    u.status = "final"
-                elif round_ == loop_cfg.max_rounds:
-                    u.status = "max_rounds"
-                else:
-                    _remember(u, out, rec, loop_cfg.mode, engine, renderer,
-                              loop_cfg.image_max_pixels)
-                if loop_cfg.mode == "text":
-                    u.prefix_text = graded_text
-        finished = []
-        for u in chunk:
-            if u.status is None:  # every round overflowed before generating
-                u.status = "context_overflow"
-            finished.append(_finish(u, loop_cfg.mode, keep=len(records) + len(finished) < keep_images))
+                if not rec.final and round_ < loop_cfg.max_rounds:  # there is a next round
+                    memory.remember(u, out, rec)
+                u.status = stop_reason(rec, round_, loop_cfg)
+        finished = [_finish(u, memory, loop_cfg.mode, keep=len(records) + i < keep_images)
+                    for i, u in enumerate(chunk)]
         for record in finished:
             if on_record is not None:
                 on_record(record)
@@ -199,67 +163,43 @@ def run_loop(
     return records
 
 
-def _remember(u: _Unit, out, rec: RoundRecord, mode: str, engine: Engine, renderer,
-              max_pixels: int | None = None) -> None:
-    """Turn a non-final round into memory for the next one (mode-specific)."""
-    if mode == "text":
-        if out.memory_ids is not None:
-            ids = list(out.memory_ids)
-        else:
-            ids = list(out.token_ids)
-            if out.stopped and ids:
-                ids = ids[:-1]  # the end-of-turn token would close the turn we continue
-        rec.memory_text_tokens = len(ids)
-        u.prefix_ids = u.prefix_ids + ids
-    elif mode == "optical":
-        t0 = time.perf_counter()
-        try:
-            pages, lossy = renderer(out.text)
-        except Exception as err:  # noqa: BLE001 - a renderer failure ends this sample, counted
-            rec.render_s = time.perf_counter() - t0
-            rec.render_error = f"{type(err).__name__}: {str(err)[:200]}"
-            u.status = "render_error"
-            return
-        if max_pixels:
-            from vtc_lab.train.collate import cap_pixels  # the training encoder's own resize
+def stop_reason(rec: RoundRecord, round_: int, cfg: LoopConfig) -> str | None:
+    """Why a sample ends after round `round_` (whose memory step has run), or None to go on.
 
-            pages = [cap_pixels(page, max_pixels) for page in pages]
-        rec.render_s = time.perf_counter() - t0
-        rec.new_images = len(pages)
-        rec.render_truncated = lossy
-        rec.memory_text_tokens = engine.count_text_tokens(out.text) if out.text else 0
-        u.pending_vision = out.context_vision_tokens
-        u.images = u.images + list(pages)
-
-
-def _drop_overflowing(active: list[_Unit], limit: int) -> list[_Unit]:
-    """Mark units whose next prompt would exceed `limit` tokens as `context_overflow`.
-
-    The next prompt is the last one plus the new memory: exact for text memory (the generated
-    ids), bounded by the rendered text's token count for optical memory (the vision tokens of new
-    pages are only known once the processor has seen them). Round 1 is never dropped.
+    The whole stop rule, in order: the round is final; it was the last allowed round; its text
+    could not be rendered into memory; or the next prompt would exceed `max_context_tokens`.
+    That next prompt is this one plus the new memory: exact for text memory (the kept ids),
+    bounded by the rendered text's token count for optical memory (the vision tokens of new
+    pages are only known once the processor has seen them).
     """
-    keep = []
-    for u in active:
-        if u.rounds:
-            last = u.rounds[-1]
-            nxt = last.context_text_tokens + last.context_vision_tokens
-            nxt += last.memory_text_tokens
-            if nxt > limit:
-                u.status = "context_overflow"
-                continue
-        keep.append(u)
-    return keep
+    if rec.final:
+        return "final"
+    if round_ == cfg.max_rounds:
+        return "max_rounds"
+    if rec.render_error is not None:
+        return "render_error"
+    next_prompt = rec.context_text_tokens + rec.context_vision_tokens + rec.memory_text_tokens
+    if cfg.max_context_tokens and next_prompt > cfg.max_context_tokens:
+        return "context_overflow"
+    return None
 
 
-def _finish(u: _Unit, mode: str, keep: bool) -> ProblemRecord:
-    last = u.rounds[-1].text if u.rounds else ""
-    output = u.prefix_text if mode == "text" else last
+def make_memory(cfg: LoopConfig, engine: Engine, render_cfg: Any = None,
+                renderer: Renderer | None = None) -> NoMemory:
+    """The memory strategy of `cfg.mode` (optical pages are drawn with `renderer`, default: the
+    run's renderer config through vtc_lab.render)."""
+    if cfg.mode == "optical":
+        return OpticalMemory(renderer or default_renderer(render_cfg), engine.count_text_tokens,
+                             cfg.image_max_pixels)
+    return TextMemory() if cfg.mode == "text" else NoMemory()
+
+
+def _finish(u: Unit, memory: NoMemory, mode: str, keep: bool) -> ProblemRecord:
     return ProblemRecord(
         problem_id=u.problem.id, benchmark=u.problem.benchmark, sample=u.sample, mode=mode,
-        seed=u.seed, gold=u.problem.gold, status=u.status, output=output,
+        seed=u.seed, gold=u.problem.gold, status=u.status, output=memory.output(u),
         latency_s=sum(r.generate_s + r.render_s for r in u.rounds), rounds=u.rounds,
-        memory_images=list(u.images) if keep and mode == "optical" else [])
+        memory_images=list(u.images) if keep else [])
 
 
 class _NoBar:
