@@ -54,6 +54,7 @@ def test_default_recipe_trains_logs_and_exports(trained):
     for key in ("train/lr", "train/tokens_per_s", "val/loss"):
         assert _history(root, result["mlflow_run_id"], key), key
     assert Path(result["checkpoint"]).is_file()
+    assert sorted(p.name for p in (root / "run" / "checkpoints").iterdir()) == ["last.ckpt", "step-8.ckpt"]
     # the run also carries the dataset's own statistics (what a sweep report plots)
     stats = json.loads((_dataset_of(root) / "stats.json").read_text())
     assert _history(root, result["mlflow_run_id"], "data/compression_ratio") == [
@@ -82,6 +83,7 @@ def test_resume_continues_in_the_same_run(trained):
     assert steps == list(range(11))  # 0..7 from the first run, 8..10 after resuming
     # the final state is checkpointed even off the every-4-steps cadence
     assert torch.load(again["checkpoint"], map_location="cpu", weights_only=False)["global_step"] == 11
+    assert sorted(p.name for p in (root / "run" / "checkpoints").iterdir()) == ["last.ckpt", "step-8.ckpt"]
 
 
 def test_checkpoint_of_another_model_config_is_refused(trained):

@@ -219,6 +219,7 @@ def train(cfg) -> dict:
 
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run:
         callbacks: list = [ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
+                                           auto_insert_metric_name=False,  # step-8, not step-step=8
                                            every_n_train_steps=tc.checkpoint_every_n_steps,
                                            save_top_k=1, monitor=None),
                            FinalCheckpoint(last, tc.checkpoint_every_n_steps)]
