@@ -65,3 +65,12 @@ def test_evaluator_runs_every_n_steps_and_logs(tmp_path):
     assert "eval/predictions/math500" in tables
     memory = client.list_artifacts(run_id, "eval/memory")
     assert memory  # pages of the optical loop's first sample, per step
+    # the benchmark it evaluated on is the run's evaluation dataset input (once, not per step)
+    inputs = client.get_run(run_id).inputs.dataset_inputs
+    assert [(d.dataset.name, [(t.key, t.value) for t in d.tags]) for d in inputs] == [
+        ("math500", [("mlflow.data.context", "evaluation")])]
+    from vtc_lab.eval import BenchmarkConfig, load_benchmark
+
+    full = load_benchmark(BenchmarkConfig(name="math500"))
+    assert inputs[0].dataset.digest == full.fingerprint
+    assert '"problems": 2' in inputs[0].dataset.profile and '"total": 500' in inputs[0].dataset.profile

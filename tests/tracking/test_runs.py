@@ -204,3 +204,45 @@ def test_app_run_name_renames_a_single_job_run_but_not_a_sweep_child(tmp_path):
         finally:
             set_job_run(None)
         assert MlflowClient(uri).get_run(job.run_id).info.run_name == expected
+
+
+def test_experiments_open_on_the_runs_table(tmp_path):
+    """New experiments, and ones made before (or by hand without a kind), are marked as model
+    development, which the MLflow 3 UI opens on the runs table; a kind someone set is kept."""
+    uri = resolve_tracking_uri(TrackingConfig(), tmp_path)
+    prepare_store(uri)
+    client = MlflowClient(uri)
+    old = client.create_experiment("older")
+    client.create_experiment("mine", tags={"mlflow.experimentKind": "genai_development"})
+    for name in ("vtc-lab", "older", "mine"):
+        with start_run(TrackingConfig(experiment=name), _App(), tmp_path):
+            pass
+    kinds = {name: client.get_experiment_by_name(name).tags.get("mlflow.experimentKind")
+             for name in ("vtc-lab", "older", "mine")}
+    assert kinds == {"vtc-lab": "custom_model_development", "older": "custom_model_development",
+                     "mine": "genai_development"}
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_dataset_inputs_are_recorded(tmp_path):
+    data = tmp_path / "datasets" / "fixture-abc"
+    data.mkdir(parents=True)
+    with start_run(TrackingConfig(), _App(), tmp_path) as run:
+        run.log_dataset("fixture", "abc123", data, "training", {"problems": 8, "samples": 30})
+        run.log_dataset("toy", "1-ff", "<generated: toy task ff>", "evaluation", {"problems": 5})
+        with pytest.raises(ValueError, match="dataset context"):
+            run.log_dataset("x", "d", data, "testing")
+        run_id = run.run_id
+    client = MlflowClient(resolve_tracking_uri(TrackingConfig(), tmp_path))
+    inputs = client.get_run(run_id).inputs.dataset_inputs
+    got = {(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
+            d.dataset.profile, tuple((t.key, t.value) for t in d.tags)) for d in inputs}
+    assert got == {
+        ("fixture", "abc123", "local", f'{{"uri": "{data.resolve()}"}}',
+         '{"problems": 8, "samples": 30}', (("mlflow.data.context", "training"),)),
+        ("toy", "1-ff", "code", '{"uri": "<generated: toy task ff>"}', '{"problems": 5}',
+         (("mlflow.data.context", "evaluation"),))}
+    # the runs table filters on it
+    exp = client.get_experiment_by_name("vtc-lab").experiment_id
+    assert [r.info.run_id for r in client.search_runs([exp], "dataset.name = 'fixture'")] == [run_id]
+    NullRunHandle().log_dataset("x", "d", data, "training")  # tracking=off: a no-op

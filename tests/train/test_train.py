@@ -61,6 +61,16 @@ def test_default_recipe_trains_logs_and_exports(trained):
         (0, pytest.approx(stats["compression_ratio"]))]
     info = json.loads((root / "run" / "run.json").read_text())
     assert info["mlflow_run_id"] == result["mlflow_run_id"]
+    # ...and records it as its training dataset input: name, config hash, where, counts
+    import mlflow
+
+    run = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db").get_run(result["mlflow_run_id"])
+    [entry] = run.inputs.dataset_inputs
+    ds = entry.dataset
+    assert (ds.name, f"{ds.name}-{ds.digest}", [(t.key, t.value) for t in entry.tags]) == (
+        "math500_fixture", _dataset_of(root).name, [("mlflow.data.context", "training")])
+    assert json.loads(ds.source) == {"uri": str(_dataset_of(root).resolve())}
+    assert json.loads(ds.profile)["samples"] == stats["samples"]
 
 
 def test_export_reloads_with_identical_logits(trained):

@@ -104,3 +104,24 @@ def plot_stats(stats: dict, path: Path, title: str = "") -> Path:
     plt.close(fig)
     atomic.write_bytes(path, buf.getvalue())
     return path
+
+
+#: Counts of a dataset recorded with its MLflow dataset input (the runs table's Dataset column).
+INPUT_PROFILE_KEYS = ("problems", "samples", "memory_pages", "sample_images", "compression_ratio",
+                      "skipped_total")
+
+
+def dataset_input(path: str | Path) -> dict:
+    """A built dataset as an MLflow dataset input (`RunHandle.log_dataset(**this, context=...)`):
+    its data source name, its config hash (12 hex, as in the directory name) as the digest, its
+    directory as the source, and its counts from stats.json, so runs can be filtered and grouped
+    by the data they used."""
+    import json
+
+    path = Path(path)
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    stats_file = path / "stats.json"
+    stats = json.loads(stats_file.read_text(encoding="utf-8")) if stats_file.exists() else {}
+    name = (manifest.get("config") or {}).get("data", {}).get("name") or path.name
+    return {"name": name, "digest": str(manifest["config_hash"])[:12], "source": path.resolve(),
+            "profile": {k: stats[k] for k in INPUT_PROFILE_KEYS if stats.get(k) is not None}}

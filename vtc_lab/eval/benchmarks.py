@@ -211,6 +211,17 @@ class ProblemList(list):
     skipped: list[tuple[int, str]]
     """(line number, reason) of malformed lines skipped with on_malformed=skip."""
     samples_per_problem: int
+    source: str
+    """The file read (absolute), or the generated benchmark's label (`<generated: ...>`)."""
+
+
+def benchmark_input(problems: ProblemList) -> dict:
+    """The problems an evaluation ran on as an MLflow dataset input (`RunHandle.log_dataset(
+    **this, context="evaluation")`): name, the file's hash as digest, where it is, the counts."""
+    return {"name": problems.name, "digest": problems.fingerprint, "source": problems.source,
+            "profile": {"problems": len(problems), "total": problems.total,
+                        "version": problems.version, "skipped": len(problems.skipped),
+                        "samples_per_problem": problems.samples_per_problem}}
 
 
 def benchmark_file(spec: BenchmarkSpec) -> Path:
@@ -333,6 +344,7 @@ def load_benchmark(cfg: BenchmarkConfig) -> ProblemList:
             problems = [problems[i] for i in keep]
     out = ProblemList(problems)
     out.name, out.version = spec.name, spec.version
+    out.source = spec.file if spec.generate is not None else str(path.resolve())
     out.fingerprint = hashlib.sha256(data).hexdigest()[:16]
     out.total, out.skipped, out.samples_per_problem = total, skipped, cfg.num_samples
     return out

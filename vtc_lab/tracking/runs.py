@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
+#: Experiment tag that tells the MLflow 3 UI what an experiment holds; `custom_model_development`
+#: opens it on the runs table (training/eval runs) rather than the GenAI overview (traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: Dataset input contexts: what a run did with the dataset.
+DATASET_CONTEXTS = ("training", "evaluation", "build", "render")
 _MAX_PARAM_VALUE = 6000
 _BATCH = 100
 _KEY_RE = re.compile(r"[^A-Za-z0-9_\-. :/]")
@@ -68,6 +74,8 @@ class NullRunHandle:
     def log_image(self, image: "Image.Image", name: str) -> None: ...
     def log_table(self, rows: list[dict], name: str) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def log_dataset(self, name: str, digest: str, source: str | Path, context: str,
+                    profile: Optional[Mapping[str, Any]] = None) -> None: ...
 
 
 class RunHandle:
@@ -179,6 +187,28 @@ class RunHandle:
             self.client.log_batch(self.run_id, tags=items[i:i + _BATCH])
 
 
+    def log_dataset(self, name: str, digest: str, source: str | Path, context: str,
+                    profile: Optional[Mapping[str, Any]] = None) -> None:
+        """Record a dataset this run used as an MLflow dataset input (the runs table's Dataset
+        column: filter and group runs by the data they used). `digest` identifies the content
+        (a config hash or a file hash), `source` is where it lives (a local path is stored
+        absolute), `profile` holds its counts; `context` says what the run did with it."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        if context not in DATASET_CONTEXTS:
+            raise ValueError(f"dataset context must be one of {DATASET_CONTEXTS}, got {context!r}")
+        source = str(source)
+        source_type = "local" if not source.startswith("<") else "code"
+        if source_type == "local":
+            source = str(Path(source).expanduser().resolve())
+        dataset = Dataset(name=name, digest=str(digest)[:36], source_type=source_type,
+                          source=json.dumps({"uri": source}),
+                          profile=json.dumps(to_plain(dict(profile or {})), sort_keys=True))
+        self.client.log_inputs(self.run_id, datasets=[
+            DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
+
 def _client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
@@ -187,19 +217,23 @@ def _client(uri: str) -> Any:
 
 def ensure_experiment(client: Any, name: str, uri: str) -> str:
     """Id of experiment `name`, created (with its artifacts beside a sqlite store) if missing;
-    a deleted experiment of that name is restored rather than failing."""
+    a deleted experiment of that name is restored rather than failing. The experiment is marked
+    a model-development experiment (`EXPERIMENT_KIND_TAG`) unless it already says what it is."""
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+            return client.create_experiment(name, artifact_location=artifact_location(uri, name),
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException:  # created meanwhile by a parallel job
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    if EXPERIMENT_KIND_TAG not in exp.tags:  # made before vtc-lab set the kind, or by hand
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp.experiment_id
 
 

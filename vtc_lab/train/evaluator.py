@@ -184,6 +184,11 @@ class OpticalMemoryEvaluator(Callback):
         if self._problems is None:
             self._problems = {name: load_problems(name, self.cfg.limit, self.cfg.subset_seed)
                               for name in self.cfg.benchmarks}
+            if self.run is not None:  # the runs table's Dataset column shows what it evaluated on
+                from vtc_lab.eval.benchmarks import benchmark_input
+
+                for problems in self._problems.values():
+                    self.run.log_dataset(**benchmark_input(problems), context="evaluation")
         max_pixels = self.image_max_pixels
         if max_pixels is None and trainer is not None:
             encoder = getattr(getattr(trainer, "datamodule", None), "encoder", None)

@@ -153,9 +153,12 @@ def _summary(result: dict) -> str:
 
 def _log_dataset_stats(run, path: Path) -> None:
     """Log the trained-on dataset's compression and round statistics into the training run, so
-    a sweep's report can plot them next to the training and evaluation metrics."""
+    a sweep's report can plot them next to the training and evaluation metrics, and record it
+    as the run's dataset input (MLflow's Dataset column)."""
     from vtc_lab.data.build import dataset_metrics
+    from vtc_lab.data.stats import dataset_input
 
+    run.log_dataset(**dataset_input(path), context="training")
     stats_file = path / "stats.json"
     if stats_file.exists():
         run.log_metrics(dataset_metrics(json.loads(stats_file.read_text())))
