@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vtc_lab.cli.train", "Lightning SFT of a VLM on a built dataset"),
     "eval": ("vtc_lab.cli.eval", "run the optical / text / none loops on a benchmark"),
     "report": ("vtc_lab.cli.report", "compare MLflow runs: tables and plots"),
+    "serve": ("vtc_lab.cli.serve", "OpenAI-compatible server over a local checkpoint"),
 }
 
 
