@@ -21,7 +21,9 @@ from omegaconf.errors import MissingMandatoryValue
 from vtc_lab.cli._hydra import CONF_DIR
 
 CONF = Path(CONF_DIR)
-NOT_APPS = {"common"}
+# common: a shared overlay; serve: a server, not an experiment (no MLflow run, no outputs),
+# whose config tests/serve/test_serve_config.py composes.
+NOT_APPS = {"common", "serve"}
 APPS = sorted(p.stem for p in CONF.glob("*.yaml") if p.stem not in NOT_APPS)
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
@@ -49,6 +51,7 @@ USER_VALUES = {
     "data=openr1": ["data.path=/data/OpenR1-Math-220K/data"],
     "model=local": ["model.path=/ckpt/model"],
     "benchmark=local_jsonl": ["benchmark.path=/data/bench.jsonl"],
+    "engine=openai": ["engine.base_urls=[http://localhost:8000/v1]"],
 }
 
 

@@ -27,6 +27,7 @@ from vtc_lab.data.config import IMAGE_POSITIONS
 from vtc_lab.data.messages import REFERENCE_SYSTEM_PROMPT
 from vtc_lab.eval.benchmarks import BenchmarkConfig
 from vtc_lab.infer.config import MODES, LoopConfig
+from vtc_lab.infer.engine_config import EngineConfig
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.render.config import RenderConfig
 from vtc_lab.tracking.config import TrackingConfig
@@ -40,6 +41,9 @@ class EvalConfig:
     """Which problems, how many, how many samples each."""
     loop: LoopConfig = field(default_factory=LoopConfig)
     """Loop mode and budgets (the reference protocol by default)."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """What generates: `hf` (the `model` in this process) or `openai` (OpenAI-compatible
+    servers at `engine.base_urls`: vLLM, SGLang, `vtc-lab serve`; `model` is then not loaded)."""
     renderer: RenderConfig = field(default_factory=RenderConfig)
     """How the optical loop renders a round's text: must match the training data's renderer."""
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -96,6 +100,9 @@ class EvalConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ValueError(f"checkpoint: file not found: {self.checkpoint}")
+        if self.checkpoint is not None and self.engine.name != "hf":
+            raise ValueError("checkpoint applies to engine=hf only; a server serves exported "
+                             "weights (vtc-lab serve train_run=... / vllm serve <export dir>)")
 
     @property
     def loop_configs(self) -> list[LoopConfig]:
@@ -105,11 +112,15 @@ class EvalConfig:
 ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
 
 
-def settings_header(cfg: EvalConfig, problems: Any) -> dict[str, Any]:
-    """What decides the numbers (identity of a predictions file; loop settings added per loop)."""
+def settings_header(cfg: EvalConfig, problems: Any, served_model: str | None = None) -> dict[str, Any]:
+    """What decides the numbers (identity of a predictions file; loop settings added per loop).
+
+    Behind `engine=openai` the model is the served model's name; the server URLs are left out,
+    so a resumed run may use other or more servers."""
     from vtc_lab.render.config import config_hash
 
-    model = asdict(cfg.model)
+    model = asdict(cfg.model) if served_model is None else {"engine": "openai",
+                                                             "served_model": served_model}
     if cfg.checkpoint:
         stat = Path(cfg.checkpoint).stat()
         model["checkpoint"] = {"path": str(Path(cfg.checkpoint).resolve()), "size": stat.st_size,
@@ -179,29 +190,50 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
 
     from vtc_lab.eval.benchmarks import load_benchmark
     from vtc_lab.infer.engine import HFEngine
-    from vtc_lab.infer.evaluate import evaluate_benchmarks
     from vtc_lab.models import load_backbone
-    from vtc_lab.tracking import start_run
 
     if cfg.train_run:
         cfg = apply_train_run(cfg)
     problems = load_benchmark(cfg.benchmark)
-    header = settings_header(cfg, problems)
+    served = None
+    if cfg.engine.name == "openai":
+        from vtc_lab.infer.openai_engine import OpenAIEngine
+
+        engine = OpenAIEngine(cfg.engine)
+        engine.check([c.mode for c in cfg.loop_configs])  # unreachable / wrong model: fail now
+        served = engine.model
+    header = settings_header(cfg, problems, served)
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()
-    # model.name is free text: only a slug of it becomes a directory name.
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model.name).strip("._") or "model"
+    # model names are free text: only a slug of one becomes a directory name.
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", served or cfg.model.name).strip("._") or "model"
     out_dir = Path(cfg.output_dir or Path(cfg.output_root) / "eval" / slug
                    / f"{problems.name}-{digest[:10]}")
-    backbone = load_backbone(cfg.model)
-    if cfg.checkpoint:
-        load_checkpoint_weights(backbone.model, cfg.checkpoint)
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    backbone.model.to(device).eval()
+    if served is None:
+        backbone = load_backbone(cfg.model)
+        if cfg.checkpoint:
+            load_checkpoint_weights(backbone.model, cfg.checkpoint)
+        device = cfg.device if cfg.device != "auto" else (
+            "cuda" if torch.cuda.is_available() else "cpu")
+        backbone.model.to(device).eval()
+        engine = HFEngine(backbone)
     torch.manual_seed(cfg.loop.seed)
-    run_name = cfg.run_name or f"eval-{cfg.model.name}-{problems.name}"
+    try:
+        return _run_and_log(cfg, engine, problems, header, out_dir)
+    finally:
+        if served is not None:
+            engine.close()
+
+
+def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, Any],
+                 out_dir: Path) -> dict[str, float]:
+    from vtc_lab.infer.evaluate import evaluate_benchmarks
+    from vtc_lab.tracking import start_run
+
+    name = header["model"].get("served_model") or cfg.model.name
+    run_name = cfg.run_name or f"eval-{name}-{problems.name}"
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=run_name) as run:
         results = evaluate_benchmarks(
-            HFEngine(backbone), {problems.name: problems}, cfg.loop_configs, cfg.renderer,
+            engine, {problems.name: problems}, cfg.loop_configs, cfg.renderer,
             cfg.system_prompt, cfg.image_position, predictions_dir=out_dir, header=header,
             keep_images=cfg.log_images, progress=cfg.progress,
             grade_workers=cfg.grade_workers, grade_timeout_s=cfg.grade_timeout_s)

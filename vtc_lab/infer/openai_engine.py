@@ -97,8 +97,13 @@ class OpenAIEngine:
     """The `Engine` protocol over one or more OpenAI-compatible servers (see the module doc)."""
 
     def __init__(self, cfg: EngineConfig):
+        import logging
+
         import openai
 
+        # The client's HTTP library logs every request at INFO: thousands of lines per eval.
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.cfg = cfg
         self.urls = cfg.normalized_urls
         key = os.environ.get(cfg.api_key_env) or "EMPTY"
@@ -112,6 +117,7 @@ class OpenAIEngine:
         self.image_token_ids: set[int] = set()
         self.can_tokenize = False
         self._in_flight = {u: 0 for u in self.urls}
+        self._down_until = {u: 0.0 for u in self.urls}
         self._next = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
@@ -373,6 +379,10 @@ class OpenAIEngine:
             try:
                 return call(url)
             except Exception as err:  # noqa: BLE001 - classified right below
+                if _transient(err):  # keep other requests off this server for a while
+                    with self._lock:
+                        self._down_until[url] = time.monotonic() + max(
+                            delay * 2, self.cfg.retry_backoff_s, 1.0)
                 if not _transient(err):
                     raise EngineUnavailableError(
                         f"engine=openai: request to {url} failed: {_message(err)}") from err
@@ -388,9 +398,11 @@ class OpenAIEngine:
 
     def _acquire(self) -> str:
         with self._lock:
-            # Least in flight; ties rotate so a retry moves to the next server.
+            # Servers that just failed last, then least in flight; ties rotate, so a retry
+            # moves to the next server.
+            now = time.monotonic()
             order = self.urls[self._next:] + self.urls[:self._next]
-            url = min(order, key=lambda u: self._in_flight[u])
+            url = min(order, key=lambda u: (self._down_until[u] > now, self._in_flight[u]))
             self._next = (self.urls.index(url) + 1) % len(self.urls)
             self._in_flight[url] += 1
             return url
