@@ -157,3 +157,12 @@ def test_export_names_the_stock_processor_class(tmp_path):
     assert json.loads((out / "processor_config.json").read_text())["processor_class"] == "Glm4vProcessor"
     tok = json.loads((out / "tokenizer_config.json").read_text())
     assert tok.get("processor_class", "Glm4vProcessor") == "Glm4vProcessor"
+
+
+@pytest.mark.parametrize("arch", ["qwen3_vl", "glm4v"])
+def test_attn_implementation_reaches_text_and_vision_towers(arch):
+    cfg = ModelConfig(name=f"tiny_{arch}", arch=arch, attn_implementation="eager",
+                      tiny=TinySpec(patch_size=ARCHS[arch]))
+    model = load_backbone(cfg).model
+    assert {model.config.text_config._attn_implementation,
+            model.config.vision_config._attn_implementation} == {"eager"}

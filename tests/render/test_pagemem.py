@@ -82,3 +82,23 @@ def test_concurrent_renders_in_threads_match_sequential_ones():
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(lambda t: _digest(render_text(t)), texts))
     assert concurrent == sequential
+
+
+def test_pool_is_used_only_on_a_checked_pillow_major():
+    assert pagemem.pillow_supported("13.0.0") and pagemem.pillow_supported("11.3.1")
+    assert not pagemem.pillow_supported("14.0.0") and not pagemem.pillow_supported("dev")
+    assert pagemem.AVAILABLE == (pagemem.pillow_supported(Image.__version__) and pagemem._check())
+
+
+def test_an_unchecked_pillow_gets_the_public_fallback_with_the_same_pixels():
+    """A fresh process that reports an unknown Pillow major: no pool, identical pages."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, PIL.Image; PIL.Image.__version__ = '99.0.0'\n"
+            "from vtc_lab.render import pagemem, render_text\n"
+            "pages = render_text('Let $x^2 + y^2 = 1$. ' * 300)\n"
+            "print(pagemem.AVAILABLE, [hashlib.sha256(p.tobytes()).hexdigest() for p in pages])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = _digest(render_text("Let $x^2 + y^2 = 1$. " * 300))
+    assert out.stdout.strip() == f"False {expected}"

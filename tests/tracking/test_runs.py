@@ -151,6 +151,25 @@ def test_lightning_logger_writes_into_the_same_run(tmp_path, monkeypatch):
     assert client.get_run(run_id).data.params["hparams.lr"] == "0.1"
 
 
+def test_lightning_logger_puts_a_previously_set_tracking_uri_back(tmp_path, monkeypatch):
+    import os
+
+    import mlflow
+
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    mlflow.set_tracking_uri(elsewhere)
+    try:
+        with start_run(TrackingConfig(experiment="unit"), _App(), tmp_path / "out") as run:
+            logger = lightning_logger(run)
+            logger.log_metrics({"train/loss": 1.0}, step=1)  # creates the experiment client
+            assert logger.experiment.tracking_uri == run.tracking_uri != elsewhere
+            assert os.environ["MLFLOW_TRACKING_URI"] == elsewhere
+            assert mlflow.get_tracking_uri() == elsewhere
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def _migrate(uri):
     prepare_store(uri)
     return True

@@ -112,6 +112,8 @@ def _tiny_image_processor(cfg: ModelConfig):
 
 
 def _tiny_model_config(cfg: ModelConfig, tokenizer):
+    """The transformers config of a tiny random-init backbone (`attn_implementation` goes through
+    the config constructor, which hands it down to the text and vision sub-configs)."""
     t = cfg.tiny
     ids = tokenizer.convert_tokens_to_ids
     common_text = dict(vocab_size=len(tokenizer), hidden_size=t.hidden_size,
@@ -133,7 +135,8 @@ def _tiny_model_config(cfg: ModelConfig, tokenizer):
         return Qwen3VLConfig(text_config=text, vision_config=vision,
                              image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
                              vision_start_token_id=ids("<|vision_start|>"),
-                             vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False)
+                             vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False,
+                             attn_implementation=cfg.attn_implementation)
     from transformers import Glm4vConfig
 
     head_dim = t.hidden_size // t.num_heads
@@ -146,7 +149,8 @@ def _tiny_model_config(cfg: ModelConfig, tokenizer):
                        image_start_token_id=ids("<|begin_of_image|>"),
                        image_end_token_id=ids("<|end_of_image|>"),
                        video_start_token_id=ids("<|begin_of_video|>"),
-                       video_end_token_id=ids("<|end_of_video|>"), tie_word_embeddings=False)
+                       video_end_token_id=ids("<|end_of_video|>"), tie_word_embeddings=False,
+                       attn_implementation=cfg.attn_implementation)
 
 
 def _build_tiny(cfg: ModelConfig):
@@ -159,7 +163,6 @@ def _build_tiny(cfg: ModelConfig):
     processor = PROCESSORS[cfg.arch](image_processor=_tiny_image_processor(cfg), tokenizer=tokenizer,
                                      chat_template=tokenizer.chat_template)
     model_config = _tiny_model_config(cfg, tokenizer)
-    model_config._attn_implementation = cfg.attn_implementation
     model_cls = Qwen3VLForConditionalGeneration if cfg.arch == "qwen3_vl" else Glm4vForConditionalGeneration
     # A private generator state: the same seed gives the same weights whatever ran before.
     with torch.random.fork_rng(devices=[]):

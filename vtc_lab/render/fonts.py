@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from vtc_lab.render.pagemem import grey_rgbx
 
@@ -149,13 +149,13 @@ class Face:
         the pen `phase / PHASES` px right of a pixel edge."""
         ss = SUPERSAMPLE
         try:
-            core, (ox, oy) = self.pil.getmask2(chr(cp), "L", anchor="ls")
+            big, (ox, oy) = self._mask(chr(cp))
         except (ValueError, OSError, UnicodeEncodeError):  # unencodable (e.g. a lone surrogate)
-            core, (ox, oy) = self.pil.getmask2("\ufffd", "L", anchor="ls")
+            big, (ox, oy) = self._mask("\ufffd")
         empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint8))
-        if core.size[0] == 0 or core.size[1] == 0:
+        if big.size == 0:
             return empty
-        big = np.asarray(Image.Image()._new(core)).astype(np.uint32)
+        big = big.astype(np.uint32)
         left = ox + phase * ss // PHASES  # in supersampled pixels from the pixel edge
         x0, y0 = (left // ss) * ss, (oy // ss) * ss
         pad_x, pad_y = left - x0, oy - y0
@@ -170,6 +170,18 @@ class Face:
             return empty
         return ((ys + y0 // ss).astype(np.int32), (xs + x0 // ss).astype(np.int32),
                 small[ys, xs])
+
+    def _mask(self, ch: str) -> tuple[np.ndarray, tuple[int, int]]:
+        """Coverage of one glyph at the supersampled size, and its top-left offset from the pen
+        on the baseline. Drawn with public Pillow API (`ImageDraw.text`, anchor "ls"), which
+        pastes exactly FreeType's mask: each glyph is drawn once per phase and then cached in
+        the atlas, so this path costs nothing measurable."""
+        left, top, right, bottom = self.pil.getbbox(ch, mode="L", anchor="ls")
+        if right <= left or bottom <= top:
+            return np.zeros((0, 0), np.uint8), (left, top)
+        canvas = Image.new("L", (right - left, bottom - top), 0)
+        ImageDraw.Draw(canvas).text((-left, -top), ch, fill=255, font=self.pil, anchor="ls")
+        return np.asarray(canvas), (left, top)
 
     def glyph_ids(self, cps: np.ndarray, phases: np.ndarray) -> np.ndarray:
         """Atlas ids for (code point, phase) pairs, rasterising the new ones.

@@ -18,6 +18,8 @@ per-process state lives in module globals.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import io
 import logging
 import sys
 from pathlib import Path
@@ -132,11 +134,15 @@ class TrackingCallback(Callback):
             return
         error = None
         if job_return.status == JobStatus.FAILED:
-            error = job_return._return_value  # the exception; .return_value would re-raise it
-            if not isinstance(error, BaseException):
-                error = RuntimeError(str(error))
+            # The public getter re-raises the job's exception (after printing the message Hydra
+            # prints again itself when the launcher reads it: silenced here, not duplicated).
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    job_return.return_value
+            except BaseException as err:  # noqa: BLE001 - recorded on the run, not handled
+                error = err
         else:
-            value = job_return._return_value
+            value = job_return.return_value
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 handle.log_metrics({"objective": value})
         runs.finish_run(handle, error)

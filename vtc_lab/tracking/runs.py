@@ -398,27 +398,25 @@ def lightning_logger(handle: RunHandle | NullRunHandle) -> Any:
             # MLFlowLogger calls mlflow.set_tracking_uri(), which rewrites the process-wide URI
             # and MLFLOW_TRACKING_URI (inherited by every later job and subprocess: the next
             # sweep job's `tracking=server` default would silently become this sqlite file).
-            # Its client has the URI explicitly, so the global state is put back.
+            # Its client has the URI explicitly, so the global state is put back through the
+            # public setter: `set_tracking_uri` mirrors the URI into MLFLOW_TRACKING_URI, and
+            # `set_tracking_uri(None)` clears both, so the variable says what was set before.
             import os
 
-            from mlflow.tracking._tracking_service import utils as service
+            import mlflow
 
-            env, uri = os.environ.get("MLFLOW_TRACKING_URI"), service._tracking_uri
+            before = os.environ.get("MLFLOW_TRACKING_URI")
             try:
                 return MLFlowLogger.experiment.fget(self)
             finally:
-                service._tracking_uri = uri
-                if env is None:
-                    os.environ.pop("MLFLOW_TRACKING_URI", None)
-                else:
-                    os.environ["MLFLOW_TRACKING_URI"] = env
+                mlflow.set_tracking_uri(before)
 
         def log_hyperparams(self, params: Any) -> None:  # type: ignore[override]
             handle.log_params({"hparams": to_plain(params) if not isinstance(params, Mapping)
                                else {k: to_plain(v) for k, v in params.items()}})
 
         def finalize(self, status: str = "success") -> None:
-            if self._initialized and self._checkpoint_callback:
-                self._scan_and_log_checkpoints(self._checkpoint_callback)
+            """Nothing to do: the run's owner ends the run (after evaluation too), and with
+            `log_model` off (the default kept here) Lightning has no checkpoints to upload."""
 
     return _RunLogger(tracking_uri=handle.tracking_uri, run_id=handle.run_id)
