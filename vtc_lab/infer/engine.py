@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from vtc_lab.infer.reuse import Clock, EngineStats, PrefixCache, VisionCache, image_spans, page_key, sync
+
 
 @dataclass
 class GenerationParams:
@@ -134,8 +136,18 @@ class HFEngine:
     the training collator, so the inference prompt is the training prompt's prefix.
     """
 
-    def __init__(self, backbone: Any):
+    def __init__(self, backbone: Any, *, reuse_vision: bool = True, reuse_prefix: bool = True,
+                 vision_cache_bytes: int = 1 << 30):
+        """`reuse_vision`: keep each page's vision features across calls (any batch size).
+        `reuse_prefix`: a single-request call starts from the KV cache of the previous
+        single-request call where their prompts share a prefix (see `vtc_lab.infer.reuse`).
+        Both only skip recomputation; `stats` accumulates where the time went."""
         self.backbone = backbone
+        self.reuse_vision = reuse_vision
+        self.reuse_prefix = reuse_prefix
+        self.stats = EngineStats()
+        self.vision_cache = VisionCache(vision_cache_bytes)
+        self.prefix_cache = PrefixCache()
         self.model = backbone.model
         self.processor = backbone.processor
         self.tokenizer = getattr(backbone, "tokenizer", None) or self.processor.tokenizer
@@ -165,9 +177,7 @@ class HFEngine:
 
     def encode(self, request: GenerationRequest) -> dict[str, torch.Tensor]:
         """Processor outputs of one request, the prefix ids appended to the sequence keys."""
-        images = [part["image"] for msg in request.messages
-                  if isinstance(msg.get("content"), list)
-                  for part in msg["content"] if part.get("type") == "image"]
+        images = _images(request)
         # add_special_tokens=False: the template already holds every special token, and the
         # training encoder (vtc_lab.train.collate.SFTEncoder) tokenizes the same way.
         enc = self.processor(text=[self.prompt_text(request.messages)], images=images or None,
@@ -201,30 +211,61 @@ class HFEngine:
         return batch
 
     # -- Engine ----------------------------------------------------------------------------
+    def clear_cache(self) -> None:
+        """Drop the cached vision features and KV prefix (frees their memory)."""
+        self.vision_cache.clear()
+        self.prefix_cache.clear()
+
     @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest],
                  params: GenerationParams) -> list[GenerationOutput]:
         if not requests:
             return []
+        t0 = time.perf_counter()
         encodings = [self.encode(r) for r in requests]
+        self.stats.preprocess_s += time.perf_counter() - t0
         batch = self._collate(encodings)
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
-        batch = {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device))
-                 for k, v in batch.items()}
         kwargs: dict[str, Any] = dict(max_new_tokens=params.max_new_tokens, do_sample=False,
                                       use_cache=True, pad_token_id=self.pad_id,
                                       eos_token_id=self.stop_ids or None,
                                       repetition_penalty=params.repetition_penalty,
-                                      temperature=None, top_p=None, top_k=None)
-        processors = self.logits_processors(requests, params, device)
-        if processors:
-            from transformers import LogitsProcessorList
+                                      temperature=None, top_p=None, top_k=None,
+                                      return_dict_in_generate=True)
+        clock = Clock(device)
+        from transformers import LogitsProcessorList
 
-            kwargs["logits_processor"] = LogitsProcessorList(processors)
+        kwargs["logits_processor"] = LogitsProcessorList(
+            self.logits_processors(requests, params, device) + [clock])
         start = time.perf_counter()
+        keys = [page_key(image) for r in requests for image in _images(r)]
+        pages = self._pages(batch["input_ids"][0], keys) if len(requests) == 1 else None
+        cache, reused = (self.prefix_cache.match(batch["input_ids"][0], pages)
+                         if pages is not None and self.reuse_prefix else (None, 0))
+        batch = {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device))
+                 for k, v in batch.items()}
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        self._encode_pages(batch, kwargs, keys, sum(1 for p in pages or [] if p[0] < reused))
+        base = getattr(self.model, "model", None)
+        if getattr(base, "rope_deltas", None) is not None:
+            base.rope_deltas = None  # M-RoPE offsets of an earlier call: recomputed from the ids
+        clock.start = time.perf_counter()
         out = self.model.generate(**batch, **kwargs)
-        elapsed = time.perf_counter() - start
+        sync(device)
+        end_time = time.perf_counter()
+        elapsed = end_time - start
+        if pages is not None and self.reuse_prefix:
+            self.prefix_cache.store(out.sequences[0], pages, out.past_key_values)
+        first = clock.first if clock.first is not None else end_time
+        self.stats.calls += 1
+        self.stats.prefill_s += first - clock.start
+        self.stats.decode_s += end_time - first
+        self.stats.prompt_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch \
+            else int(batch["input_ids"].numel())
+        self.stats.reused_tokens += reused
+        out = out.sequences
         prompt_width = batch["input_ids"].shape[1]
         results = []
         for row, enc in enumerate(encodings):
@@ -245,7 +286,38 @@ class HFEngine:
                 token_ids=ids, context_text_tokens=int(prompt_ids.numel()) - vision,
                 context_vision_tokens=vision, stopped=stopped, generate_s=elapsed,
                 memory_ids=[t for t in text_ids if t not in self.special_ids]))
+        self.stats.generated_tokens += sum(len(r.token_ids) for r in results)
         return results
+
+    def _pages(self, ids: torch.Tensor, keys: list[str | None]) -> list[tuple[int, int, str]] | None:
+        """(start, end, key) of each page's placeholders in a single prompt; None when the pages
+        cannot be told apart (not PIL images, or runs that do not map one-to-one onto pages)."""
+        spans = image_spans(ids, self.image_token_id)
+        if len(spans) != len(keys) or any(k is None for k in keys):
+            return None
+        return [(a, b, k) for (a, b), k in zip(spans, keys)]
+
+    def _encode_pages(self, batch: dict, kwargs: dict, keys: list[str | None], skip: int) -> None:
+        """Run the vision tower here (through the vision cache) instead of inside `generate`,
+        and hand `generate` the features of the pages it will prefill: all of them, or those
+        after the first `skip` pages when the KV prefix already covers those."""
+        pixels = batch.get("pixel_values")
+        grid = batch.get("image_grid_thw")
+        if pixels is None or grid is None or not hasattr(self.model, "get_image_features") \
+                or not self.model._supports_mm_encoder_outputs():
+            return  # generate encodes the images itself
+        del batch["pixel_values"]
+        self.stats.images += len(keys)
+        if skip >= len(keys):
+            return
+        t0 = time.perf_counter()
+        offset = int(grid[:skip].prod(-1).sum()) if skip else 0
+        features, encoded = self.vision_cache.features(
+            self.model, pixels[offset:], grid[skip:], keys[skip:], self.reuse_vision)
+        kwargs["mm_encoder_outputs"] = {"image": features}
+        sync(pixels.device)
+        self.stats.vision_s += time.perf_counter() - t0
+        self.stats.images_encoded += encoded
 
     def logits_processors(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                           device: torch.device) -> list:
@@ -269,6 +341,11 @@ class HFEngine:
             return None
         itemsize = next(self.model.parameters()).element_size()
         return 2 * layers * kv_heads * head_dim * itemsize
+
+
+def _images(request: GenerationRequest) -> list:
+    return [part["image"] for msg in request.messages if isinstance(msg.get("content"), list)
+            for part in msg["content"] if part.get("type") == "image"]
 
 
 def _is_sequence(value: Any, length: int) -> bool:
