@@ -47,8 +47,10 @@ def test_reuse_gives_identical_outputs_and_skips_work(qwen, mode):
     assert stats.reused_tokens > stats.prompt_tokens // 3
     if mode == "optical":
         assert stats.images == plain_stats.images > 0
-        # Round 3 re-reads round 1's pages: from the KV prefix, not the vision tower.
+        # Round 3 re-reads round 1's pages: from the KV prefix, not the vision tower, and
+        # their pixels from the pixel cache, not the image processor.
         assert stats.images_encoded < stats.images
+        assert stats.images_preprocessed < stats.images == plain_stats.images_preprocessed
 
 
 def test_sampled_optical_loop_with_reuse_matches(qwen):
@@ -92,6 +94,23 @@ def test_a_different_page_in_the_same_place_is_not_reused(qwen):
     start = image_spans(ids, engine.image_token_id)[0][0]
     assert stats.reused_tokens - first == start  # up to the page's first placeholder, not beyond
     assert stats.images_encoded == 2
+
+
+def test_cached_preprocessing_equals_the_processor(qwen):
+    """The pixel cache changes where the tensors come from, not what they are."""
+    from vtc_lab.data.messages import build_messages
+    from vtc_lab.render import render_text
+
+    pages = render_text("Long memory text. " * 200, RenderConfig()) + render_text("x", RenderConfig())
+    request = GenerationRequest(build_messages("Q?", pages, "sys"))
+    plain = HFEngine(qwen, reuse_vision=False).encode(request)
+    engine = HFEngine(qwen)
+    for _ in range(2):  # cold, then every page from the cache
+        cached = engine.encode(request)
+        assert plain.keys() == cached.keys()
+        assert all(torch.equal(plain[k], cached[k]) for k in plain)
+    assert engine._encoder.image_processor.misses == len(pages)
+    assert qwen.processor.image_processor is not engine._encoder.image_processor  # not patched
 
 
 def _fake_cache(length: int):

@@ -94,3 +94,22 @@ def test_unknown_experiment_and_sweep_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="tracking.mode=off"):
         ReportConfig(tracking=TrackingConfig(mode="off"))
     assert not (tmp_path / "reports").exists()   # nothing half-written
+
+
+def test_report_plots_the_loop_latency_benchmark(tmp_path):
+    """Runs shaped like experiments/perf/loop_latency.py's points get the speedup plot."""
+    cfg = TrackingConfig(experiment="perf")
+    uri = prepare(cfg, tmp_path)
+    for total in (1024, 2048):
+        for reuse in (True, False):
+            run = open_run(cfg, uri, run_name=f"T={total} reuse={reuse}")
+            run.log_params({"bench.model": "qwen3_vl", "bench.total_tokens": total,
+                            "bench.round_tokens": 512, "bench.reuse": reuse})
+            run.log_metrics({"perf/speedup": total / 1500 + 0.1 * reuse, "perf/optical/decode_s": 5.0,
+                             "perf/optical/vision_s": 0.5, "perf/optical/render_s": 0.01})
+            finish_run(run)
+    out = tmp_path / "rep"
+    make_report(ReportConfig(tracking=cfg, output_root=str(tmp_path), output_dir=str(out)))
+    img = Image.open(out / "loop_speedup_vs_length.png")
+    assert img.size[0] > 800 and img.size[1] > 300
+    assert "![loop_speedup_vs_length](loop_speedup_vs_length.png)" in (out / "report.md").read_text()

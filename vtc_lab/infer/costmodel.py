@@ -137,7 +137,8 @@ class Workload:
     """Text tokens around each page (vision start/end)."""
     render_s_per_page: float = 0.0
     preprocess_s_per_page: float = 0.0
-    """Image preprocessing per page in a prompt (done again every round for every page)."""
+    """Image preprocessing per page in a prompt (without reuse done again every round for every
+    page; with reuse once per page)."""
 
     @property
     def rounds(self) -> int:
@@ -216,7 +217,7 @@ def optical_loop(model: ModelShape, hw: Hardware, w: Workload, reuse: bool) -> B
         new_pages = w.pages_per_round if (reuse and r) else pages
         new_tokens = new_pages / w.pages_per_round * w.round_vision_tokens() if pages else 0.0
         b.vision_s += vision_s(model, hw, new_tokens, new_pages)
-        b.preprocess_s += w.preprocess_s_per_page * pages
+        b.preprocess_s += w.preprocess_s_per_page * new_pages
         if r:
             b.render_s += w.render_s_per_page * w.pages_per_round
         cached = (memory - w.round_vision_tokens() - w.page_delimiters * w.pages_per_round) \

@@ -19,7 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from vtc_lab.infer.reuse import Clock, EngineStats, PrefixCache, VisionCache, image_spans, page_key, sync
+from vtc_lab.infer.reuse import (Clock, EngineStats, PrefixCache, VisionCache, caching_processor,
+                                 image_spans, page_key, sync)
 
 
 @dataclass
@@ -138,7 +139,8 @@ class HFEngine:
 
     def __init__(self, backbone: Any, *, reuse_vision: bool = True, reuse_prefix: bool = True,
                  vision_cache_bytes: int = 1 << 30):
-        """`reuse_vision`: keep each page's vision features across calls (any batch size).
+        """`reuse_vision`: keep each page's image preprocessing and vision features across
+        calls (any batch size; `vision_cache_bytes` bounds each of the two caches).
         `reuse_prefix`: a single-request call starts from the KV cache of the previous
         single-request call where their prompts share a prefix (see `vtc_lab.infer.reuse`).
         Both only skip recomputation; `stats` accumulates where the time went."""
@@ -148,6 +150,9 @@ class HFEngine:
         self.stats = EngineStats()
         self.vision_cache = VisionCache(vision_cache_bytes)
         self.prefix_cache = PrefixCache()
+        # Same processor, but each page's image preprocessing runs once (reuse_vision).
+        self._encoder = caching_processor(backbone.processor, vision_cache_bytes) \
+            if reuse_vision else backbone.processor
         self.model = backbone.model
         self.processor = backbone.processor
         self.tokenizer = getattr(backbone, "tokenizer", None) or self.processor.tokenizer
@@ -180,7 +185,7 @@ class HFEngine:
         images = _images(request)
         # add_special_tokens=False: the template already holds every special token, and the
         # training encoder (vtc_lab.train.collate.SFTEncoder) tokenizes the same way.
-        enc = self.processor(text=[self.prompt_text(request.messages)], images=images or None,
+        enc = self._encoder(text=[self.prompt_text(request.messages)], images=images or None,
                              add_special_tokens=False, return_tensors="pt")
         enc = dict(enc)
         length = enc["input_ids"].shape[1]
@@ -215,6 +220,8 @@ class HFEngine:
         """Drop the cached vision features and KV prefix (frees their memory)."""
         self.vision_cache.clear()
         self.prefix_cache.clear()
+        if self._encoder is not self.processor:
+            self._encoder = caching_processor(self.processor, self.vision_cache.max_bytes)
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest],
@@ -222,8 +229,11 @@ class HFEngine:
         if not requests:
             return []
         t0 = time.perf_counter()
+        misses = getattr(self._encoder.image_processor, "misses", None)
         encodings = [self.encode(r) for r in requests]
         self.stats.preprocess_s += time.perf_counter() - t0
+        self.stats.images_preprocessed += (self._encoder.image_processor.misses - misses) \
+            if misses is not None else sum(len(_images(r)) for r in requests)
         batch = self._collate(encodings)
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype

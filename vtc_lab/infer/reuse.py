@@ -6,8 +6,9 @@ sequence (prompt + what it generated). Recomputing that shared part every round 
 optical loop slower than the text loop on small models: every round re-ran the vision tower over
 every page seen so far and prefilled the whole prompt again. Two caches remove it:
 
-- `VisionCache`: the vision tower's output per page, keyed by the page's pixels (a content hash,
-  so a cached feature can never be served for a different image). Any batch size.
+- `PixelCache`: the image processor's output per page (resize, normalise, patchify), and
+  `VisionCache`: the vision tower's output per page, both keyed by the page's pixels (a content
+  hash, so a cached result can never be served for a different image). Any batch size.
 - `PrefixCache`: the KV cache of the last single-request call and the exact token ids (and page
   identities) behind it. The next single request keeps the longest prefix whose tokens and pages
   are identical and prefills only the rest. Batched calls (left padding shifts every row) do not
@@ -44,6 +45,8 @@ class EngineStats:
     """Every later decode step."""
     images: int = 0
     """Pages in the prompts."""
+    images_preprocessed: int = 0
+    """Pages that went through the image processor (the rest came from the pixel cache)."""
     images_encoded: int = 0
     """Pages that ran through the vision tower (the rest came from the vision cache)."""
     prompt_tokens: int = 0
@@ -76,6 +79,64 @@ def page_key(image: Any) -> str | None:
     digest = hashlib.blake2b(f"{image.mode}|{image.size}".encode(), digest_size=16)
     digest.update(image.tobytes())
     return digest.hexdigest()
+
+
+class PixelCache:
+    """Image preprocessing per page, kept across calls: a shallow copy of the processor whose
+    `image_processor` is this object runs the real image processor only on pages it has not
+    seen, one page at a time (the processor treats pages independently, so the concatenation
+    is the same tensor it would have built), and everything else (chat template, placeholder
+    expansion, tokenization, `mm_token_type_ids`) stays the processor's own code."""
+
+    def __init__(self, image_processor: Any, max_bytes: int = 1 << 30):
+        self.inner = image_processor
+        self.max_bytes = max_bytes
+        self.misses = 0
+        self._items: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+        self._bytes = 0
+
+    def __getattr__(self, name: str) -> Any:  # merge_size, patch_size, size, ...
+        return getattr(self.__dict__["inner"], name)
+
+    def __call__(self, images: Any, **kwargs: Any) -> Any:
+        from transformers import BatchFeature
+
+        if not isinstance(images, (list, tuple)) or any(page_key(im) is None for im in images):
+            return self.inner(images, **kwargs)
+        options = repr(sorted((k, repr(v)) for k, v in kwargs.items() if k != "return_tensors"))
+        outs = []
+        for image in images:
+            key = (page_key(image), options)
+            out = self._items.get(key)
+            if out is None:
+                self.misses += 1
+                out = {k: v for k, v in self.inner([image], **{**kwargs, "return_tensors": "pt"}).items()
+                       if isinstance(v, torch.Tensor)}
+                self._put(key, out)
+            else:
+                self._items.move_to_end(key)
+            outs.append(out)
+        data = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+        return BatchFeature(data, tensor_type=kwargs.get("return_tensors"))
+
+    def _put(self, key: tuple, value: dict[str, torch.Tensor]) -> None:
+        size = sum(t.nbytes for t in value.values())
+        if size > self.max_bytes:
+            return
+        self._items[key] = value
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= sum(t.nbytes for t in old.values())
+
+
+def caching_processor(processor: Any, max_bytes: int = 1 << 30) -> Any:
+    """A shallow copy of `processor` that preprocesses each page once (see `PixelCache`)."""
+    import copy
+
+    clone = copy.copy(processor)
+    clone.image_processor = PixelCache(processor.image_processor, max_bytes)
+    return clone
 
 
 class VisionCache:

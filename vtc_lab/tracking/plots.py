@@ -217,10 +217,54 @@ def plot_training_curves(runs: list[RunRecord], path: Path) -> Optional[str]:
     return None
 
 
+def plot_loop_speedup(runs: list[RunRecord], path: Path) -> Optional[str]:
+    """The latency benchmark (experiments/perf/loop_latency.py): text/optical speedup vs total
+    reasoning length, one line per (model, round length, reuse), and the optical loop's split."""
+    points = [r for r in runs if "perf/speedup" in r.metrics and "bench.total_tokens" in r.params]
+    if not points:
+        return "no run has perf/speedup with param bench.total_tokens (experiments/perf/loop_latency.py)"
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    series = defaultdict(list)
+    for r in points:
+        p = r.params
+        series[(p.get("bench.model"), p.get("bench.round_tokens"), p.get("bench.reuse"))].append(
+            (int(p["bench.total_tokens"]), r.metrics["perf/speedup"]))
+    for (model, rnd, reuse), pts in sorted(series.items()):
+        pts.sort()
+        axes[0].plot([x for x, _ in pts], [y for _, y in pts], marker="o",
+                     ls="-" if reuse == "True" else "--", label=f"{model} · S={rnd} · reuse={reuse}")
+    axes[0].axhline(1.0, color="grey", lw=0.8)
+    axes[0].set_xlabel("total reasoning tokens T (text: one generation; optical: T/S rounds)")
+    axes[0].set_ylabel("speedup = text latency / optical latency (x)")
+    axes[0].set_title("Optical vs text loop latency")
+    axes[0].legend(fontsize=7)
+    axes[0].grid(alpha=0.3)
+    parts = ["render_s", "preprocess_s", "vision_s", "prefill_s", "decode_s", "other_s"]
+    ordered = sorted(points, key=lambda r: (r.params.get("bench.model", ""), r.params.get("bench.reuse", ""),
+                                            int(r.params["bench.total_tokens"])))
+    bottom = [0.0] * len(ordered)
+    for part in parts:
+        vals = [r.metrics.get(f"perf/optical/{part}", 0.0) for r in ordered]
+        axes[1].bar(range(len(ordered)), vals, bottom=bottom, label=part.removesuffix("_s"))
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    axes[1].set_xticks(range(len(ordered)))
+    axes[1].set_xticklabels([f"{r.params.get('bench.model')}\nT={r.params['bench.total_tokens']}"
+                             f" reuse={r.params.get('bench.reuse')}" for r in ordered],
+                            rotation=60, fontsize=6, ha="right")
+    axes[1].set_ylabel("optical loop latency (s)")
+    axes[1].set_title("Where the optical loop's time goes")
+    axes[1].legend(fontsize=7)
+    axes[1].grid(axis="y", alpha=0.3)
+    _save(fig, path)
+    return None
+
+
 PLOTS = {
     "accuracy_vs_vision_tokens.png": plot_accuracy_vs_compression,
     "data_compression.png": plot_data_compression,
     "latency_vs_reasoning_length.png": plot_latency_vs_length,
+    "loop_speedup_vs_length.png": plot_loop_speedup,
     "rounds_histogram.png": plot_rounds_histogram,
     "training_loss.png": plot_training_curves,
 }
