@@ -25,8 +25,9 @@ def qwen():
     return load_backbone(ModelConfig())
 
 
-def _run(backbone, mode: str, reuse: bool, batch_size: int = 1, do_sample: bool = False):
-    engine = HFEngine(backbone, reuse_vision=reuse, reuse_prefix=reuse)
+def _run(backbone, mode: str, reuse: bool, batch_size: int = 1, do_sample: bool = False,
+         static_cache: bool = False):
+    engine = HFEngine(backbone, reuse_vision=reuse, reuse_prefix=reuse, static_cache=static_cache)
     cfg = LoopConfig(mode=mode, max_rounds=3, max_new_tokens=24, do_sample=do_sample,
                      temperature=1.0, batch_size=batch_size, seed=5)
     recs = run_loop(engine, PROBLEMS, cfg, RenderConfig(), "sys", progress=False)
@@ -63,6 +64,14 @@ def test_batched_calls_reuse_vision_features_only(qwen):
     assert reused == plain
     assert stats.reused_tokens == 0  # no KV reuse across left-padded rows
     assert 0 < stats.images_encoded < stats.images
+
+
+@pytest.mark.parametrize("mode", ["optical", "text"])
+def test_static_cache_gives_identical_outputs(qwen, mode):
+    """The GPU mode (static cache, compiled there) decodes the same tokens as the dynamic cache
+    (checked on CPU, where transformers does not compile)."""
+    assert _run(qwen, mode, True, batch_size=2, static_cache=True)[0] == \
+        _run(qwen, mode, False, batch_size=2)[0]
 
 
 def test_glm4v_optical_loop_with_reuse_matches():

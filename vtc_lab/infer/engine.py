@@ -138,15 +138,20 @@ class HFEngine:
     """
 
     def __init__(self, backbone: Any, *, reuse_vision: bool = True, reuse_prefix: bool = True,
-                 vision_cache_bytes: int = 1 << 30):
+                 vision_cache_bytes: int = 1 << 30, static_cache: bool = False):
         """`reuse_vision`: keep each page's image preprocessing and vision features across
         calls (any batch size; `vision_cache_bytes` bounds each of the two caches).
         `reuse_prefix`: a single-request call starts from the KV cache of the previous
         single-request call where their prompts share a prefix (see `vtc_lab.infer.reuse`).
-        Both only skip recomputation; `stats` accumulates where the time went."""
+        Both only skip recomputation; `stats` accumulates where the time went.
+        `static_cache`: generate with a preallocated static KV cache, which on a GPU makes
+        transformers compile the decode step (removes the eager engine's per-step launch
+        overhead); it replaces the prefix reuse (a static cache is allocated per call). Tested
+        on CPU for identical outputs only (no compilation there); never run on a GPU here."""
         self.backbone = backbone
         self.reuse_vision = reuse_vision
-        self.reuse_prefix = reuse_prefix
+        self.static_cache = static_cache
+        self.reuse_prefix = reuse_prefix and not static_cache
         self.stats = EngineStats()
         self.vision_cache = VisionCache(vision_cache_bytes)
         self.prefix_cache = PrefixCache()
@@ -257,6 +262,8 @@ class HFEngine:
                  for k, v in batch.items()}
         if cache is not None:
             kwargs["past_key_values"] = cache
+        if self.static_cache:
+            kwargs["cache_implementation"] = "static"
         self._encode_pages(batch, kwargs, keys, sum(1 for p in pages or [] if p[0] < reused))
         base = getattr(self.model, "model", None)
         if getattr(base, "rope_deltas", None) is not None:
