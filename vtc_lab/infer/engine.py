@@ -12,6 +12,7 @@ Sampling is per request: each request carries its own seed and is sampled with i
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -321,7 +322,7 @@ class HFEngine:
         pixels = batch.get("pixel_values")
         grid = batch.get("image_grid_thw")
         if pixels is None or grid is None or not hasattr(self.model, "get_image_features") \
-                or not self.model._supports_mm_encoder_outputs():
+                or "mm_encoder_outputs" not in inspect.signature(self.model.forward).parameters:
             return  # generate encodes the images itself
         del batch["pixel_values"]
         self.stats.images += len(keys)
