@@ -55,7 +55,10 @@ def only_dir(root: Path) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_eval_engine_openai_equals_engine_hf(server, ckpt, tmp_path):
+    """The whole `evaluate` (three loops, grading, predictions files) over the server equals the
+    in-process run (slow: a second in-process model; the loops' parity is a fast test)."""
     hf = evaluate(make_cfg(tmp_path / "hf", "model=local", f"model.path={ckpt}"))
     oa = evaluate(openai_cfg(tmp_path / "oa", server.url))
     a, b = graded(only_dir(tmp_path / "hf")), graded(only_dir(tmp_path / "oa"))

@@ -158,10 +158,10 @@ class OpenAIEngine:
                     f"engine=openai: the server at {url} does not serve model {self.model!r} "
                     f"(it serves {names}); fix engine.model")
         self.can_tokenize = all(self._tokenize_probe(url) for url in self.urls)
-        if "optical" in modes:
-            self._detect_image_token()
         for url in self.urls:
             self._probe_generation(url, text="text" in modes)
+        if "optical" in modes:
+            self._detect_image_token()
         self.checked_modes |= set(modes)
 
     def _tokenize_probe(self, url: str) -> bool:
