@@ -111,7 +111,7 @@ def test_server_down_fails_before_any_job_naming_the_uri(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["local", "server"])
 def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, request):
-    """The issue's acceptance sweep on the real `vtc-lab train` with the tiny model: 4 jobs,
+    """The acceptance sweep of the tracking layer on the real `vtc-lab train` with the tiny model: 4 jobs,
     job 0 gets trainer.max_steps=0 (invalid) through `${hydra:job.num}`, the rest train 1-3
     steps. One parent, four children, exactly one FAILED, losses logged for the others."""
     import shutil

@@ -4,8 +4,8 @@ A problem is a state of `digits` digits and a step count; the solution applies a
 rule once per line, counting down, and the answer is the last state. Every step is a pure
 function of the latest trace line (the line carries the countdown letter and the whole state),
 so a model only has to read its most recent memory, never to look anything up by index: the
-step is learnable from text by a 1.8 M-parameter decoder (../shared/notes/toy-scale-findings.md
-measured that an index look-up plus multi-digit addition is not). A model that cannot read its
+step is learnable from text by a 1.8 M-parameter decoder (docs/training.md, "Toy-scale
+findings": an index look-up plus multi-digit addition was not). A model that cannot read its
 memory cannot continue after the first round, so the no-memory loop scores ~0 (chance is
 10**-digits).
 

@@ -94,7 +94,7 @@ def efficiency_metrics(records: Sequence[ProblemRecord], max_rounds: int,
         out["wall_s"] = wall_s
         out["samples_per_s"] = n / wall_s
         out["problems_per_s"] = len({rec.problem_id for rec in records}) / wall_s
-    # Misbehaviour, counted (section 5 of the issue): never a crash.
+    # Misbehaviour, counted (docs/inference.md, "Bad input"): never a crash.
     for status in STATUSES:
         out[f"status/{status}"] = float(sum(rec.status == status for rec in records))
     out["final_rate"] = mean(rec.status == "final" for rec in records)

@@ -17,7 +17,7 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3
 @dataclass
 class TinySpec:
     """Sizes of a random-init backbone (`source: tiny`). Defaults trained well on the toy task
-    (../shared/notes/toy-scale-findings.md): ~2 M parameters, seconds per step on a CPU."""
+    (docs/training.md, "Toy-scale findings"): ~2 M parameters, seconds per step on a CPU."""
 
     hidden_size: int = 128
     """Text decoder width; also the vision merger's output width."""

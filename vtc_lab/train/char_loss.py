@@ -7,7 +7,7 @@ The renderer knows where it drew every glyph (`layouts` column: per page, rows
 box centre is nearest the token's centre among those whose centre falls inside it, `blank` (the
 pad token id) when none does, and ignored when the character is not a single token of the
 tokenizer. A linear head on the merged vision features predicts it: at toy scale this dense
-signal is what teaches a random-init tower to read (../shared/notes/toy-scale-findings.md).
+signal is what teaches a random-init tower to read (docs/training.md, "Toy-scale findings").
 """
 
 from __future__ import annotations
