@@ -74,3 +74,13 @@ def test_sweep_state_files_round_trip(tmp_path):
     assert read_jobs(tmp_path) == {"finished": 1, "failed": 1, "failed_jobs": ["a=2"]}
     write_parent(tmp_path, "def", "sqlite:///x", "1")   # a new sweep in the same dir resets
     assert read_jobs(tmp_path) == {"finished": 0, "failed": 0, "failed_jobs": []}
+
+
+def test_config_diff_names_each_changed_leaf():
+    from vtc_lab.tracking.provenance import config_diff
+
+    old = {"loop": {"max_rounds": 8, "mode": "optical"}, "renderer": "abc", "gone": 1}
+    new = {"loop": {"max_rounds": 2, "mode": "optical"}, "renderer": "def", "added": [1]}
+    assert config_diff(old, new) == ["added: '<unset>' -> [1]", "gone: 1 -> '<unset>'",
+                                     "loop.max_rounds: 8 -> 2", "renderer: 'abc' -> 'def'"]
+    assert config_diff(old, old) == []

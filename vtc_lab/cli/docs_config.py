@@ -46,14 +46,6 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return "???"
-
-
 def _fmt_default(value: Any) -> str:
     if dataclasses.is_dataclass(value):
         return "(group)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from vtc_lab.data import shards as sh
 from vtc_lab.data.samples import SampleSettings, ShardStats, WorkerState, problem_samples
 from vtc_lab.data.sources import Skip, Trace, iter_traces
 from vtc_lab.data.stats import format_stats, plot_stats, summarize
+from vtc_lab.tracking.provenance import config_diff
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -102,19 +104,8 @@ def dataset_dir(cfg: Any) -> Path:
     return Path(cfg.output_root) / sub / f"{cfg.data.name}-{config_hash(cfg)[:12]}"
 
 
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: obj}
-
-
 def _describe_difference(old: dict, new: dict) -> str:
-    a, b = _flat(old), _flat(new)
-    diffs = [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
-             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diffs = config_diff(old, new)
     return "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} differences)" if len(diffs) > 8 else "")
 
 
@@ -292,11 +283,6 @@ def build_dataset(cfg: Any) -> dict:
 def _build_lock(out: Path) -> Iterator[None]:
     """One builder per directory (e.g. every DDP rank calling ensure_dataset): the others wait,
     then find the dataset complete and reuse it. The OS drops the lock if its holder dies."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
-        yield
-        return
     with open(out / sh.LOCK, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

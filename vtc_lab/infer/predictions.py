@@ -17,21 +17,13 @@ from typing import Any
 
 from vtc_lab import atomic
 from vtc_lab.infer.records import ProblemRecord
+from vtc_lab.tracking.provenance import config_diff
 
 FORMAT_VERSION = 1
 
 
 def _normalize(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
 class PredictionsFile:
@@ -66,7 +58,7 @@ class PredictionsFile:
             raise ValueError(f"{self.path}:1: not a vtc-lab predictions file (no header line); "
                              "move it away or choose another output directory") from None
         if header != self.header:
-            diffs = "; ".join(_diff(header, self.header)[:8])
+            diffs = "; ".join(config_diff(header, self.header)[:8])
             raise ValueError(f"{self.path}: was written with different settings ({diffs}); "
                              "refusing to mix them. Use a new output directory or restore the "
                              "original config.")

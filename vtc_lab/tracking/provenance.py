@@ -84,6 +84,15 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def config_diff(old: Any, new: Any) -> list[str]:
+    """`"a.b: old -> new"` for every flattened key whose value differs (`<unset>` when absent),
+    sorted by key: how a refusal to mix two configurations names what changed."""
+    a, b = flatten(old), flatten(new)
+    missing = "<unset>"
+    return [f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+
+
 def key_params(app_cfg: Any) -> dict[str, Any]:
     """The short, comparable params of a run (`font_size`, `seg_budget`, `backbone`, ...)."""
     flat = flatten(app_cfg)

@@ -147,10 +147,6 @@ class OpticalMemoryEvaluator(Callback):
         self._last_step: int | None = None
         self._problems: dict[str, list] | None = None
 
-    def set_run(self, run: Any) -> None:
-        """Bind the tracking run handle after construction (the run may start later)."""
-        self.run = run
-
     # -- Lightning hooks -------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         n = self.cfg.every_n_steps
