@@ -144,3 +144,17 @@ def test_presets_compose_into_the_schema(preset, tmp_path):
     if preset != "local_jsonl":
         assert cfg.name == preset and cfg.num_samples == BENCHMARKS[preset].samples_per_problem
     assert len(load_benchmark(cfg)) >= 1
+
+
+def test_one_reader_feeds_the_benchmark_and_the_fixtures():
+    """packaged_rows is what load_benchmark, the MATH500 traces and the tiny tokenizer read."""
+    from vtc_lab.data.sources import math500_fixture_rows
+    from vtc_lab.eval.benchmarks import packaged_rows
+
+    rows = packaged_rows("math500.jsonl")
+    problems = load_benchmark(BenchmarkConfig(name="math500"))
+    assert len(rows) == len(problems) == 500
+    assert [r["problem"] for r in rows] == [r["problem"] for r in math500_fixture_rows()]
+    assert all(r["problem"] in p.question for r, p in zip(rows, problems))
+    gz = packaged_rows("gpqa_diamond.jsonl.gz")  # gzipped files through the same path
+    assert len(gz) == len(load_benchmark(BenchmarkConfig(name="gpqa_diamond")))

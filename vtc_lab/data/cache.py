@@ -9,7 +9,6 @@ to a temporary name and renamed, so a killed build never leaves a half entry beh
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import struct
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtc_lab import atomic
+from vtc_lab.render.png import grey_colours, png_bytes
 
 _MAGIC = b"VTCR1"
 
@@ -34,29 +34,6 @@ class RenderedSegment:
 
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _is_grey(color) -> bool:
-    from PIL import ImageColor
-
-    try:
-        rgb = ImageColor.getrgb(color) if isinstance(color, str) else tuple(color)
-    except (ValueError, TypeError):
-        return False
-    return len(set(rgb[:3])) == 1
-
-
-def grey_pages(render_cfg) -> bool:
-    """True when text and background are both greys: then every page pixel is a grey (anti-
-    aliasing mixes the two), so a single-channel PNG is lossless, half the bytes and the time."""
-    return all(_is_grey(getattr(render_cfg, name, None))
-               for name in ("text_color", "background_color"))
-
-
-def _png(image, grey: bool) -> bytes:
-    buf = io.BytesIO()
-    (image.convert("L") if grey else image).save(buf, format="PNG", compress_level=3)
-    return buf.getvalue()
 
 
 def _layout_json(boxes) -> str:
@@ -77,7 +54,7 @@ def render_segment(text: str, render_cfg, *, encode: bool, layouts: bool) -> Ren
         images, page_boxes, missing, dropped = render_text(text, render_cfg), None, 0, 0
     return RenderedSegment(
         sizes=[(int(im.width), int(im.height)) for im in images],
-        pngs=[_png(im, grey_pages(render_cfg)) for im in images] if encode else None,
+        pngs=[png_bytes(im, grey=grey_colours(render_cfg)) for im in images] if encode else None,
         layouts=[_layout_json(b) for b in page_boxes] if (layouts and encode) else None,
         missing_glyphs=missing,
         dropped_chars=dropped,

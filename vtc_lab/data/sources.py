@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -270,23 +269,22 @@ def math500_fixture_rows() -> Iterator[dict]:
     The worked solution becomes the reasoning inside `<think>...</think>`, followed by a short
     write-up with the boxed answer, the shape of an R1 generation.
     """
-    data = files("vtc_lab.eval") / "benchmarks_data" / "math500.jsonl"
-    with data.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            answer = row["answer"]
-            generation = (f"{THINK_OPEN}\n{row['solution']}\n{THINK_CLOSE}\n\n"
-                          f"The final answer is $\\boxed{{{answer}}}$.")
-            yield {
-                "uuid": row["unique_id"],
-                "problem": row["problem"],
-                "solution": row["solution"],
-                "answer": answer,
-                "problem_type": row.get("subject", ""),
-                "generations": [generation],
-                "correctness_math_verify": [True],
-                "finish_reasons": ["stop"],
-            }
+    from vtc_lab.eval.benchmarks import packaged_rows
+
+    for row in packaged_rows("math500.jsonl"):
+        answer = row["answer"]
+        generation = (f"{THINK_OPEN}\n{row['solution']}\n{THINK_CLOSE}\n\n"
+                      f"The final answer is $\\boxed{{{answer}}}$.")
+        yield {
+            "uuid": row["unique_id"],
+            "problem": row["problem"],
+            "solution": row["solution"],
+            "answer": answer,
+            "problem_type": row.get("subject", ""),
+            "generations": [generation],
+            "correctness_math_verify": [True],
+            "finish_reasons": ["stop"],
+        }
 
 
 def write_openr1_fixture(path: str | Path, rows: Iterable[dict] | None = None, limit: int | None = None) -> Path:

@@ -224,11 +224,36 @@ def benchmark_input(problems: ProblemList) -> dict:
                         "samples_per_problem": problems.samples_per_problem}}
 
 
+def packaged_file(name: str) -> Path:
+    """Path of a file shipped in vtc_lab/eval/benchmarks_data (e.g. "math500.jsonl")."""
+    return Path(str(files("vtc_lab.eval") / "benchmarks_data" / name))
+
+
 def benchmark_file(spec: BenchmarkSpec) -> Path:
     """Path of a spec's file (packaged data for registered ones)."""
     if spec.version == "local":
         return Path(spec.file).expanduser()
-    return Path(str(files("vtc_lab.eval") / "benchmarks_data" / spec.file))
+    return packaged_file(spec.file)
+
+
+def read_jsonl_text(path: Path, data: bytes | None = None) -> str:
+    """The text of a benchmark jsonl file (`data`: its bytes when already read), gunzipped
+    when it ends in .gz; a clear error when it is not UTF-8."""
+    data = path.read_bytes() if data is None else data
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def packaged_rows(name: str) -> list[dict]:
+    """The raw rows of a packaged benchmark file, in file order: the one reader of
+    benchmarks_data for the fixtures built from it (the MATH500 traces, the tiny tokenizer's
+    corpus); `load_benchmark` turns the same text into `Problem`s."""
+    return [json.loads(line) for line in read_jsonl_text(packaged_file(name)).split("\n")
+            if line.strip()]
 
 
 def _gold_text(value: Any, grader: str) -> str:
@@ -306,12 +331,7 @@ def load_benchmark(cfg: BenchmarkConfig) -> ProblemList:
         raise FileNotFoundError(f"benchmark {spec.name!r}: file not found: {path}")
     else:
         data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    text = read_jsonl_text(path, data)
     problems: list[Problem] = []
     skipped: list[tuple[int, str]] = []
     seen: dict[str, int] = {}

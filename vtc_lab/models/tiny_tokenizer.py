@@ -8,9 +8,7 @@ text: byte-level means any text encodes (no unknown token) and decodes back exac
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from importlib.resources import files
 
 # Tags of the VTC-R1 completion format: single, non-special tokens (decoded like text) so the
 # model emits `</think>` / `<answer>` in one step and a stop check needs no sub-word logic.
@@ -59,15 +57,10 @@ ARCH_TOKENS = {
 
 def _training_corpus() -> list[str]:
     """Problems and solutions of the packaged MATH500 file, in file order (deterministic)."""
-    path = files("vtc_lab.eval").joinpath("benchmarks_data/math500.jsonl")
-    texts: list[str] = []
-    with path.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            texts.extend(str(row[key]) for key in ("problem", "solution", "answer") if row.get(key))
-    return texts
+    from vtc_lab.eval.benchmarks import packaged_rows
+
+    return [str(row[key]) for row in packaged_rows("math500.jsonl")
+            for key in ("problem", "solution", "answer") if row.get(key)]
 
 
 @lru_cache(maxsize=8)

@@ -10,8 +10,8 @@ from vtc_lab.render.compression import (Compression, compression, image_vision_t
                                         median_ratio, pooled_ratio)
 from vtc_lab.render.config import RenderConfig, config_hash
 from vtc_lab.render.fonts import BUNDLED_FONTS, resolve_font
-from vtc_lab.render.renderer import (CharBox, RenderResult, png_bytes, render_text,
-                                     render_with_layout)
+from vtc_lab.render.png import png_bytes
+from vtc_lab.render.renderer import CharBox, RenderResult, render_text, render_with_layout
 from vtc_lab.render.text_tokens import (HFTextTokenizer, TextTokenizer, TiktokenTextTokenizer,
                                         qwen_tokenizer)
 from vtc_lab.render.vision import VISION_SPECS, VisionSpec, get_spec, image_grid, vision_tokens

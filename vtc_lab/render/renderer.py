@@ -344,19 +344,6 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     return result
 
 
-def png_bytes(image: Image.Image, config: RenderConfig | None = None) -> bytes:
-    """PNG file bytes of a page: fast zlib level 1, and single-channel when the config's colours
-    are greys (lossless: `Image.open(...).convert("RGB")` gives back the same pixels)."""
-    import io
-
-    cfg = config or RenderConfig()
-    fg, bg = ImageColor.getrgb(cfg.text_color)[:3], ImageColor.getrgb(cfg.background_color)[:3]
-    grey = len(set(fg)) == 1 and len(set(bg)) == 1 and image.mode == "RGB"
-    buf = io.BytesIO()
-    (image.convert("L") if grey else image).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def render_text(text: str, config: RenderConfig | None = None) -> list[Image.Image]:
     """Render `text` to RGB page images with `config` (default: the VTC-R1 reference settings).
 
