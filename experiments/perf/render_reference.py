@@ -6,8 +6,9 @@ It reproduces the VTC-R1 / Glyph pipeline at its published settings, written fro
 behaviour: the whole text is one reportlab Paragraph (DejaVu Sans 9 pt, leading 10, left
 aligned) in a SimpleDocTemplate on A4 with 10 pt margins; `&`, `<`, `>` escaped, soft hyphens and
 zero-width spaces removed, runs of >= 2 spaces turned into `&nbsp;`s, newlines into `<br/>`;
-pages rasterised at 72 dpi; each page cropped `margin_x` right of its last ink column and the
-last page `margin_y` below its last ink row (ink = grey differs from the corner by > 5).
+pages rasterised at 72 dpi; each page cropped to its last ink column + 1 + `margin_x` and the
+last page to its last ink row + `margin_y` (the row's index: no +1, unlike the width) (ink =
+grey differs from the corner by > 5).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def crop(pages: list[Image.Image], margin_x: float = 10, margin_y: float = 10,
         if i == len(pages) - 1:
             rows = np.flatnonzero(mask.any(axis=1))
             if rows.size:
-                lower = min(img.height, int(rows[-1]) + 1 + round(margin_y * dpi / 72))
+                # the last ink row's index + margin: the reference counts no +1 here
+                lower = min(img.height, int(rows[-1]) + round(margin_y * dpi / 72))
         out.append(img.crop((0, 0, right, lower)))
     return out
 

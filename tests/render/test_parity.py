@@ -1,13 +1,15 @@
 """Layout parity with the reference reportlab -> PDF -> PNG pipeline (VTC-R1 settings).
 
-Line breaks must be identical on all 500 MATH500 solutions; page counts equal and page sizes
-within 2 % (we measure <= 0.4 %) on a fixed subset here, on all 500 in the slow test.
+Line breaks must be identical on all 500 MATH500 solutions; page counts and page heights equal
+(the auto-crop rounds like the reference), widths within 2 % (we measure <= 0.4 %) on a fixed
+subset here, on all 500 in the slow test.
 """
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from vtc_lab.render import RenderConfig, render_text
@@ -71,7 +73,26 @@ def _compare_pages(text: str, reference, engine: str) -> None:
     assert len(ours) == len(ref)
     for a, b in zip(ref, ours):
         assert abs(a.width - b.width) <= 0.02 * a.width, (a.size, b.size)
-        assert abs(a.height - b.height) <= 0.02 * a.height, (a.size, b.size)
+        assert a.height == b.height, (a.size, b.size)  # same lines, same crop rounding
+
+
+def _ink(img) -> np.ndarray:
+    grey = np.asarray(img.convert("L")).astype(np.int16)
+    return np.abs(grey - 255) > 5  # the reference's ink test against the white background
+
+
+def test_auto_crop_rounds_like_the_reference(solutions) -> None:
+    """Width = last ink column + 1 + margin_x; last page height = last ink row + margin_y (the
+    row's index: the reference's crop adds no +1 there). Checked against our own uncropped
+    pages, so it needs no reference install."""
+    full = RenderConfig(auto_crop_width=False, auto_crop_last_page=False)
+    for text in solutions[:60]:
+        cropped, uncropped = render_text(text), render_text(text, full)
+        assert len(cropped) == len(uncropped)
+        ink = _ink(uncropped[-1])
+        assert cropped[-1].height == int(np.flatnonzero(ink.any(axis=1))[-1]) + 10
+        for a, b in zip(cropped, uncropped):
+            assert a.width == int(np.flatnonzero(_ink(b).any(axis=0))[-1]) + 1 + 10
 
 
 def test_pages_and_sizes_match_reference_subset(solutions, reference, raster_engine) -> None:

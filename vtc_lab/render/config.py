@@ -21,7 +21,7 @@ NEWLINE_MODES = ("break", "space")
 
 # Bumped whenever a change to the layout or rasteriser changes pixels for an existing config,
 # so cached renders keyed by `config_hash` are invalidated.
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"  # 3: last-page crop height = last ink row + margin_y (the reference rounding)
 
 
 def _fail(name: str, message: str) -> None:

@@ -8,9 +8,11 @@ sit at the unhinted positions the layout computed, like a PDF viewer draws them)
 pages (the default) are drawn straight into their final RGBX bytes in pooled buffers that Pillow
 maps as the image (`pagemem`): no conversion pass and no fresh memory to page-fault per page.
 
-Auto-crop follows the reference pipeline: a page is cut `margin_x` right of its last ink column
-(`auto_crop_width`) and the last page `margin_y` below its last ink row (`auto_crop_last_page`),
-where ink = a pixel differing from the background by more than 5 grey levels. A page with no ink
+Auto-crop follows the reference pipeline, rounding included: a page keeps `margin_x` pixels after
+its last ink column (`auto_crop_width`: width = last ink column + 1 + margin_x), and the last page
+is cut at its last ink row's index plus `margin_y` (`auto_crop_last_page`: height = last ink row
++ margin_y, so the margin below the ink is margin_y - 1 rows, as the reference's crop computes
+it), where ink = a pixel differing from the background by more than 5 grey levels. A page with no ink
 at all is cut to its margins (the reference would keep a blank full page).
 """
 
@@ -204,7 +206,8 @@ def _compose(placed: _Placed, cps: np.ndarray, fonts: np.ndarray, faces: list[Fa
         if cfg.auto_crop_width:
             right = min(page_w, ink_right + 1 + round(cfg.margin_x * scale))
         if cfg.auto_crop_last_page and last_page:
-            lower = min(page_h, ink_bottom + 1 + round(cfg.margin_y * scale))
+            # the index of the last ink row + margin (no +1: the reference's rounding, see above)
+            lower = min(page_h, ink_bottom + round(cfg.margin_y * scale))
     else:  # nothing visible: keep just the margins (and one line on the last page)
         if cfg.auto_crop_width:
             right = min(page_w, round((2 * cfg.margin_x + cfg.padding) * scale))
