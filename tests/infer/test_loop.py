@@ -207,3 +207,19 @@ def test_pages_are_capped_like_the_training_encoder():
     assert [p.size for p in fed] == [p.size for p in expected]
     assert all(p.width * p.height <= 100_000 for p in fed)
     assert fed[0].tobytes() == expected[0].tobytes()
+
+
+def test_an_empty_round_adds_nothing_to_memory_and_is_counted():
+    """An empty or blank round is not rendered into a blank page: the next prompt has the same
+    images as before it, and the round is counted as bad/empty_rounds."""
+    from vtc_lab.render import RenderConfig
+
+    eng = ScriptedEngine({"q": ["", " \n\t ", "two plus two", "", FINAL]})
+    (rec,) = run_loop(eng, problems("q"), cfg("optical", max_rounds=6), RenderConfig(), None,
+                      progress=False)
+    assert rec.status == "final" and rec.num_rounds == 5
+    assert [len(images_of(c[0])) for c in eng.calls] == [0, 0, 0, 1, 1]
+    assert [r.new_images for r in rec.rounds] == [0, 0, 1, 0, 0]
+    assert [r.memory_text_tokens for r in rec.rounds] == [0, 0, 3, 0, 0]
+    m = efficiency_metrics([rec], max_rounds=6)
+    assert m["bad/empty_rounds"] == 3 and m["memory_images_mean"] == 1

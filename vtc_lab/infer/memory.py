@@ -102,6 +102,10 @@ class OpticalMemory(NoMemory):
         return out.text
 
     def remember(self, unit: Unit, out: Any, rec: RoundRecord) -> None:
+        if not out.text.strip():
+            # An empty (or blank) round has nothing to remember: no blank page joins the memory.
+            # It is counted in the metrics as bad/empty_rounds.
+            return
         t0 = time.perf_counter()
         try:
             pages, lossy = self.renderer(out.text)
