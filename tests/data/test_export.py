@@ -41,7 +41,13 @@ def test_ids_with_path_characters_never_become_paths(make_cfg, tmp_path):
     metrics = build_dataset(make_cfg(data=DataConfig(source="openr1", path=str(src)), output_dir=str(out),
                                      export="llamafactory", render_cache_dir=str(tmp_path / "runs" / "cache")))
     got = {r["problem_id"] for r in open_dataset(metrics["path"]).iter_samples()}
+    # kept as data, as DataConfig.id_field says (never used as a path)
     assert got == {"../../escape", "/abs/olute", "a/../../b"}
+    export = [json.loads(line) for line in (out / "llamafactory" / "data.jsonl").read_text().splitlines()]
+    assert {ex["sample_id"].split("#")[0] for ex in export} == got
+    for ex in export:  # every image path resolves inside the export directory
+        assert all((out / "llamafactory" / p).resolve().is_relative_to(out / "llamafactory")
+                   for p in ex["images"])
     # every file written lies under the output root, and nothing appeared next to it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "src"]
     assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["evil.jsonl"]

@@ -3,8 +3,13 @@
 The trace stream is deterministic, so shard i always holds the same `problems_per_shard`
 traces. A run skips shards that already exist and rebuilds the rest; because every shard is
 written under a temporary name and renamed, a build killed at any moment (kill -9) and started
-again with the same config ends with exactly the samples of an uninterrupted build. A
-different config in the same directory is refused (config hash in manifest.json).
+again with the same config ends with exactly the samples of an uninterrupted build.
+
+What a second run trusts, it checks first: a different config in the same directory is refused
+(config hash in manifest.json); so is a changed input (the manifest's content fingerprint of
+the input files); every shard it reuses must match the size and sha256 recorded when it was
+written, and a damaged one is rebuilt. `overwrite=true` deletes only what the builder wrote
+(its manifest, stats, shards and export) and refuses a directory holding anything else.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,13 +31,14 @@ from typing import Any
 from vtc_lab import atomic
 from vtc_lab.data import shards as sh
 from vtc_lab.data.samples import SampleSettings, ShardStats, WorkerState, problem_samples
-from vtc_lab.data.sources import Skip, Trace, iter_traces
+from vtc_lab.data.sources import Skip, Trace, input_fingerprint, iter_traces
 from vtc_lab.data.stats import format_stats, plot_stats, summarize
 from vtc_lab.tracking.provenance import config_diff
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
-"""Bumped when the row layout changes (part of the config hash)."""
+FORMAT_VERSION = 2
+"""Bumped when the row layout changes (part of the config hash). 2: pages stored once per shard
+in a page table, rows reference them (`page_ids`)."""
 
 
 CONFIG_HASH_FIELD = "{config_hash}"
@@ -41,6 +46,10 @@ CONFIG_HASH_FIELD = "{config_hash}"
 
 class DatasetConfigMismatch(ValueError):
     """The output directory holds a dataset built with another config."""
+
+
+class DatasetInputChanged(DatasetConfigMismatch):
+    """The output directory holds a dataset built from other input data (same config)."""
 
 
 def _plain(obj: Any) -> Any:
@@ -109,8 +118,10 @@ def _describe_difference(old: dict, new: dict) -> str:
     return "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} differences)" if len(diffs) > 8 else "")
 
 
-def check_directory(out: Path, cfg: Any, chash: str) -> dict | None:
-    """The existing manifest if `out` holds this config's dataset; raises on any other content."""
+def check_directory(out: Path, cfg: Any, chash: str, fingerprint: dict | None = None,
+                    check_input: bool = True) -> dict | None:
+    """The existing manifest if `out` holds this config's dataset (built from the same input);
+    raises on any other content. `fingerprint` defaults to `input_fingerprint(cfg.data)`."""
     manifest = sh.read_manifest(out)
     if manifest is None:
         if out.exists() and any(p.name != sh.LOCK for p in out.iterdir()):
@@ -118,13 +129,37 @@ def check_directory(out: Path, cfg: Any, chash: str) -> dict | None:
                 f"{out} exists, is not empty and has no {sh.MANIFEST}: refusing to write a dataset "
                 "into it; choose another output_dir")
         return None
+    if not sh.is_dataset_manifest(manifest):
+        raise DatasetConfigMismatch(
+            f"{out / sh.MANIFEST} is not a vtc-lab dataset manifest: refusing to write (or delete) "
+            "anything in that directory; choose another output_dir")
     if manifest.get("config_hash") != chash:
         raise DatasetConfigMismatch(
             f"{out} holds a dataset built with a different config (config_hash "
             f"{str(manifest.get('config_hash'))[:12]} != {chash[:12]}): "
             f"{_describe_difference(manifest.get('identity', {}), identity_config(cfg))}. "
             "Use another output_dir / data.name, or overwrite=true to delete and rebuild it.")
+    if check_input:
+        now = input_fingerprint(cfg.data) if fingerprint is None else fingerprint
+        _check_input(out, manifest.get("input"), now)
     return manifest
+
+
+def _check_input(out: Path, old: dict | None, new: dict | None) -> None:
+    if (old or {}).get("sha256") == (new or {}).get("sha256"):
+        return
+    before = {f["path"]: f for f in (old or {}).get("files", [])}
+    after = {f["path"]: f for f in (new or {}).get("files", [])}
+    changed = [f"{p} (changed)" for p in sorted(set(before) & set(after))
+               if before[p]["sha256"] != after[p]["sha256"] or before[p]["bytes"] != after[p]["bytes"]]
+    changed += [f"{p} (new)" for p in sorted(set(after) - set(before))]
+    changed += [f"{p} (gone)" for p in sorted(set(before) - set(after))]
+    if not changed:  # same files under other names, or an input without files
+        changed = ["the input as a whole"]
+    raise DatasetInputChanged(
+        f"{out} was built from other input data than data.path now holds: "
+        f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}. Its samples would be "
+        "stale: rebuild with overwrite=true, or choose another output_dir.")
 
 
 def code_version() -> dict:
@@ -179,10 +214,12 @@ def _build_shard(index: int, traces: list[Trace], out: str | None) -> tuple[int,
     assert _STATE is not None, "worker not initialised"
     stats = ShardStats()
     rows: list[dict] = []
+    pages: list[dict] = []
     for trace in traces:
         problem_stats = ShardStats()  # merged only on success: a failed trace leaves no trace
+        problem_pages: list[dict] = []
         try:
-            result = problem_samples(trace, _STATE, problem_stats)
+            result = problem_samples(trace, _STATE, problem_stats, problem_pages)
         except Exception as exc:  # noqa: BLE001 - one bad trace must not end a long build
             log.warning("skipped (error): %s %s: %s", trace.origin, type(exc).__name__, exc)
             result = Skip(f"error:{type(exc).__name__}", trace.origin, str(exc))
@@ -190,9 +227,15 @@ def _build_shard(index: int, traces: list[Trace], out: str | None) -> tuple[int,
             stats.skipped[result.reason] += 1
             continue
         stats.add(problem_stats)
+        offset = len(pages)  # the problem's page ids become shard-wide ids
+        for page in problem_pages:
+            page["page_id"] += offset
+        for row in result:
+            row["page_ids"] = [i + offset for i in row["page_ids"]]
+        pages.extend(problem_pages)
         rows.extend(result)
     if out is not None:
-        sh.write_shard(Path(out), index, rows, stats.to_json())
+        sh.write_shard(Path(out), index, rows, stats.to_json(), pages)
     return index, stats.to_json(), len(traces)
 
 
@@ -205,6 +248,8 @@ def _chunks(items: Iterator[Trace | Skip], size: int, skips: Counter,
             skips[item.reason] += 1
             if len(examples.setdefault(item.reason, [])) < 3:
                 examples[item.reason].append(f"{item.origin} {item.detail}".strip())
+                log.warning("skipped (%s): %s %s", item.reason, item.origin, item.detail)
+            elif item.reason == "bad_input_file":  # every unreadable file is named
                 log.warning("skipped (%s): %s %s", item.reason, item.origin, item.detail)
             continue
         chunk.append(item)
@@ -271,12 +316,37 @@ def build_dataset(cfg: Any) -> dict:
     t0 = time.perf_counter()
     out = dataset_dir(cfg)
     chash = config_hash(cfg)
-    if cfg.overwrite and sh.read_manifest(out) is not None:
-        shutil.rmtree(out)
-    check_directory(out, cfg, chash)  # refuse early, before taking the lock
+    fingerprint = input_fingerprint(cfg.data)
+    if cfg.overwrite:
+        _check_overwrite(out)  # refuse early, before taking the lock or deleting anything
+    else:
+        check_directory(out, cfg, chash, fingerprint)  # refuse early, before taking the lock
     out.mkdir(parents=True, exist_ok=True)
     with _build_lock(out):
-        return _build_locked(cfg, out, chash, t0)
+        if cfg.overwrite:
+            # under the lock: a build still running in this directory finishes first
+            _check_overwrite(out)
+            removed = sh.remove_own_files(out)
+            if removed:
+                log.warning("overwrite=true: removed %d files of the previous dataset in %s", removed, out)
+        return _build_locked(cfg, out, chash, t0, fingerprint)
+
+
+def _check_overwrite(out: Path) -> None:
+    """overwrite=true may delete only what the builder wrote: refuse anything else."""
+    if not out.exists():
+        return
+    manifest = sh.read_manifest(out)
+    if manifest is not None and not sh.is_dataset_manifest(manifest):
+        raise DatasetConfigMismatch(
+            f"overwrite=true: {out / sh.MANIFEST} is not a vtc-lab dataset manifest; refusing to "
+            "delete anything in that directory. Choose another output_dir.")
+    foreign = sh.foreign_files(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" ... ({len(foreign)} in all)" if len(foreign) > 5 else "")
+        raise DatasetConfigMismatch(
+            f"overwrite=true: {out} holds files vtc-lab build-data did not write ({shown}); "
+            "refusing to delete anything. Move them away or choose another output_dir.")
 
 
 @contextlib.contextmanager
@@ -295,10 +365,31 @@ def _build_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _build_locked(cfg: Any, out: Path, chash: str, t0: float) -> dict:
-    manifest = check_directory(out, cfg, chash)
+def _verify_shards(out: Path, indices: Any) -> set[int]:
+    """The shards among `indices` whose files match their recorded checksums; damaged ones are
+    named in a warning and deleted (the builder wrote them and rebuilds them)."""
+    good = set()
+    for i in sorted(indices):
+        reason = sh.verify_shard(out, i)
+        if reason is None:
+            good.add(i)
+        else:
+            log.warning("shard %d is damaged and will be rebuilt: %s", i, reason)
+            sh.remove_shard(out, i)
+    return good
+
+
+def _build_locked(cfg: Any, out: Path, chash: str, t0: float, fingerprint: dict | None) -> dict:
+    manifest = check_directory(out, cfg, chash, fingerprint)
+    verified: set[int] | None = None
+    if (manifest is not None and manifest.get("status") == "complete"
+            and manifest.get("mode") != "stats_only"):
+        n = int(manifest.get("counts", {}).get("shards", 0))
+        verified = _verify_shards(out, range(n))
+        if len(verified) < n:
+            manifest = None  # rebuild what is damaged; the rest is reused below
     if manifest is not None and manifest.get("status") == "complete":
-        log.info("reusing %s (same config_hash %s)", out, chash[:12])
+        log.info("reusing %s (same config_hash %s, same input, shards verified)", out, chash[:12])
         stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
         if cfg.export == "llamafactory" and not cfg.stats_only and not (out / "llamafactory").exists():
             from vtc_lab.data.export import export_llamafactory
@@ -315,9 +406,13 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float) -> dict:
         "config": _plain(cfg),
         "mode": "stats_only" if cfg.stats_only else "samples",
         "code_version": code_version(),
+        "input": fingerprint,
     }
     atomic.write_json(out / sh.MANIFEST, {**base, "status": "building"})
-    done = set() if cfg.stats_only else sh.completed_shards(out)
+    if cfg.stats_only:
+        done: set[int] = set()
+    else:
+        done = verified if verified is not None else _verify_shards(out, sh.completed_shards(out))
     settings = SampleSettings(
         segmentation=cfg.segmentation, render=cfg.renderer, model=cfg.model,
         token_counter=cfg.token_counter, include_layouts=cfg.data.include_layouts,
@@ -329,7 +424,7 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float) -> dict:
     for i in range(n_shards):
         shard_stats = fresh.get(i)
         if shard_stats is None:
-            shard_stats = json.loads(sh.shard_path(out, i, ".stats.json").read_text(encoding="utf-8"))
+            shard_stats = sh.read_sidecar(out, i)["stats"]
         total.add(ShardStats.from_json(shard_stats))
     stale = [i for i in sh.completed_shards(out) if i >= n_shards]
     if stale:
@@ -343,7 +438,9 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float) -> dict:
     seconds = time.perf_counter() - t0
     counts = {"problems": stats["problems"], "samples": stats["samples"], "shards": stats["shards"],
               "skipped": stats["skipped_total"]}
-    atomic.write_json(out / sh.MANIFEST, {**base, "status": "complete", "counts": counts})
+    files = {} if cfg.stats_only else sh.shard_checksums(out, range(n_shards))
+    atomic.write_json(out / sh.MANIFEST, {**base, "status": "complete", "counts": counts,
+                                             "files": files})
     print(format_stats(stats))
     if cfg.export == "llamafactory" and not cfg.stats_only:
         from vtc_lab.data.export import export_llamafactory
@@ -371,7 +468,7 @@ def _cache_dir(cfg: Any) -> str | None:
 
 DATASET_METRIC_KEYS = ("problems", "samples", "compression_ratio", "compression_ratio_with_delimiters",
                        "tokens_saved", "mean_segments_per_problem", "share_more_than_4_rounds",
-                       "skipped_total")
+                       "skipped_total", "truncated_segments", "invalid_utf8", "special_tokens")
 
 
 def dataset_metrics(stats: dict) -> dict[str, float]:
@@ -390,12 +487,13 @@ def _metrics(stats: dict, out: Path, chash: str, *, reused: bool, seconds: float
 
 
 def ensure_dataset(build_cfg: Any) -> Path:
-    """The dataset directory for `build_cfg`: reused if built with the same config, built if
-    missing or unfinished, refused (DatasetConfigMismatch) if it holds another config."""
+    """The dataset directory for `build_cfg`: reused if built with the same config from the same
+    input (shards verified), built if missing, unfinished or damaged, refused
+    (DatasetConfigMismatch / DatasetInputChanged) if it holds another config or input."""
     if build_cfg.stats_only:
         raise ValueError("ensure_dataset: stats_only=true builds no samples to train on")
     out = dataset_dir(build_cfg)
     manifest = check_directory(out, build_cfg, config_hash(build_cfg))
-    if manifest is None or manifest.get("status") != "complete":
-        build_dataset(build_cfg)
+    if manifest is None or manifest.get("status") != "complete" or not build_cfg.overwrite:
+        build_dataset(build_cfg)  # reuses a complete dataset after verifying its shards
     return out

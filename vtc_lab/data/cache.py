@@ -30,6 +30,8 @@ class RenderedSegment:
     layouts: list[str] | None
     missing_glyphs: int = 0
     dropped_chars: int = 0
+    truncated: bool = False
+    """The renderer's page cap (`max_pages`) cut the segment short."""
 
 
 def text_key(text: str) -> str:
@@ -44,20 +46,18 @@ def _layout_json(boxes) -> str:
 
 def render_segment(text: str, render_cfg, *, encode: bool, layouts: bool) -> RenderedSegment:
     """Render one segment on its own pages (a segment may span several pages)."""
-    from vtc_lab.render import render_text, render_with_layout
+    from vtc_lab.render import render_with_layout
 
-    if layouts:
-        result = render_with_layout(text, render_cfg)
-        images, page_boxes = result.images, result.boxes
-        missing, dropped = int(result.missing_glyphs), int(result.dropped_chars)
-    else:
-        images, page_boxes, missing, dropped = render_text(text, render_cfg), None, 0, 0
+    result = render_with_layout(text, render_cfg, boxes=layouts)
+    images, page_boxes = result.images, (result.boxes if layouts else None)
+    missing, dropped = int(result.missing_glyphs), int(result.dropped_chars)
     return RenderedSegment(
         sizes=[(int(im.width), int(im.height)) for im in images],
         pngs=[png_bytes(im, grey=grey_colours(render_cfg)) for im in images] if encode else None,
         layouts=[_layout_json(b) for b in page_boxes] if (layouts and encode) else None,
         missing_glyphs=missing,
         dropped_chars=dropped,
+        truncated=bool(result.truncated),
     )
 
 
@@ -99,7 +99,7 @@ def _write(path: Path, seg: RenderedSegment) -> None:
     assert seg.pngs is not None
     header = json.dumps({"sizes": seg.sizes, "lengths": [len(p) for p in seg.pngs],
                          "layouts": seg.layouts, "missing_glyphs": seg.missing_glyphs,
-                         "dropped_chars": seg.dropped_chars}).encode()
+                         "dropped_chars": seg.dropped_chars, "truncated": seg.truncated}).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     # No fsync: `_read` rejects a torn entry and the segment is simply rendered again.
     atomic.write_bytes(path, _MAGIC + struct.pack("<I", len(header)) + header + b"".join(seg.pngs),
@@ -121,6 +121,7 @@ def _read(path: Path) -> RenderedSegment | None:
         if pos != len(blob):
             return None
         return RenderedSegment([tuple(s) for s in header["sizes"]], pngs, header["layouts"],
-                               header["missing_glyphs"], header["dropped_chars"])
+                               header["missing_glyphs"], header["dropped_chars"],
+                               bool(header.get("truncated", False)))
     except (OSError, ValueError, KeyError, struct.error):
         return None

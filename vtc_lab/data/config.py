@@ -39,8 +39,10 @@ class DataConfig:
     """Field holding the final answer (FINAL in `<answer>FINAL</answer>`)."""
 
     id_field: str | None = "uuid"
-    """Field holding a problem id; rows without it get `<file stem>-<line>` ids. Ids are
-    sanitised and never used as paths."""
+    """Field holding a problem id; rows without it get `<file stem>-<line>` ids. Ids are kept
+    as the data gives them (only control characters are percent-encoded and ids over 200
+    characters shortened with a hash: `vtc_lab.data.sources.safe_id`) and are never used as
+    paths: dataset and export file names are shard numbers and content hashes."""
 
     only_correct: bool = True
     """`openr1`: keep only generations whose `correctness_math_verify` flag is true (rows

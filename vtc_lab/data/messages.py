@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from vtc_lab.data.special_tokens import neutralised
+
 REFERENCE_SYSTEM_PROMPT: str = (
     "These images record your previous reasoning process. Based on this reasoning, continue and "
     "complete the final answer. Do not restart the reasoning.\n"
@@ -32,7 +34,8 @@ def build_messages(
     layout) or after it. `system_prompt=None` means no system turn at all (an empty string is
     kept as an empty system turn: some chat templates insert a default system prompt otherwise).
     The assistant turn is not included: the caller appends the target (SFT) or lets the model
-    generate (inference).
+    generate (inference). The question goes through `vtc_lab.data.special_tokens.neutralise`:
+    a benchmark question containing `<|image_pad|>` must not become a phantom image.
     """
     if not isinstance(question, str):
         raise TypeError(f"build_messages: question must be a str, got {type(question).__name__}")
@@ -45,7 +48,8 @@ def build_messages(
             f"build_messages: system_prompt must be a str or None, got {type(system_prompt).__name__}"
         )
     image_parts = [{"type": "image", "image": img} for img in images]
-    text_part = [{"type": "text", "text": question}]
+    # data text never injects special tokens (idempotent: built datasets are already clean)
+    text_part = [{"type": "text", "text": neutralised(question)}]
     content = image_parts + text_part if image_position == "before" else text_part + image_parts
     messages: list[dict] = []
     if system_prompt is not None:

@@ -1,7 +1,8 @@
 """One trace -> its SFT samples: segment, render the memory, count tokens.
 
 Sample k (1-based, of n) shows the question plus the pages of segments 1..k-1 (each segment
-rendered on its own pages) and teaches the model to write segment k; sample n's target closes
+rendered on its own pages, stored once in the shard's page table and referenced by id) and
+teaches the model to write segment k; sample n's target closes
 with `</think>\\n<answer>FINAL</answer>` (vtc_lab.eval.completion). Runs inside worker processes:
 `WorkerState` holds what is expensive to build (tokenizer, vision rule, render cache) once per
 process.
@@ -111,6 +112,12 @@ class ShardStats:
     trace_text_tokens: int = 0
     missing_glyphs: int = 0
     dropped_chars: int = 0
+    truncated_segments: int = 0
+    """Memory segments cut short by the renderer's page cap (`renderer.max_pages`)."""
+    invalid_utf8: int = 0
+    """Invalid UTF-8 sequences / lone surrogates replaced by U+FFFD in kept traces."""
+    special_tokens: int = 0
+    """Model special tokens / placeholders made inert in kept traces' text."""
     skipped: Counter = field(default_factory=Counter)
 
     def to_json(self) -> dict:
@@ -149,8 +156,12 @@ class _MemoCounter:
         return n
 
 
-def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list[dict] | Skip:
-    """Rows for one trace (k = 1..n), updating `stats`; a Skip if it cannot be segmented."""
+def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats,
+                    pages: list[dict] | None = None) -> list[dict] | Skip:
+    """Rows for one trace (k = 1..n), updating `stats`; a Skip if it cannot be segmented.
+
+    The trace's memory pages are appended to `pages` (the shard's page table: each page once,
+    `page_id` = its position there) and rows reference them by `page_ids`."""
     s = state.settings
     counter = _MemoCounter(state.tokenizer)
     try:
@@ -166,6 +177,8 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list
                                           layouts=s.include_layouts) for seg in segments[:-1]]
     seg_vision = [sum(state.vision_tokens(w, h) for w, h in r.sizes) for r in rendered]
     stats.problems += 1
+    stats.invalid_utf8 += trace.invalid_utf8
+    stats.special_tokens += trace.special_tokens
     stats.segments_hist[n] += 1
     stats.trace_text_tokens += sum(seg_tokens)
     for r, t, v in zip(rendered, seg_tokens, seg_vision):
@@ -176,6 +189,19 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list
         stats.memory_delimiter_tokens += delimiters * len(r.sizes)
         stats.missing_glyphs += r.missing_glyphs
         stats.dropped_chars += r.dropped_chars
+        stats.truncated_segments += int(r.truncated)
+    # page ids of segment i's pages in the shard's page table (each page stored once)
+    seg_pages: list[list[int]] = []
+    if not s.stats_only:
+        table = pages if pages is not None else []
+        for i, r in enumerate(rendered):
+            ids = []
+            for j, png in enumerate(r.pngs or []):
+                ids.append(len(table))
+                table.append({"page_id": len(table), "problem_id": trace.problem_id,
+                              "segment": i + 1, "png": png,
+                              "layout": r.layouts[j] if r.layouts else None})
+            seg_pages.append(ids)
     rows: list[dict] = []
     for k in range(1, n + 1):
         target = format_target(segments[k - 1], k == n, trace.answer)
@@ -199,11 +225,10 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats) -> list
             "question": trace.question,
             "answer": trace.answer,
             "target": target,
-            "images": [png for r in prior for png in (r.pngs or [])],
+            "page_ids": [pid for ids in seg_pages[:k - 1] for pid in ids],
             "image_segments": [i + 1 for i, r in enumerate(prior) for _ in r.sizes],
             "memory_text_tokens": mem_text,
             "memory_vision_tokens": mem_vision,
             "target_tokens": target_tokens,
-            "layouts": [lay for r in prior for lay in (r.layouts or [])],
         })
     return rows

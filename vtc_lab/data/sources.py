@@ -9,16 +9,22 @@ memory does not grow with the size of the data.
 
 from __future__ import annotations
 
+import dataclasses
 import glob as globlib
 import gzip
+import hashlib
 import json
 import os
+import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vtc_lab.data.config import DataConfig
+from vtc_lab.data.special_tokens import neutralise
+from vtc_lab.render.textio import clean_value, decode_utf8
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -36,6 +42,10 @@ class Trace:
     answer: str
     origin: str
     """`file:line` (jsonl) or `file:row` (parquet) it came from, for error messages."""
+    invalid_utf8: int = 0
+    """Invalid UTF-8 sequences / lone surrogates replaced by U+FFFD in this row (counted)."""
+    special_tokens: int = 0
+    """Model special tokens / placeholders made inert in the question, reasoning and answer."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ def iter_traces(cfg: DataConfig) -> Iterator[Trace | Skip]:
     kept = 0
     for item in _REGISTRY[cfg.source](cfg):
         if isinstance(item, Trace):
+            item = harden(item)
             if item.problem_id in seen:
                 yield Skip("duplicate_id", item.origin, item.problem_id[:80])
                 continue
@@ -78,6 +89,35 @@ def iter_traces(cfg: DataConfig) -> Iterator[Trace | Skip]:
                 return
             kept += 1
         yield item
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_ID_CHARS = 200
+
+
+def safe_id(value: Any) -> str:
+    """A problem id as the data gives it, minus what no id should hold: control characters
+    (percent-encoded, `\n` -> `%0A`) and lengths over MAX_ID_CHARS (a prefix plus a hash of the
+    whole). Path characters stay: ids are keys (MATH500's are `test/algebra/1.json`), matched
+    against the source and across runs, and vtc-lab never uses an id as a path; file names are
+    content hashes or shard numbers, and eval artifacts sanitise the id into one component."""
+    text = _CONTROL.sub(lambda m: f"%{ord(m.group(0)):02X}", str(value))
+    if len(text) > MAX_ID_CHARS:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        text = f"{text[:MAX_ID_CHARS - 17]}~{digest}"
+    return text
+
+
+def harden(trace: Trace) -> Trace:
+    """`trace` with a safe id and its text's special tokens made inert (counted on the trace)."""
+    question, q = neutralise(trace.question)
+    reasoning, r = neutralise(trace.reasoning)
+    answer, a = neutralise(trace.answer)
+    pid = safe_id(trace.problem_id)
+    if not (q or r or a) and pid == trace.problem_id:
+        return trace
+    return dataclasses.replace(trace, problem_id=pid, question=question, reasoning=reasoning,
+                               answer=answer, special_tokens=trace.special_tokens + q + r + a)
 
 
 # ---------------------------------------------------------------------------------- files
@@ -104,35 +144,71 @@ def iter_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple[st
     """(origin, row) for each row of a parquet or jsonl(.gz) file; bad lines become Skips.
 
     Parquet reads only `columns` (those present), so the large columns of OpenR1-Math-220K the
-    builder does not need (`messages`, `solution`, ...) are never decoded.
+    builder does not need (`messages`, `solution`, ...) are never decoded. A file that cannot be
+    read at all (truncated, not parquet, bad gzip) or a row group / the rest of a gzip stream that
+    fails to decode becomes one `bad_input_file` Skip naming the file, the rows lost and the
+    reason; the rows around it are kept. Text that is not valid UTF-8 follows
+    `vtc_lab.render.textio` (U+FFFD, counted in the row under `INVALID_UTF8`).
     """
     if path.name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(path)
-        names = set(pf.schema_arrow.names)
-        wanted = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
-        row = 0
-        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted):
-            for record in batch.to_pylist():
-                row += 1
-                yield f"{path}:row {row}", record
+        yield from _parquet_rows(path, columns)
         return
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="\n") as fh:
-        for lineno, line in enumerate(fh, 1):
-            origin = f"{path}:{lineno}"
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield origin, Skip("malformed_json", origin, str(exc))
-                continue
-            if not isinstance(record, dict):
-                yield origin, Skip("malformed_json", origin, f"not an object: {type(record).__name__}")
-                continue
-            yield origin, record
+    lineno = 0
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                origin = f"{path}:{lineno}"
+                line, replaced = decode_utf8(raw)
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield origin, Skip("malformed_json", origin, str(exc))
+                    continue
+                if not isinstance(record, dict):
+                    yield origin, Skip("malformed_json", origin, f"not an object: {type(record).__name__}")
+                    continue
+                record, more = clean_value(record)
+                record[INVALID_UTF8] = replaced + more
+                yield origin, record
+    except (OSError, EOFError, zlib.error) as exc:
+        yield str(path), Skip("bad_input_file", str(path),
+                              f"unreadable after line {lineno}: {type(exc).__name__}: {exc}")
+
+
+INVALID_UTF8 = "__vtc_invalid_utf8__"
+"""Key under which `iter_rows` reports a row's U+FFFD replacements (never a real column)."""
+
+
+def _parquet_rows(path: Path, columns: list[str] | None) -> Iterator[tuple[str, dict | Skip]]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
+        names = set(pf.schema_arrow.names)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        yield str(path), Skip("bad_input_file", str(path),
+                              f"not a readable parquet file: {type(exc).__name__}: {exc}")
+        return
+    wanted = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
+    row = 0
+    for group in range(pf.metadata.num_row_groups):
+        end = row + pf.metadata.row_group(group).num_rows
+        try:  # streamed in batches: memory stays one batch whatever the row group size
+            for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted,
+                                         row_groups=[group]):
+                for record in batch.to_pylist():
+                    row += 1
+                    record, replaced = clean_value(record)
+                    record[INVALID_UTF8] = replaced
+                    yield f"{path}:row {row}", record
+        except Exception as exc:  # noqa: BLE001 - corrupt pages: OSError, ArrowInvalid, ...
+            where = f"{path}:rows {row + 1}-{end}"
+            yield where, Skip("bad_input_file", where,
+                              f"row group {group} does not decode: {type(exc).__name__}: {exc}")
+        row = end
 
 
 def _rows(cfg: DataConfig, columns: list[str]) -> Iterator[tuple[str, dict | Skip]]:
@@ -141,6 +217,50 @@ def _rows(cfg: DataConfig, columns: list[str]) -> Iterator[tuple[str, dict | Ski
         columns = [*columns, cfg.id_field]
     for path in resolve_files(cfg.path):
         yield from iter_rows(path, columns)
+
+
+FULL_HASH_BYTES = 64 << 20
+"""Files up to this size are hashed whole; larger ones by size plus sampled blocks."""
+_SAMPLE_BLOCK = 1 << 20
+_SAMPLES = 16
+
+
+def file_fingerprint(path: Path) -> dict:
+    """{"path", "bytes", "sha256"} of one input file. Cheap by design (a build checks it on
+    every run): files up to FULL_HASH_BYTES are hashed whole, larger ones by their size and 16
+    blocks of 1 MiB spread evenly over the file (first and last included), so a parquet shard of
+    OpenR1-Math-220K costs ~16 MiB of reading, not its gigabytes."""
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if size <= FULL_HASH_BYTES:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        else:
+            step = (size - _SAMPLE_BLOCK) / (_SAMPLES - 1)
+            for i in range(_SAMPLES):
+                fh.seek(int(i * step))
+                h.update(fh.read(_SAMPLE_BLOCK))
+            h.update(str(size).encode())
+    return {"path": str(path.resolve()), "bytes": size, "sha256": h.hexdigest(),
+            "sampled": size > FULL_HASH_BYTES}
+
+
+def input_fingerprint(cfg: DataConfig) -> dict | None:
+    """What the traces were read from, as a content fingerprint the builder stores in the
+    manifest and checks before reusing or resuming a dataset: the input files of `openr1` /
+    `jsonl` sources, the packaged file of `math500_fixture`; None for registered sources
+    without files (their config is their identity)."""
+    if cfg.source in ("openr1", "jsonl") and cfg.path:
+        files_ = [file_fingerprint(f) for f in resolve_files(cfg.path)]
+    elif cfg.source == "math500_fixture":
+        fixture = files("vtc_lab.eval") / "benchmarks_data" / "math500.jsonl"
+        files_ = [{**file_fingerprint(Path(str(fixture))), "path": "vtc_lab.eval/math500.jsonl"}]
+    else:
+        return None
+    # names, not full paths: the same files moved elsewhere are the same input
+    blob = json.dumps([[Path(f["path"]).name, f["bytes"], f["sha256"]] for f in files_])
+    return {"sha256": hashlib.sha256(blob.encode()).hexdigest(), "files": files_}
 
 
 # ------------------------------------------------------------------------------- parsing
@@ -166,7 +286,7 @@ def extract_reasoning(text: str, require_think_end: bool) -> str | Skip:
 
 
 def _check_trace(problem_id: Any, question: Any, reasoning: str, answer: Any, origin: str,
-                 cfg: DataConfig) -> Trace | Skip:
+                 cfg: DataConfig, invalid_utf8: int = 0) -> Trace | Skip:
     if not isinstance(question, str) or not question.strip():
         return Skip("missing_field", origin, "question")
     if answer is None or not str(answer).strip():
@@ -180,7 +300,7 @@ def _check_trace(problem_id: Any, question: Any, reasoning: str, answer: Any, or
         return Skip("too_long", origin, f"{len(reasoning)} chars > data.max_trace_chars={cfg.max_trace_chars}")
     if THINK_CLOSE in reasoning:
         return Skip("bad_trace", origin, "reasoning contains </think>")
-    return Trace(str(problem_id), question, reasoning, answer, origin)
+    return Trace(str(problem_id), question, reasoning, answer, origin, invalid_utf8=invalid_utf8)
 
 
 def _row_id(record: dict, cfg: DataConfig, origin: str) -> str:
@@ -218,7 +338,8 @@ def openr1_row_traces(record: dict, origin: str, cfg: DataConfig) -> Iterator[Tr
             yield Skip(reasoning.reason, gen_origin, reasoning.detail)
             continue
         pid = base_id if cfg.generations == "first" else f"{base_id}-g{j}"
-        item = _check_trace(pid, record["problem"], reasoning, record["answer"], gen_origin, cfg)
+        item = _check_trace(pid, record["problem"], reasoning, record["answer"], gen_origin, cfg,
+                            record.get(INVALID_UTF8, 0))
         yield item
         if isinstance(item, Trace) and cfg.generations == "first":
             return
@@ -257,7 +378,7 @@ def jsonl_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
             yield Skip(reasoning.reason, origin, reasoning.detail)
             continue
         yield _check_trace(_row_id(record, cfg, origin), record[cfg.question_field], reasoning,
-                           record[cfg.answer_field], origin, cfg)
+                           record[cfg.answer_field], origin, cfg, record.get(INVALID_UTF8, 0))
 
 
 # ------------------------------------------------------------------------ MATH500 fixture

@@ -53,6 +53,9 @@ def summarize(total: ShardStats, source_skips: Counter, shards: int) -> dict:
         "trace_text_tokens": total.trace_text_tokens,
         "missing_glyphs": total.missing_glyphs,
         "dropped_chars": total.dropped_chars,
+        "truncated_segments": total.truncated_segments,
+        "invalid_utf8": total.invalid_utf8,
+        "special_tokens": total.special_tokens,
         "skipped": dict(sorted(skipped.items())),
         "skipped_total": sum(skipped.values()),
         "image_delimiter_tokens": delim,
@@ -76,7 +79,24 @@ def format_stats(stats: dict) -> str:
         f"memory tokens over samples: text {stats['sample_memory_text_tokens']} -> vision "
         f"{stats['sample_memory_vision_tokens']} (saved {stats['tokens_saved']})",
         f"skipped: {skipped}",
+        *_warnings(stats),
     ])
+
+
+def _warnings(stats: dict) -> list[str]:
+    """Lines for what was changed in the data rather than skipped (never silent)."""
+    out = []
+    if stats.get("invalid_utf8"):
+        out.append(f"invalid UTF-8 replaced by U+FFFD: {stats['invalid_utf8']} sequence(s) in kept traces")
+    if stats.get("special_tokens"):
+        out.append(f"special tokens / image placeholders made inert: {stats['special_tokens']}")
+    if stats.get("truncated_segments"):
+        out.append(f"memory segments cut at the renderer's page cap (renderer.max_pages): "
+                   f"{stats['truncated_segments']}")
+    bad = stats.get("skip_examples", {}).get("bad_input_file")
+    if bad:
+        out.append("unreadable input skipped: " + "; ".join(bad))
+    return out
 
 
 def plot_stats(stats: dict, path: Path, title: str = "") -> Path:
