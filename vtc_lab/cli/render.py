@@ -112,20 +112,24 @@ def text_tokenizer(cfg: RenderAppConfig):
     return HFTextTokenizer(load_tokenizer(model))
 
 
-def load_source(cfg: RenderAppConfig) -> tuple[str, list[str]]:
-    """(source name, texts): `text`, else `file`, else the benchmark's file at `field`."""
-    from vtc_lab.render.sources import jsonl_texts, load_texts, read_texts
+def load_source(cfg: RenderAppConfig):
+    """(source name, texts, invalid UTF-8 count): `text`, else `file`, else the benchmark's
+    file at `field`."""
+    from vtc_lab.render.sources import LoadedTexts, jsonl_texts, load_texts, read_texts
 
     if cfg.text is not None or cfg.file is not None:
         return load_texts(cfg.text, cfg.file, cfg.field or "solution", cfg.limit)
+    counts: list[int] = []
     spec = cfg.benchmark.spec
     default = spec.question_field if spec.version == "local" else \
         SOLUTION_FIELDS.get(spec.name, spec.question_field)
     if spec.generate is not None:  # a generated benchmark (the toy task) has no file
-        texts = jsonl_texts(spec.generate().splitlines(), cfg.field or default, spec.file)
+        texts = jsonl_texts(spec.generate().splitlines(), cfg.field or default, spec.file, counts)
     else:
-        texts = read_texts(benchmark_file(spec), cfg.field or default)
-    return spec.name, texts[: cfg.limit] if cfg.limit is not None else texts
+        texts = read_texts(benchmark_file(spec), cfg.field or default, counts)
+    if cfg.limit is not None:
+        texts, counts = texts[: cfg.limit], counts[: cfg.limit]
+    return LoadedTexts(spec.name, texts, sum(counts))
 
 
 def run_render(cfg: RenderAppConfig) -> dict:
@@ -135,11 +139,14 @@ def run_render(cfg: RenderAppConfig) -> dict:
     from vtc_lab.render.report import format_table, measure
     from vtc_lab.tracking import start_run
 
-    name, texts = load_source(cfg)
+    name, texts, invalid_utf8 = load_source(cfg)
     chash = config_hash(cfg.renderer)
     out = Path(cfg.output_dir or Path(cfg.output_root) / "render" / f"{name}-{chash}")
     out.mkdir(parents=True, exist_ok=True)
     pages_dir = out / "pages"
+    if cfg.save_images and pages_dir.is_dir():  # pages of an earlier run must not mix with these
+        for old in pages_dir.glob("text-*-p*.png"):
+            old.unlink()
     first_page: list = []
 
     def keep(i: int, images: list) -> None:
@@ -154,10 +161,14 @@ def run_render(cfg: RenderAppConfig) -> dict:
         rows, metrics = measure(texts, cfg.renderer, text_tokenizer(cfg), cfg.backbones,
                                 cfg.min_pixels, cfg.max_pixels, progress=cfg.progress,
                                 on_pages=None if cfg.stats_only else keep)
+        metrics["render/invalid_utf8"] = invalid_utf8
         title = (f"vtc-lab render: {len(texts)} text(s) from {name}, renderer {chash} "
                  f"({cfg.renderer.font} {cfg.renderer.font_size:g} pt, {cfg.renderer.dpi} dpi), "
                  f"text tokens: {cfg.tokenizer_path or cfg.tokenizer}")
         table = format_table(metrics, cfg.backbones, title)
+        if invalid_utf8:
+            table += (f"\n  invalid UTF-8 in the input: {invalid_utf8} byte sequence(s) replaced by "
+                      "U+FFFD (drawn as a visible box)")
         print(table)
         report = {"source": name, "renderer": asdict(cfg.renderer), "renderer_hash": chash,
                   "tokenizer": cfg.tokenizer_path or cfg.tokenizer, "min_pixels": cfg.min_pixels,

@@ -61,8 +61,11 @@ class RenderConfig:
     """Crop every page to its last ink column plus margin_x (the reference does)."""
     auto_crop_last_page: bool = True
     """Crop the last page to its last ink row plus margin_y (the reference does)."""
-    max_pages: Optional[int] = None
-    """Stop after this many pages (the result says `truncated`); None = no limit."""
+    max_pages: Optional[int] = 64
+    """Stop after this many pages per text (the result says `truncated`; the builder, the
+    render report and the optical loop count it). 64 A4 pages hold ~500k characters at the
+    reference settings, far beyond one reasoning round, while one hostile text (a run of form
+    feeds, a model round that degenerates) can no longer allocate without bound. None = no limit."""
     horizontal_scale: float = 1.0
     """Stretch (>1) or squeeze (<1) pages horizontally after layout, like the reference's
     `horizontal-scale` resize; 1.0 = off."""

@@ -57,6 +57,8 @@ class RenderResult:
     """Pages plus what a caller needs to trust them."""
 
     images: list[Image.Image]
+    """The pages. Identical blank pages inside one text (runs of form feeds or newlines) are one
+    shared image object, so memory does not grow with them: copy a page before drawing on it."""
     boxes: list[list[CharBox]] = field(default_factory=list)
     """Per page, the characters drawn on it (empty lists unless layout was requested)."""
     missing_glyphs: int = 0
@@ -315,16 +317,23 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     hs = cfg.horizontal_scale
     rgbx = pagemem.AVAILABLE and fg == (0, 0, 0) and bg == (255, 255, 255)
     seps = None  # single-space flags of the whole text, computed once for all pages
+    blank_page = None  # the one image of every blank non-last page (all have the same size)
     for p, lines in enumerate(layout.pages):
         if seps is None and len(layout.pages) > 1:
             seps = _separators(cps)
         placed = _place(layout, lines, cfg, faces[0], cps, seps)
         last = p == len(layout.pages) - 1
-        cov, img = _compose(placed, cps, layout.fonts, faces, cfg, last, threshold, rgbx)
-        if img is None:
-            img = _to_image(cov, fg, bg)
-        if hs != 1.0:
-            img = img.resize((max(1, round(img.width * hs)), img.height), Image.Resampling.BICUBIC)
+        blank = not last and not (~_BLANK_LUT[np.minimum(cps[placed.idx], 0xA1)]).any()
+        if blank and blank_page is not None:
+            img = blank_page
+        else:
+            cov, img = _compose(placed, cps, layout.fonts, faces, cfg, last, threshold, rgbx)
+            if img is None:
+                img = _to_image(cov, fg, bg)
+            if hs != 1.0:
+                img = img.resize((max(1, round(img.width * hs)), img.height), Image.Resampling.BICUBIC)
+            if blank:
+                blank_page = img
         result.images.append(img)
         if want_boxes:
             src = norm.src
