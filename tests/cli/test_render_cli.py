@@ -78,8 +78,8 @@ def test_every_benchmark_renders_through_the_benchmark_group(tmp_path, name, col
 def test_benchmark_field_and_local_file(tmp_path) -> None:
     local = tmp_path / "mine.jsonl"
     local.write_text(json.dumps({"question": "q one", "answer": "1", "notes": "n"}) + "\n")
-    src, texts = load_source(_cfg(tmp_path, "benchmark=local_jsonl", f"benchmark.path={local}"))
-    assert (src, texts) == ("local", ["q one"])
+    src, texts, invalid_utf8 = load_source(_cfg(tmp_path, "benchmark=local_jsonl", f"benchmark.path={local}"))
+    assert (src, texts, invalid_utf8) == ("local", ["q one"], 0)
     assert load_source(_cfg(tmp_path, "benchmark=local_jsonl", f"benchmark.path={local}",
                             "field=notes"))[1] == ["n"]
     assert load_source(_cfg(tmp_path, "benchmark=aime25", "field=id", "limit=1"))[1] == ["0"]
