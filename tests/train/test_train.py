@@ -3,6 +3,7 @@ falls, MLflow has the metrics, the export reloads exactly, resume continues, bad
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -120,11 +121,20 @@ def test_corrupt_png_in_a_shard_names_the_sample(trained, tmp_path):
     copy = tmp_path / "ds"
     shutil.copytree(_dataset_of(root), copy)
     shard = sorted((copy / "shards").glob("*.parquet"))[0]
-    table = pq.read_table(shard).to_pylist()
-    victim = next(r for r in table if r["images"])
-    victim["images"][0] = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    victim = next(r for r in pq.read_table(shard).to_pylist() if r["page_ids"])
+    pages_file = copy / "pages" / shard.name  # the shard's page table: each page stored once
+    pages = pq.read_table(pages_file).to_pylist()
+    pages[victim["page_ids"][0]]["png"] = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
     import pyarrow as pa
-    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(shard)), shard)
+    pq.write_table(pa.Table.from_pylist(pages, schema=pq.read_schema(pages_file)), pages_file)
+    # as if the builder itself had written the bad page: the manifest's checksum matches
+    data = pages_file.read_bytes()
+    digest = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    sidecar = shard.with_name(shard.name.replace(".parquet", ".stats.json"))
+    for path, files in ((copy / "manifest.json", "files"), (sidecar, "files")):
+        obj = json.loads(path.read_text())
+        obj[files][f"pages/{shard.name}"] = digest
+        path.write_text(json.dumps(obj))
     with pytest.raises(BadSampleError, match=victim["sample_id"]):
         train(make_cfg(root, f"dataset_dir={copy}", f"run_dir={tmp_path}/run", "trainer.val_fraction=0",
                        "trainer.shuffle_buffer=0", "trainer.max_steps=40", "export=false"))
