@@ -37,8 +37,10 @@ cfg = BuildDataConfig(data=data, tracking=TrackingConfig(mode="off"),
     output_root=root, num_workers=workers, problems_per_shard=16, progress=False, render_cache=False)
 t = time.perf_counter()
 m = build_dataset(cfg)
+from pathlib import Path
 print(json.dumps({"seconds": time.perf_counter() - t, "samples": m["data/samples"],
                   "ratio": m.get("data/compression_ratio"),
+                  "dataset_bytes": sum(p.stat().st_size for p in Path(m["path"]).rglob("*.parquet")),
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -109,6 +111,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="build from an OpenR1-schema file holding the fixture N times (new ids)")
     ap.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2,4")
+    ap.add_argument("--size-only", action="store_true",
+                    help="only the end-to-end builds (time, samples, dataset bytes): no profile")
     args = ap.parse_args()
     global SOURCE
     tmp = tempfile.TemporaryDirectory()
@@ -124,7 +128,11 @@ def main() -> None:
         r = run_build(args.problems, workers, args.max_tokens)
         print(f"workers={workers}: {r['samples']} samples in {r['seconds']:.2f} s = "
               f"{r['samples'] / r['seconds']:.1f} samples/s (incl. process start-up), "
-              f"ratio {r['ratio']}, peak RSS {r['maxrss_mb']:.0f} MB")
+              f"ratio {r['ratio']}, peak RSS {r['maxrss_mb']:.0f} MB, "
+              f"dataset {r['dataset_bytes'] / 1e6:.1f} MB (parquet files)")
+    if args.size_only:
+        print(f"load average during the run: {os.getloadavg()[0]:.2f}")
+        return
     split = cost_split(args.problems, args.max_tokens)
     total = split.pop("total")
     split["other (row assembly, token counts of targets, shard bookkeeping)"] = total - sum(split.values())

@@ -79,6 +79,8 @@ def test_changed_input_is_refused_not_reused(make_cfg, tmp_path):
         ensure_dataset(_jsonl_cfg(make_cfg, src, out))
     build_dataset(_jsonl_cfg(make_cfg, src, out, overwrite=True))
     assert {r["answer"] for r in _rows(out)} == {"NEW0", "NEW1", "NEW2"}
+    src.unlink()  # raw data deleted after the build: the complete dataset stays usable
+    assert build_dataset(_jsonl_cfg(make_cfg, src, out))["reused"] is True
 
 
 def test_damaged_shards_are_named_and_rebuilt(make_cfg, tmp_path):

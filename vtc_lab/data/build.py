@@ -124,7 +124,7 @@ def check_directory(out: Path, cfg: Any, chash: str, fingerprint: dict | None = 
     raises on any other content. `fingerprint` defaults to `input_fingerprint(cfg.data)`."""
     manifest = sh.read_manifest(out)
     if manifest is None:
-        if out.exists() and any(p.name != sh.LOCK for p in out.iterdir()):
+        if out.exists() and any(p.name not in sh.LOCK_FILES for p in out.iterdir()):
             raise DatasetConfigMismatch(
                 f"{out} exists, is not empty and has no {sh.MANIFEST}: refusing to write a dataset "
                 "into it; choose another output_dir")
@@ -140,9 +140,24 @@ def check_directory(out: Path, cfg: Any, chash: str, fingerprint: dict | None = 
             f"{_describe_difference(manifest.get('identity', {}), identity_config(cfg))}. "
             "Use another output_dir / data.name, or overwrite=true to delete and rebuild it.")
     if check_input:
-        now = input_fingerprint(cfg.data) if fingerprint is None else fingerprint
-        _check_input(out, manifest.get("input"), now)
+        now = current_input(cfg) if fingerprint is None else fingerprint
+        if "missing" in (now or {}):
+            if manifest.get("status") != "complete":
+                raise FileNotFoundError(now["missing"])
+            log.warning("%s: cannot check that the dataset is current (%s); using it as built",
+                        out, now["missing"])
+        else:
+            _check_input(out, manifest.get("input"), now)
     return manifest
+
+
+def current_input(cfg: Any) -> dict | None:
+    """`input_fingerprint(cfg.data)`, or {"missing": why} when the input files are gone (a
+    complete dataset stays usable without its raw data; an unfinished one cannot be built)."""
+    try:
+        return input_fingerprint(cfg.data)
+    except FileNotFoundError as exc:
+        return {"missing": str(exc)}
 
 
 def _check_input(out: Path, old: dict | None, new: dict | None) -> None:
@@ -316,7 +331,7 @@ def build_dataset(cfg: Any) -> dict:
     t0 = time.perf_counter()
     out = dataset_dir(cfg)
     chash = config_hash(cfg)
-    fingerprint = input_fingerprint(cfg.data)
+    fingerprint = current_input(cfg)
     if cfg.overwrite:
         _check_overwrite(out)  # refuse early, before taking the lock or deleting anything
     else:
@@ -406,7 +421,7 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float, fingerprint: dict 
         "config": _plain(cfg),
         "mode": "stats_only" if cfg.stats_only else "samples",
         "code_version": code_version(),
-        "input": fingerprint,
+        "input": None if "missing" in (fingerprint or {}) else fingerprint,
     }
     atomic.write_json(out / sh.MANIFEST, {**base, "status": "building"})
     if cfg.stats_only:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from vtc_lab import atomic
 from vtc_lab.data.shards import open_dataset
+from vtc_lab.data.special_tokens import neutralised
 
 IMAGE_TOKEN = "<image>"
 EXPORT_DIR = "llamafactory"
@@ -40,21 +41,30 @@ def _write_export(ds, tmp: Path, system: str | None, position: str, dataset_name
     (tmp / "images").mkdir()
     with open(tmp / "data.jsonl", "w", encoding="utf-8") as fh:
         for shard in ds.shard_ids:
+            # id of a page's bytes -> (the bytes, kept alive so the id stays unique, its file)
+            written: dict[int, tuple[bytes, str]] = {}
             for row in ds.iter_samples([shard]):
                 paths = []
                 for png in row["images"]:
-                    # Sample k repeats the pages of samples 1..k-1: one file per distinct page.
-                    digest = hashlib.sha256(png).hexdigest()
-                    rel = f"images/{digest[:2]}/{digest[:40]}.png"
-                    if not (tmp / rel).exists():
-                        (tmp / rel).parent.mkdir(exist_ok=True)
-                        (tmp / rel).write_bytes(png)
+                    # Sample k shows the pages of samples 1..k-1: one file per distinct page.
+                    known = written.get(id(png))
+                    rel = known[1] if known is not None else None
+                    if rel is None:
+                        digest = hashlib.sha256(png).hexdigest()
+                        rel = f"images/{digest[:2]}/{digest[:40]}.png"
+                        if not (tmp / rel).exists():
+                            (tmp / rel).parent.mkdir(exist_ok=True)
+                            (tmp / rel).write_bytes(png)
+                        written[id(png)] = (png, rel)
                     paths.append(rel)
                 marks = IMAGE_TOKEN * len(paths)
-                user = marks + row["question"] if position == "before" else row["question"] + marks
+                # the builder already made special tokens inert; datasets written before it did
+                # must not gain an <image> tag without an image either (idempotent)
+                question, target = neutralised(row["question"]), neutralised(row["target"])
+                user = marks + question if position == "before" else question + marks
                 messages = ([{"role": "system", "content": system}] if system is not None else [])
                 messages += [{"role": "user", "content": user},
-                             {"role": "assistant", "content": row["target"]}]
+                             {"role": "assistant", "content": target}]
                 fh.write(json.dumps({"messages": messages, "images": paths,
                                      "sample_id": row["sample_id"]}, ensure_ascii=False) + "\n")
     info = {dataset_name: {

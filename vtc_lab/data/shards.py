@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vtc_lab import atomic
+from vtc_lab.outputlock import LOCK_NAME as OUTPUT_LOCK
 
 SHARD_DIR = "shards"
 MANIFEST = "manifest.json"
@@ -175,7 +176,9 @@ def shard_checksums(root: Path, indices: range | list[int]) -> dict[str, dict]:
 
 
 # What the builder itself writes into a dataset directory (and may therefore delete).
-_OWN_TOP = {MANIFEST, "stats.json", "stats.png", LOCK}
+LOCK_FILES = (LOCK, OUTPUT_LOCK)
+"""Lock files: the builder's and the output lock every long job takes (never deleted)."""
+_OWN_TOP = {MANIFEST, "stats.json", "stats.png", *LOCK_FILES}
 _OWN_SHARD = re.compile(r"shard-\d{5}(\.parquet|\.stats\.json)")
 _OWN_PAGES = re.compile(r"shard-\d{5}\.parquet")
 _OWN_EXPORT = re.compile(r"data\.jsonl|dataset_info\.json|images/[0-9a-f]{2}/[0-9a-f]{40}\.png")
@@ -230,7 +233,7 @@ def remove_own_files(root: Path) -> int:
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
         for name in filenames:
-            if _is_own(prefix + name) and name != LOCK:
+            if _is_own(prefix + name) and name not in LOCK_FILES:
                 (Path(dirpath) / name).unlink()
                 removed += 1
         if prefix and not any(Path(dirpath).iterdir()):
