@@ -254,8 +254,10 @@ def input_fingerprint(cfg: DataConfig) -> dict | None:
     if cfg.source in ("openr1", "jsonl") and cfg.path:
         files_ = [file_fingerprint(f) for f in resolve_files(cfg.path)]
     elif cfg.source == "math500_fixture":
-        fixture = files("vtc_lab.eval") / "benchmarks_data" / "math500.jsonl"
-        files_ = [{**file_fingerprint(Path(str(fixture))), "path": "vtc_lab.eval/math500.jsonl"}]
+        from vtc_lab.eval.benchmarks import packaged_file
+
+        fixture = packaged_file("math500.jsonl")
+        files_ = [{**file_fingerprint(fixture), "path": "vtc_lab.eval/math500.jsonl"}]
     else:
         return None
     # names, not full paths: the same files moved elsewhere are the same input
