@@ -61,10 +61,17 @@ def test_markers_cut_before_reflection(tok):
 
 def test_tiny_tail_is_merged(tok):
     text = "alpha beta gamma delta. " * 4 + "ok"
-    cfg = SegmentationConfig(policy="boundary", max_tokens=8, min_tokens=3)
-    segs = segment_text(text, cfg, tok)
-    assert segs[-1].endswith("delta. ok")
-    assert "".join(segs) == text
+    unmerged = segment_text(text, SegmentationConfig(policy="fixed_tokens", max_tokens=8,
+                                                     min_tokens=0), tok)
+    assert [tok.count(s) for s in unmerged] == [8, 8, 8, 8, 1]  # a 1-token tail on its own
+    merged = segment_text(text, SegmentationConfig(policy="fixed_tokens", max_tokens=8,
+                                                   min_tokens=3), tok)
+    assert merged == unmerged[:-2] + [unmerged[-2] + unmerged[-1]]
+    assert merged[-1] == " alpha beta gamma delta. ok" and "".join(merged) == text
+    # a tail of min_tokens or more stays on its own
+    kept = segment_text(text, SegmentationConfig(policy="fixed_tokens", max_tokens=8,
+                                                 min_tokens=1), tok)
+    assert kept == unmerged
 
 
 def test_max_segments_drop_and_merge(tok):
