@@ -3,6 +3,8 @@
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vtc_lab.eval import extract_answer
 from vtc_lab.eval.extract import boxed_contents, grader_kind
@@ -60,10 +62,27 @@ def test_extraction_table(text, bench, strict, lenient):
     assert extract_answer(text, bench) == lenient
 
 
-def test_strict_never_finds_more_than_lenient():
-    for text, bench, strict, lenient in CASES:
-        if strict is not None:
-            assert lenient is not None
+_WRAPPERS = ["</think><answer>{}</answer>", "<answer>{}</answer>", "\\boxed{{{}}}", "#### {}",
+             "The answer is {}.", "{}", "</think><answer>{}"]
+_ANSWERS = ["42", "1,234", "$18 dollars", "\\text{B}", "(C)", "B", "D.", "Option A", "C) 4.5 eV",
+            "-3.5", "\\frac{1}{2}", "x^2", "20 eggs", ""]
+_AROUND = [("", ""), ("Let me think </think> maybe \\boxed{3} and ", " so"),
+           ("#### 7\n(A) or ", "\n</answer>")]
+
+
+@pytest.mark.parametrize("bench", ["math500", "gsm8k", "gpqa_diamond"])
+def test_lenient_finds_an_answer_whenever_strict_does(bench):
+    """Lenient accepts everything strict accepts (it only adds fallbacks): every marker x answer
+    form x surrounding text, called through extract_answer."""
+    checked = 0
+    for wrapper in _WRAPPERS:
+        for answer in _ANSWERS:
+            for before, after in _AROUND:
+                text = before + wrapper.format(answer) + after
+                if extract_answer(text, bench, strict=True) is not None:
+                    assert extract_answer(text, bench) is not None, text
+                    checked += 1
+    assert checked >= 20  # the grid really exercises strict hits
 
 
 def test_boxed_contents_balances_and_ignores_unclosed():
@@ -101,7 +120,6 @@ def test_gigantic_adversarial_outputs_extract_in_linear_time(name):
 
 
 # --- properties: what goes into the answer slot / a box comes back out --------------------------
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _plain = st.text(st.characters(codec="utf-8", exclude_characters="<>{}\\$\r"), max_size=40)
 
