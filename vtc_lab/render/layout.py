@@ -295,14 +295,20 @@ def break_lines(norm: str, cps: np.ndarray, w1000_cum: np.ndarray, size: float, 
             else:
                 on_break(p)
         if n == 0:
-            if ww <= max_w and seg_end[k - 1] > k:  # jump to the last word that fits
-                i = k - 1
+            if ww <= max_w and seg_end[k - 1] > k:  # jump to the last word that surely fits
+                # As for the jump after a wrap below: only when no word boundary lies within
+                # `eps` of the limit, and the width summed in the per-word rule's order, so
+                # the line is exactly the one that rule gives (else: word by word).
+                i, end = k - 1, seg_end[k - 1]
                 bound = max_w + prefix_l[i] + c * i
-                j = max(i, bisect_right(g_l, bound, i, seg_end[i]) - 1)
-                ls, le, n = s, we_l[j], j - i + 1
-                cur = (prefix_l[j + 1] - prefix_l[i]) + space_w * (j - i)
-                k = j + 1
-                continue
+                j = max(i, bisect_right(g_l, bound - eps, i, end) - 1)
+                if j == max(i, bisect_right(g_l, bound + eps, i, end) - 1):
+                    cur = ww
+                    for m in range(k, j + 1):
+                        cur = cur + space_w + ww_l[m]
+                    ls, le, n = s, we_l[j], j - i + 1
+                    k = j + 1
+                    continue
             if ww > max_w:
                 ends = pieces(s, e, max_w)
                 start = s
