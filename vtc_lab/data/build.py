@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from vtc_lab import atomic
 from vtc_lab.data import shards as sh
 from vtc_lab.data.samples import SampleSettings, ShardStats, WorkerState, problem_samples
 from vtc_lab.data.sources import Skip, Trace, input_fingerprint, iter_traces
-from vtc_lab.data.stats import format_stats, plot_stats, summarize
+from vtc_lab.data.stats import compression_warning, format_stats, plot_stats, summarize
 from vtc_lab.tracking.provenance import config_diff
 
 log = logging.getLogger(__name__)
@@ -406,6 +407,7 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float, fingerprint: dict 
     if manifest is not None and manifest.get("status") == "complete":
         log.info("reusing %s (same config_hash %s, same input, shards verified)", out, chash[:12])
         stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+        _warn_if_not_compressing(stats, out)
         if cfg.export == "llamafactory" and not cfg.stats_only and not (out / "llamafactory").exists():
             from vtc_lab.data.export import export_llamafactory
 
@@ -457,12 +459,22 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float, fingerprint: dict 
     atomic.write_json(out / sh.MANIFEST, {**base, "status": "complete", "counts": counts,
                                              "files": files})
     print(format_stats(stats))
+    _warn_if_not_compressing(stats, out)
     if cfg.export == "llamafactory" and not cfg.stats_only:
         from vtc_lab.data.export import export_llamafactory
 
         export_llamafactory(out)
     return _metrics(stats, out, chash, reused=False, seconds=seconds,
                     built_shards=len(fresh), resumed_shards=len(done))
+
+
+def _warn_if_not_compressing(stats: dict, out: Path) -> None:
+    """Loudly (logged at WARNING, and on stderr after the printed stats), on every build and
+    reuse of a dataset whose pooled compression ratio is below 1."""
+    message = compression_warning(stats)
+    if message is not None:
+        log.warning("%s: %s", out, message)
+        print(f"\n{message}\n", file=sys.stderr)
 
 
 def _render_hash(render_cfg: Any) -> str:

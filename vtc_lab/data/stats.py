@@ -66,6 +66,21 @@ def _x(value: float | None) -> str:
     return "n/a (no memory segments)" if value is None else f"{value}x"
 
 
+def compression_warning(stats: dict) -> str | None:
+    """The warning a build prints when its memory pages cost more tokens than their text (pooled
+    compression ratio below 1): training on such data teaches the opposite of the method.
+    None when the ratio is >= 1 or there is no memory."""
+    ratio = stats.get("compression_ratio")
+    if ratio is None or ratio >= 1:
+        return None
+    return (f"WARNING: this dataset's optical memory does not compress: pooled compression ratio "
+            f"{ratio}x < 1 ({stats['memory_text_tokens']} text tokens rendered into "
+            f"{stats['memory_vision_tokens']} vision tokens; {stats['tokens_saved']} tokens saved "
+            f"over the samples). The pages cost more context than the text they replace. Longer "
+            f"rounds (segmentation.max_tokens) or a lower pixel floor (model.min_pixels) make a "
+            f"page cheaper than its text.")
+
+
 def format_stats(stats: dict) -> str:
     """A short human-readable summary (printed at the end of a build)."""
     hist = "  ".join(f"{k}:{v}" for k, v in stats["segments_per_problem"].items()) or "-"
