@@ -84,3 +84,54 @@ def test_config_diff_names_each_changed_leaf():
     assert config_diff(old, new) == ["added: '<unset>' -> [1]", "gone: 1 -> '<unset>'",
                                      "loop.max_rounds: 8 -> 2", "renderer: 'abc' -> 'def'"]
     assert config_diff(old, old) == []
+
+
+@dataclass
+class _Model:
+    name: str = "tiny_qwen3_vl"
+    max_pixels: int | None = 262144
+    min_pixels: int | None = 4096
+
+
+@dataclass
+class _Trainer:
+    image_max_pixels: int | None = 65536
+    lr: float = 1e-3
+
+
+@dataclass
+class _Evaluator:
+    enabled: bool = True
+    benchmarks: list[str] = field(default_factory=lambda: ["math500"])
+    loops: list[str] = field(default_factory=lambda: ["optical", "text"])
+    max_rounds: int = 2
+    max_new_tokens: int = 256
+
+
+@dataclass
+class _NamedData:
+    name: str = "openr1_math"
+
+
+@dataclass
+class _TrainCfg:
+    model: _Model = field(default_factory=_Model)
+    trainer: _Trainer = field(default_factory=_Trainer)
+    evaluator: _Evaluator = field(default_factory=_Evaluator)
+    data: _NamedData = field(default_factory=_NamedData)
+
+
+def test_key_params_one_name_per_quantity_and_none_named_like_a_group():
+    """The processor's pixel bounds and the encoder's pre-resize cap are two quantities with two
+    names; the dataset's name is not logged as `data` (the group override's own param); a train
+    run with the evaluator on logs what it evaluates, one with it off does not."""
+    kp = key_params(_TrainCfg())
+    assert {k: kp[k] for k in ("max_pixels", "min_pixels", "image_max_pixels", "dataset", "benchmarks",
+                               "loops", "max_rounds", "max_new_tokens")} == {
+        "max_pixels": 262144, "min_pixels": 4096, "image_max_pixels": 65536,
+        "dataset": "openr1_math", "benchmarks": ["math500"], "loops": ["optical", "text"],
+        "max_rounds": 2, "max_new_tokens": 256}
+    assert not {"data", "benchmark", "loop"} & set(kp)
+    off = key_params(_TrainCfg(evaluator=_Evaluator(enabled=False)))
+    assert not {"benchmarks", "loops", "max_rounds", "max_new_tokens"} & set(off)
+    assert set(kp) - set(off) == {"benchmarks", "loops", "max_rounds", "max_new_tokens"}

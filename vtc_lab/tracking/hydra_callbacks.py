@@ -64,17 +64,6 @@ def _tracking_or_exit(config: DictConfig) -> tuple[Optional[TrackingConfig], Opt
         raise SystemExit(2) from exc
 
 
-def _task_config(config: DictConfig) -> dict[str, Any]:
-    cfg = OmegaConf.to_container(config, resolve=False)
-    assert isinstance(cfg, dict)
-    cfg.pop("hydra", None)
-    task = OmegaConf.create(cfg)
-    try:
-        return OmegaConf.to_container(task, resolve=True)  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - e.g. `${hydra.runtime...}` without its node: log as typed
-        return OmegaConf.to_container(task, resolve=False)  # type: ignore[return-value]
-
-
 class TrackingCallback(Callback):
     """See the module docstring. `job_runs=false` (the report app) skips per-job runs."""
 
@@ -122,8 +111,10 @@ class TrackingCallback(Callback):
                                tags=tags)
         runs.set_job_run(handle)  # from here on the app logs into this run, whatever follows
         try:
-            runs.record_config(handle, _task_config(config), ctx.overrides, ctx.hydra_dir,
-                               cfg.log_config)
+            # overrides (what was asked) and .hydra/ only: the key params and config.yaml come
+            # from the app's effective config when it opens the run (`start_run`), so a value
+            # the app derives (eval train_run=) is logged once, as run
+            runs.record_config(handle, None, ctx.overrides, ctx.hydra_dir, cfg.log_config)
         except Exception:  # noqa: BLE001 - a missing param must not cost the job its run
             log.exception("could not log the config of run %s", handle.run_id)
 

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 # Short readable name -> config paths tried in order (first one present wins). Apps without a
-# group simply do not get that param.
+# group simply do not get that param. One name per quantity in every app, and no name equal to a
+# config group (`data=openr1` is an override param of its own: the preset chosen, not its name).
+# `evaluator.*` paths count only when the evaluator is enabled (see key_params).
 KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "backbone": ("model.name",),
     "arch": ("model.arch",),
@@ -29,14 +31,16 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "page_width": ("renderer.page_width", "renderer.width"),
     "seg_policy": ("segmentation.policy",),
     "seg_budget": ("segmentation.max_tokens",),
-    "data": ("data.name",),
+    "dataset": ("data.name",),
     "system_prompt": ("data.system_prompt",),
     "image_position": ("data.image_position",),
-    "max_pixels": ("trainer.image_max_pixels", "model.max_pixels"),
-    "benchmark": ("benchmark.name", "evaluator.benchmark"),
-    "loop": ("loop.mode",),
-    "max_rounds": ("loop.max_rounds",),
-    "max_new_tokens": ("loop.max_new_tokens",),
+    "max_pixels": ("model.max_pixels",),
+    "min_pixels": ("model.min_pixels",),
+    "image_max_pixels": ("trainer.image_max_pixels", "loop.image_max_pixels"),
+    "benchmarks": ("benchmark.name", "evaluator.benchmarks"),
+    "loops": ("loops", "evaluator.loops", "loop.mode"),
+    "max_rounds": ("loop.max_rounds", "evaluator.max_rounds"),
+    "max_new_tokens": ("loop.max_new_tokens", "evaluator.max_new_tokens"),
     "lr": ("trainer.lr", "optim.lr", "train.lr"),
     "max_steps": ("trainer.max_steps",),
     "precision": ("trainer.precision",),
@@ -96,10 +100,12 @@ def config_diff(old: Any, new: Any) -> list[str]:
 def key_params(app_cfg: Any) -> dict[str, Any]:
     """The short, comparable params of a run (`font_size`, `seg_budget`, `backbone`, ...)."""
     flat = flatten(app_cfg)
+    if not flat.get("evaluator.enabled", True):  # a train run without the evaluator
+        flat = {k: v for k, v in flat.items() if not k.startswith("evaluator.")}
     out: dict[str, Any] = {}
     for name, paths in KEY_PARAMS.items():
         for path in paths:
-            if path in flat:
+            if path in flat and flat[path] not in ([], ""):  # an unset list falls through
                 value = flat[path]
                 if name == "system_prompt":  # the prompt text is long; on/off is what varies
                     value = "on" if value else "off"

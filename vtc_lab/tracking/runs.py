@@ -271,11 +271,15 @@ def record_config(handle: RunHandle | NullRunHandle, app_cfg: Any,
     params.update(overrides or {})
     handle.log_params(params)
     if log_config and app_cfg is not None:
-        import yaml
-
-        handle.log_text(yaml.safe_dump(to_plain(app_cfg), sort_keys=False), "config/config.yaml")
+        _log_config_text(handle, app_cfg)
     if log_config and hydra_dir is not None and Path(hydra_dir).is_dir():
         handle.log_artifact(hydra_dir, ".hydra")
+
+
+def _log_config_text(handle: RunHandle, app_cfg: Any) -> None:
+    import yaml
+
+    handle.log_text(yaml.safe_dump(to_plain(app_cfg), sort_keys=False), "config/config.yaml")
 
 
 def finish_run(handle: RunHandle | NullRunHandle, error: Optional[BaseException] = None) -> None:
@@ -359,7 +363,11 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
         if tracking_cfg.resume_run_id and tracking_cfg.resume_run_id != job.run_id:
             job = _swap_job_run_for_resumed(job, tracking_cfg, uri)
         if app_cfg is not None:
+            # the effective config, as the app runs it (`eval train_run=` replaces the model and
+            # renderer presets by the training run's): the callback logged only the overrides
             job.log_params(key_params(app_cfg))
+            if tracking_cfg.log_config:
+                _log_config_text(job, app_cfg)
         if run_name and not job.nested and not tracking_cfg.resume_run_id:
             # a single run takes the app's descriptive name (`eval-<model>-<benchmark>`); a
             # sweep child keeps the name of its sweep point
