@@ -248,8 +248,11 @@ def train(cfg) -> dict:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic.write_json(info_path, {**info, "mlflow_run_id": getattr(run, "run_id", None),
                                     "tracking_uri": getattr(run, "tracking_uri", None),
-                                    "dataset": str(dataset.path), "model_signature": module.model_signature})
-            run.set_tags({"run_dir": str(run_dir.resolve()), "dataset_path": str(dataset.path)})
+                                    # absolute: `eval train_run=` reads it from any cwd
+                                    "dataset": str(Path(dataset.path).resolve()),
+                                    "model_signature": module.model_signature})
+            run.set_tags({"run_dir": str(run_dir.resolve()),
+                          "dataset_path": str(Path(dataset.path).resolve())})
             run.log_params({"train_samples": datamodule.train_samples,
                             "val_samples": datamodule.val_samples, "total_steps": total})
             _log_dataset_stats(run, Path(dataset.path))
