@@ -30,11 +30,11 @@ from vtc_lab.data.build import build_dataset
 from vtc_lab.data.config import DataConfig
 from vtc_lab.segment import SegmentationConfig
 from vtc_lab.tracking.config import TrackingConfig
-root, limit, workers, max_tokens, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+root, limit, workers, max_tokens, src, per_shard = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 data = DataConfig(limit=limit) if src == "-" else DataConfig(source="openr1", path=src, limit=limit)
 cfg = BuildDataConfig(data=data, tracking=TrackingConfig(mode="off"),
     segmentation=SegmentationConfig(max_tokens=max_tokens, min_tokens=16, max_segments=8, on_overflow="merge"),
-    output_root=root, num_workers=workers, problems_per_shard=16, progress=False, render_cache=False)
+    output_root=root, num_workers=workers, problems_per_shard=per_shard, progress=False, render_cache=False)
 t = time.perf_counter()
 m = build_dataset(cfg)
 from pathlib import Path
@@ -47,12 +47,14 @@ print(json.dumps({"seconds": time.perf_counter() - t, "samples": m["data/samples
 
 SOURCE = "-"
 """`-` = the packaged fixture; else an OpenR1-schema file (see --repeat)."""
+PER_SHARD = 16
+"""problems_per_shard of the builds (--shard-problems)."""
 
 
 def run_build(limit: int, workers: int, max_tokens: int) -> dict:
     with tempfile.TemporaryDirectory() as root:
         out = subprocess.run([sys.executable, "-c", CHILD, root, str(limit), str(workers), str(max_tokens),
-                              SOURCE],
+                              SOURCE, str(PER_SHARD)],
                              check=True, capture_output=True, text=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -111,18 +113,31 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="build from an OpenR1-schema file holding the fixture N times (new ids)")
     ap.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2,4")
+    ap.add_argument("--stitch", type=int, default=1,
+                    help="long traces: each problem's reasoning is N consecutive MATH500 solutions "
+                         "(with --max-tokens 512: many page-sized rounds, as in the paper)")
+    ap.add_argument("--shard-problems", type=int, default=16,
+                    help="problems_per_shard (the builder's default is 64)")
     ap.add_argument("--size-only", action="store_true",
                     help="only the end-to-end builds (time, samples, dataset bytes): no profile")
     args = ap.parse_args()
-    global SOURCE
+    global SOURCE, PER_SHARD
+    PER_SHARD = args.shard_problems
     tmp = tempfile.TemporaryDirectory()
-    if args.repeat > 1:
+    if args.repeat > 1 or args.stitch > 1:
         from vtc_lab.data.sources import math500_fixture_rows, write_openr1_fixture
 
         base = list(math500_fixture_rows())
+        if args.stitch > 1:
+            sols = [r["solution"] for r in base]
+            base = [{**r, "generations": ["<think>\n" + "\n\n".join(
+                        sols[(i + j) % len(sols)] for j in range(args.stitch)) + "\n</think>\n\n"
+                        f"The final answer is $\\boxed{{{r['answer']}}}$."]}
+                    for i, r in enumerate(base)]
         rows = [{**r, "uuid": f"{r['uuid']}#{i}"} for i in range(args.repeat) for r in base]
         SOURCE = str(write_openr1_fixture(os.path.join(tmp.name, "fixture.jsonl"), rows))
     print(f"fixture: {args.problems} MATH500 problems (x{args.repeat} copies available), boundary policy, {args.max_tokens}-token rounds, "
+          f"{PER_SHARD} problems per shard, "
           f"tiny qwen3_vl tokenizer, {os.cpu_count()} CPUs")
     for workers in [int(w) for w in args.workers.split(",")]:
         r = run_build(args.problems, workers, args.max_tokens)
