@@ -28,3 +28,9 @@ def test_build_data_with_a_group_override_logs_each_param_once(tmp_path):
     assert params["data"] == "openr1" and params["dataset"] == "openr1_math"
     assert params["seg_budget"] == "96" and params["backbone"] == "tiny_qwen3_vl"
     assert not [t for t in tags if t.startswith("param_changed.")]
+    # the built dataset is the run's dataset input (the runs table's Dataset column)
+    [entry] = run.inputs.dataset_inputs
+    [built] = (tmp_path / "out" / "stats").iterdir()  # stats_only builds go to <root>/stats
+    assert (entry.dataset.name, f"openr1_math-{entry.dataset.digest}") == ("openr1_math", built.name)
+    assert [(t.key, t.value) for t in entry.tags] == [("mlflow.data.context", "build")]
+    assert '"problems": 3' in entry.dataset.profile

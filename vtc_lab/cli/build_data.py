@@ -82,6 +82,7 @@ def run_build_data(cfg: BuildDataConfig) -> dict:
     from pathlib import Path
 
     from vtc_lab.data.build import build_dataset
+    from vtc_lab.data.stats import dataset_input
     from vtc_lab.tracking import start_run
 
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run:
@@ -92,7 +93,8 @@ def run_build_data(cfg: BuildDataConfig) -> dict:
         run.log_metrics({f"data/segments_hist/{n}": count
                          for n, count in stats["segments_per_problem"].items()})
         run.log_metrics({f"data/skipped/{reason}": count for reason, count in stats["skipped"].items()})
-        run.set_tags({"dataset_path": str(out), "dataset_config_hash": metrics["config_hash"]})
+        run.set_tags({"dataset_path": str(out.resolve()), "dataset_config_hash": metrics["config_hash"]})
+        run.log_dataset(**dataset_input(out), context="build")
         for name in ("stats.json", "stats.png", "manifest.json"):
             if (out / name).exists():
                 run.log_artifact(out / name, subdir="dataset")
