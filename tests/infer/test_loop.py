@@ -223,3 +223,17 @@ def test_an_empty_round_adds_nothing_to_memory_and_is_counted():
     assert [r.memory_text_tokens for r in rec.rounds] == [0, 0, 3, 0, 0]
     m = efficiency_metrics([rec], max_rounds=6)
     assert m["bad/empty_rounds"] == 3 and m["memory_images_mean"] == 1
+
+
+def test_special_tokens_in_a_question_are_made_inert_and_counted():
+    """A benchmark question with `<|image_pad|>` must not become a phantom image (it aborted whole
+    eval runs): the model sees the neutralised text, and the run counts what was changed."""
+    hostile = "What is <|image_pad|> plus <image>?"
+    eng = ScriptedEngine({"What is < |image_pad|> plus < image>?": [FINAL], "plain": [FINAL]})
+    stats = LoopStats()
+    recs = run_loop(eng, problems(hostile, "plain"), cfg("optical"), None, "sys",
+                    renderer=pages_of, progress=False, stats=stats)
+    assert [r.status for r in recs] == ["final", "final"]
+    sent = [p["text"] for req in eng.calls[0] for p in req.messages[-1]["content"] if p["type"] == "text"]
+    assert sent == ["What is < |image_pad|> plus < image>?", "plain"]
+    assert stats.special_tokens == 2

@@ -133,6 +133,7 @@ def evaluate_benchmarks(
                 metrics["wall_s"] = stats.wall_s
             if stats.kv_cache_peak_bytes_batch:
                 metrics["kv_cache_peak_bytes_batch"] = float(stats.kv_cache_peak_bytes_batch)
+            metrics["special_tokens"] = float(stats.special_tokens)
             metrics.update(memory.read())
             metrics["resumed_samples"] = float(len(done))
             results.records[key] = records

@@ -68,6 +68,9 @@ class LoopStats:
     kv_cache_peak_bytes_batch: int = 0
     """Peak over generate calls of the padded batch's K/V cache (rows x (prompt width + new))."""
     batches: int = 0
+    special_tokens: int = 0
+    """Model special tokens / placeholders in the problems' questions that `build_messages` made
+    inert (`vtc_lab.data.special_tokens`), counted once per problem."""
 
 
 def _chunks(problems: Sequence[Any], samples: int, cfg: LoopConfig,
@@ -113,13 +116,16 @@ def run_loop(
     Records are not graded here: see `vtc_lab.infer.metrics.grade_records`.
     """
     from vtc_lab.data.messages import build_messages
+    from vtc_lab.data.special_tokens import neutralise
 
     samples = samples_per_problem or loop_cfg.samples_per_problem or 1
+    stats = stats if stats is not None else LoopStats()
+    # benchmark text never injects special tokens (build_messages neutralises it): count them
+    stats.special_tokens += sum(neutralise(p.question)[1] for p in problems)
     chunks = _chunks(problems, samples, loop_cfg, set(skip))
     memory = make_memory(loop_cfg, engine, render_cfg, renderer)
     params = generation_params(loop_cfg)
     kv_per_token = engine.kv_bytes_per_token()
-    stats = stats if stats is not None else LoopStats()
     records: list[ProblemRecord] = []
     bar = _progress(sum(len(c) for c in chunks), loop_cfg.mode, progress)
     start = time.perf_counter()
