@@ -166,7 +166,10 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
         raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
                          "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
     info = json.loads(info_path.read_text())
-    manifest_path = Path(str(info.get("dataset", ""))) / "manifest.json"
+    dataset = Path(str(info.get("dataset", "")))
+    if not dataset.is_absolute() and (run / dataset).is_dir():
+        dataset = run / dataset  # recorded relative to the run directory
+    manifest_path = dataset / "manifest.json"
     if not manifest_path.is_file():
         raise ValueError(f"train_run: the training dataset's manifest {manifest_path} is missing; "
                          "set renderer / system_prompt / image_position by hand and use "
@@ -232,6 +235,9 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
     name = header["model"].get("served_model") or cfg.model.name
     run_name = cfg.run_name or f"eval-{name}-{problems.name}"
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=run_name) as run:
+        from vtc_lab.eval.benchmarks import benchmark_input
+
+        run.log_dataset(**benchmark_input(problems), context="evaluation")
         results = evaluate_benchmarks(
             engine, {problems.name: problems}, cfg.loop_configs, cfg.renderer,
             cfg.system_prompt, cfg.image_position, predictions_dir=out_dir, header=header,
