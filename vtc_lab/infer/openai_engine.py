@@ -123,7 +123,7 @@ class OpenAIEngine:
         self._pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
                                         thread_name_prefix="openai-engine")
         self._prompt_ids: OrderedDict[str, list[int]] = OrderedDict()
-        self.checked_modes: set[str] = set()
+        self._no_tokenize: list[str] = []
 
     # -- checks before any work -----------------------------------------------------------
     def check(self, modes: Sequence[str]) -> None:
@@ -157,12 +157,18 @@ class OpenAIEngine:
                 raise EngineUnavailableError(
                     f"engine=openai: the server at {url} does not serve model {self.model!r} "
                     f"(it serves {names}); fix engine.model")
-        self.can_tokenize = all(self._tokenize_probe(url) for url in self.urls)
+        self._no_tokenize = [url for url in self.urls if not self._tokenize_probe(url)]
+        self.can_tokenize = not self._no_tokenize
+        if self.can_tokenize:  # also kept out of text memory, as the HF engine does
+            candidates = [self.cfg.image_token] if self.cfg.image_token else list(IMAGE_TOKENS)
+            for text in candidates:
+                ids = self._tokenize(text, url=self.urls[0])
+                if len(ids) == 1:
+                    self.image_token_ids.add(ids[0])
         for url in self.urls:
             self._probe_generation(url, text="text" in modes)
         if "optical" in modes:
             self._detect_image_token()
-        self.checked_modes |= set(modes)
 
     def _tokenize_probe(self, url: str) -> bool:
         try:
@@ -178,19 +184,16 @@ class OpenAIEngine:
         if not self.can_tokenize:
             raise EngineUnavailableError(
                 f"engine=openai: loop=optical counts vision and memory text tokens with the "
-                f"server's /tokenize (vLLM), which {self.urls[0]} does not serve")
+                f"server's /tokenize (vLLM, SGLang), which {self._no_tokenize[0]} does not serve")
         candidates = [self.cfg.image_token] if self.cfg.image_token else list(IMAGE_TOKENS)
-        for text in candidates:
-            ids = self._tokenize(text, url=self.urls[0])
-            if len(ids) == 1:
-                self.image_token_ids.add(ids[0])
         if not self.image_token_ids:
             raise EngineUnavailableError(
                 f"engine=openai: none of {candidates} is a single token of {self.model!r} at "
                 f"{self.urls[0]}; set engine.image_token to the model's image placeholder")
         from PIL import Image
 
-        page = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (64, 64), "white")},
+        blank = Image.new("RGB", (64, 64), "white")
+        page = [{"role": "user", "content": [{"type": "image", "image": blank},
                                              {"type": "text", "text": "1+1="}]}]
         for url in self.urls:
             try:
@@ -214,8 +217,8 @@ class OpenAIEngine:
             out = self._chat(url, probe, GenerationParams(max_new_tokens=1, do_sample=False),
                              seed=0, timeout=self.cfg.connect_timeout_s * 6)
         except Exception as err:  # noqa: BLE001 - reported with the URL, then stop
-            raise EngineUnavailableError(
-                f"engine=openai: a 1-token chat completion at {url} failed: {_message(err)}") from None
+            raise EngineUnavailableError(f"engine=openai: a 1-token chat completion at {url} "
+                                         f"failed: {_message(err)}") from None
         choice = out["choices"][0]
         if choice.get("token_ids") is None or _prompt_ids(out) is None:
             raise EngineUnavailableError(
@@ -230,7 +233,8 @@ class OpenAIEngine:
             except Exception as err:  # noqa: BLE001
                 raise EngineUnavailableError(
                     f"engine=openai: loop=text continues its own turn from token ids through "
-                    f"{url}/completions with a token-id prompt, which failed: {_message(err)}") from None
+                    f"{url}/completions with a token-id prompt, which failed: "
+                    f"{_message(err)}") from None
             if comp["choices"][0].get("token_ids") is None:
                 raise EngineUnavailableError(
                     f"engine=openai: {url}/completions does not return token ids "
@@ -275,7 +279,8 @@ class OpenAIEngine:
         # the EOS in token_ids); image placeholders never go back into a prompt as text memory.
         memory = ids[:-1] if stopped and ids else list(ids)
         memory = [t for t in memory if t not in self.image_token_ids]
-        return GenerationOutput(text=text, token_ids=ids, context_text_tokens=prompt_tokens - vision,
+        return GenerationOutput(text=text, token_ids=ids,
+                                context_text_tokens=prompt_tokens - vision,
                                 context_vision_tokens=vision, stopped=stopped, generate_s=elapsed,
                                 memory_ids=memory)
 
@@ -288,9 +293,10 @@ class OpenAIEngine:
                     self._prompt_ids.move_to_end(key)
                     return list(self._prompt_ids[key])
         if not self.can_tokenize or key is None:
+            where = self._no_tokenize[0] if self._no_tokenize else self.urls[0]
             raise EngineUnavailableError(
                 "engine=openai: continuing an assistant turn needs its prompt's token ids; the "
-                f"server at {self.urls[0]} has no /tokenize to template them")
+                f"server at {where} has no /tokenize to template them")
         body = {"model": self.model, "messages": to_openai_messages(messages),
                 "add_generation_prompt": True, "add_special_tokens": False}
         ids = self._retrying(lambda url: self._post_root(url, "/tokenize", body))["tokens"]
@@ -305,11 +311,12 @@ class OpenAIEngine:
                 self._prompt_ids.popitem(last=False)
 
     def count_text_tokens(self, text: str) -> int:
-        """Tokens of `text` by the server's tokenizer (vLLM's /tokenize). Without /tokenize the
-        loop never calls this for text it did not just generate; see `OpenAIEngine` docs."""
+        """Tokens of `text` by the server's own tokenizer (/tokenize), as the in-process engine
+        counts with the backbone's; `check` refuses loop=optical on a server without it."""
         if not self.can_tokenize:
             raise EngineUnavailableError(
-                f"engine=openai: {self.urls[0]} has no /tokenize endpoint to count text tokens")
+                f"engine=openai: {self._no_tokenize[0]} has no /tokenize endpoint to count "
+                "text tokens")
         return len(self._tokenize(text))
 
     def _tokenize(self, text: str, url: str | None = None) -> list[int]:
@@ -352,7 +359,7 @@ class OpenAIEngine:
               timeout: float | None = None) -> dict:
         std, extra = self._sampling(params, seed)
         extra.update(return_token_ids=True, return_prompt_token_ids=True)
-        client = self.clients[url] if timeout is None else self.clients[url].with_options(timeout=timeout)
+        client = self._client(url, timeout)
         resp = client.chat.completions.create(model=self.model, messages=messages,
                                               max_completion_tokens=params.max_new_tokens, n=1,
                                               extra_body=extra, **std)
@@ -362,11 +369,15 @@ class OpenAIEngine:
                     timeout: float | None = None) -> dict:
         std, extra = self._sampling(params, seed)
         extra.update(return_token_ids=True)
-        client = self.clients[url] if timeout is None else self.clients[url].with_options(timeout=timeout)
+        client = self._client(url, timeout)
         resp = client.completions.create(model=self.model, prompt=prompt,
                                          max_tokens=params.max_new_tokens, n=1,
                                          extra_body=extra, **std)
         return resp.to_dict()
+
+    def _client(self, url: str, timeout: float | None):
+        client = self.clients[url]
+        return client if timeout is None else client.with_options(timeout=timeout)
 
     def _post_root(self, url: str, path: str, body: dict) -> dict:
         return self.roots[url].post(path, body=body, cast_to=object)
