@@ -131,12 +131,43 @@ def paper_compression() -> dict[str, tuple[float, float]]:
     return out
 
 
-def paper(preprocess_s_per_page: float, render_s_per_page: float) -> None:
+def page_costs(arch: str, repeats: int = 5) -> tuple[float, float]:
+    """(render s, image preprocessing s) per page of an 8,192-token MATH500 round: CPU time of
+    this process (what an idle core would take; wall time on the shared box is several times
+    more), best of `repeats`. The tiny backbone's image processor has the real one's patch,
+    merge and pixel bounds."""
+    from vtc_lab.infer.evaluate import load_problems
+    from vtc_lab.models import ModelConfig, load_backbone
+    from vtc_lab.render import RenderConfig, render_text
+
+    text = "\n\n".join(p.meta.get("solution") or "" for p in load_problems("math500", 60, 0))
+    text = text[:8192 * 3]  # ~8k Qwen tokens of solutions (~3 characters per token)
+    processor = load_backbone(ModelConfig(name=f"tiny_{arch}", arch=arch)).processor.image_processor
+    render, prep = [], []
+    for _ in range(repeats):
+        t = time.process_time()
+        pages = render_text(text, RenderConfig())
+        render.append((time.process_time() - t) / len(pages))
+        t = time.process_time()
+        for page in pages:
+            processor([page], return_tensors="pt")
+        prep.append((time.process_time() - t) / len(pages))
+    return min(render), min(prep)
+
+
+def paper(preprocess_s_per_page: float | None, render_s_per_page: float | None) -> None:
+    costs = {}
+    for arch in ("qwen3_vl", "glm4v"):
+        render, prep = page_costs(arch) if None in (preprocess_s_per_page, render_s_per_page) \
+            else (render_s_per_page, preprocess_s_per_page)
+        costs[arch] = (render if render_s_per_page is None else render_s_per_page,
+                       prep if preprocess_s_per_page is None else preprocess_s_per_page)
+        print(f"# {arch} page costs (CPU time, best of 5, load average {os.getloadavg()[0]:.1f}): "
+              f"render {costs[arch][0] * 1e3:.1f} ms, image preprocessing "
+              f"{costs[arch][1] * 1e3:.1f} ms per page")
     comp = paper_compression()
     print(f"# one H100: {H100.flops / 1e12:.0f} TFLOP/s and {H100.bandwidth / 1e12:.2f} TB/s "
-          f"achieved, eager forward overhead {H100.forward_overhead_s * 1e3:.0f} ms; "
-          f"render {render_s_per_page * 1e3:.1f} ms and preprocessing "
-          f"{preprocess_s_per_page * 1e3:.1f} ms per page")
+          f"achieved, eager forward overhead {H100.forward_overhead_s * 1e3:.0f} ms")
     print("| backbone | compression | rounds x 8192 | eager text / optical (s) | eager speedup "
           "(reuse / none) | serving concurrency text / optical | serving speedup (reuse / none) "
           "| render+preprocess share (serving, reuse) |")
@@ -146,8 +177,8 @@ def paper(preprocess_s_per_page: float, render_s_per_page: float) -> None:
         ratio, pages = comp[arch]
         for rounds in (1, 2, 4, 8):
             w = Workload(total=rounds * 8192, round_tokens=8192, compression=ratio,
-                         pages_per_round=pages, render_s_per_page=render_s_per_page,
-                         preprocess_s_per_page=preprocess_s_per_page)
+                         pages_per_round=pages, render_s_per_page=costs[arch][0],
+                         preprocess_s_per_page=costs[arch][1])
             et, eo = text_loop(model, H100, w), optical_loop(model, H100, w, True)
             eo_plain = optical_loop(model, H100, w, False)
             st, so = serving(model, H100, w, "text"), serving(model, H100, w, "optical")
@@ -168,14 +199,16 @@ def main() -> None:
     v.add_argument("json")
     v.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("paper", help="predict Qwen3-VL-8B / GLM-4.1V-9B on one H100")
-    p.add_argument("--preprocess-ms", type=float, default=10.0,
-                   help="image preprocessing per page and round (measured: see README)")
-    p.add_argument("--render-ms", type=float, default=0.6, help="rendering per page")
+    p.add_argument("--preprocess-ms", type=float, default=None,
+                   help="image preprocessing per page (default: measured here)")
+    p.add_argument("--render-ms", type=float, default=None,
+                   help="rendering per page (default: measured here)")
     args = parser.parse_args()
     if args.cmd == "validate":
         validate(args.json, args.threads)
     else:
-        paper(args.preprocess_ms / 1e3, args.render_ms / 1e3)
+        paper(None if args.preprocess_ms is None else args.preprocess_ms / 1e3,
+              None if args.render_ms is None else args.render_ms / 1e3)
 
 
 if __name__ == "__main__":

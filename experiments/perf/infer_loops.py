@@ -49,8 +49,8 @@ def _forced_engine_class():
     class ForcedEngine(HFEngine):
         """HFEngine whose output is each problem's reference solution, cut into rounds."""
 
-        def __init__(self, backbone, problems, rounds: int, tokens_per_round: int):
-            super().__init__(backbone)
+        def __init__(self, backbone, problems, rounds: int, tokens_per_round: int, **kwargs):
+            super().__init__(backbone, **kwargs)
             self.chunks: dict[str, list[list[int]]] = {}
             for p in problems:
                 ids = self.tokenizer(p.meta.get("solution") or p.question,
@@ -104,6 +104,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workload", default="random", choices=["random", "solutions"])
     parser.add_argument("--device", default="cpu", help="cpu | cuda (dtype: the model's auto)")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="engine without the cross-round caches (pixels, vision features, "
+                             "KV prefix): the before of the reuse measurement")
     parser.add_argument("--parity", action="store_true",
                         help="also report how often a request's batched output equals its "
                              "output alone (greedy and sampled), the basis of exact resumption")
@@ -125,10 +128,11 @@ def main() -> None:
     backbone = load_backbone(ModelConfig(name=args.model, arch=arch))
     backbone.model.to(args.device).eval()
     problems = load_problems("math500", args.problems, 0)
+    reuse = dict(reuse_vision=not args.no_reuse, reuse_prefix=not args.no_reuse)
     if args.workload == "solutions":
-        engine = ForcedEngine(backbone, problems, args.rounds, args.new_tokens)
+        engine = ForcedEngine(backbone, problems, args.rounds, args.new_tokens, **reuse)
     else:
-        engine = HFEngine(backbone)
+        engine = HFEngine(backbone, **reuse)
     kv = engine.kv_bytes_per_token()
 
     def run(mode: str, batch_size: int) -> dict[str, float]:
