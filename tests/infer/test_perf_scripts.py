@@ -1,0 +1,47 @@
+"""The latency benchmark and the cost-model script, run as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "experiments" / "perf"
+
+
+@pytest.mark.slow
+def test_loop_latency_forces_lengths_logs_and_validates(tmp_path):
+    out = tmp_path / "ll.json"
+    env_cmd = [sys.executable, str(SCRIPTS / "loop_latency.py"), "--models", "qwen3_vl",
+               "--total", "64", "--round", "32", "--json", str(out),
+               "--output-root", str(tmp_path / "runs")]
+    proc = subprocess.run(env_cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert len(data["points"]) == 2  # reuse on and off
+    for point in data["points"]:
+        text, optical = point["text"], point["optical"]
+        # Forced lengths: exactly T tokens in both loops, EOS never emitted.
+        assert text["generated_tokens"] == optical["generated_tokens"] == 64
+        assert text["rounds"] == 1 and optical["rounds"] == 2
+        assert point["speedup"] == pytest.approx(text["latency_s"] / optical["latency_s"])
+        assert optical["images"] >= 1 and optical["compression"] > 0
+        parts = sum(optical[k] for k in ("render_s", "preprocess_s", "vision_s", "prefill_s",
+                                          "decode_s"))
+        assert parts <= optical["latency_s"] * 1.01
+    on = next(p for p in data["points"] if p["reuse"])
+    assert on["optical"]["reused_tokens"] > 0
+    report = subprocess.run([sys.executable, "-m", "vtc_lab.cli.main", "report",
+                             "tracking.experiment=perf-loop-latency",
+                             f"output_root={tmp_path / 'runs'}"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert list((tmp_path / "runs" / "reports").rglob("loop_speedup_vs_length.png"))
+    check = subprocess.run([sys.executable, str(SCRIPTS / "cost_model.py"), "validate", str(out)],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert "optical: mean abs error" in check.stdout and "speedup: mean abs error" in check.stdout
