@@ -96,7 +96,8 @@ def _preset_apps(preset: str) -> list[str]:
 @pytest.mark.parametrize("app", APPS)
 def test_primary_config_composes(app):
     obj = _to_object(app)
-    assert type(obj).__module__ == f"vtc_lab.cli.{app}"
+    # the schema lives with the stage that owns it; the entry point only registers it
+    assert type(obj).__module__.split(".")[1] not in ("cli",), type(obj).__module__
     assert hasattr(obj, "output_root") and hasattr(obj, "tracking")  # architecture contract
     hcfg = _compose(app, hydra=True)
     assert hcfg.hydra.callbacks.tracking._target_ == (

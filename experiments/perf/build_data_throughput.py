@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 CHILD = """
 import json, resource, sys, time
-from vtc_lab.cli.build_data import BuildDataConfig
+from vtc_lab.data.config import BuildDataConfig
 from vtc_lab.data.build import build_dataset
 from vtc_lab.data.config import DataConfig
 from vtc_lab.segment import SegmentationConfig
@@ -64,7 +64,7 @@ def cost_split(limit: int, max_tokens: int) -> dict[str, float]:
     import cProfile
     import pstats
 
-    from vtc_lab.cli.build_data import BuildDataConfig
+    from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.data.build import build_dataset
     from vtc_lab.data.config import DataConfig
     from vtc_lab.segment import SegmentationConfig

@@ -21,7 +21,7 @@ import torch
 
 
 def build_fixture(root: Path) -> Path:
-    from vtc_lab.cli.build_data import BuildDataConfig
+    from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.data.build import ensure_dataset
     from vtc_lab.data.config import DataConfig
     from vtc_lab.models import ModelConfig

@@ -15,7 +15,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.render import RenderAppConfig, load_source, run_render
+from vtc_lab.cli.render import text_tokenizer
+from vtc_lab.render.app import RenderAppConfig, load_source
+from vtc_lab.render.app import run_render as _run_render
 from vtc_lab.render import RenderConfig, render_text, vision_tokens
 
 
@@ -25,6 +27,11 @@ def _cfg(tmp_path: Path, *overrides: str) -> RenderAppConfig:
         raw = compose(config_name="render", overrides=[f"output_root={tmp_path}", "progress=false",
                                                        *overrides])
     return OmegaConf.to_object(raw)
+
+
+def run_render(cfg: RenderAppConfig) -> dict:
+    """The stage function with the tokenizer the CLI would pick for `cfg.tokenizer`."""
+    return _run_render(cfg, text_tokenizer(cfg))
 
 
 def test_default_config_is_the_math500_report_with_reference_renderer(tmp_path) -> None:

@@ -53,7 +53,8 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
     from omegaconf import OmegaConf
 
     from vtc_lab.cli._hydra import CONF_DIR
-    from vtc_lab.cli.render import run_render
+    from vtc_lab.cli.render import text_tokenizer
+    from vtc_lab.render.app import run_render
 
     parser = OverridesParser.create()
     texts = []
@@ -75,7 +76,7 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
             if cfg.text is not None:
                 texts.append(cfg.text)
                 cfg.save_images, cfg.progress = True, False
-                pages = sorted((Path(run_render(cfg)["output_dir"]) / "pages").glob("*.png"))
+                pages = sorted((Path(run_render(cfg, text_tokenizer(cfg))["output_dir"]) / "pages").glob("*.png"))
                 [expected] = render_text(cfg.text, RenderConfig())
                 assert np.array_equal(np.asarray(Image.open(pages[-1]).convert("RGB")),
                                       np.asarray(expected))

@@ -7,7 +7,7 @@ from vtc_lab.segment import SegmentationConfig
 @pytest.fixture
 def make_cfg(tmp_path):
     """A small BuildDataConfig: MATH500 fixture, 96-token rounds, tiny Qwen3-VL tokenizer."""
-    from vtc_lab.cli.build_data import BuildDataConfig
+    from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.tracking.config import TrackingConfig
 
     def make(**overrides):
@@ -25,7 +25,7 @@ def make_cfg(tmp_path):
 
 def small_build_cfg(root, out, limit):
     """The config the kill-and-resume tests share between the child process and the test."""
-    from vtc_lab.cli.build_data import BuildDataConfig
+    from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.tracking.config import TrackingConfig
 
     return BuildDataConfig(

@@ -23,7 +23,7 @@ def rows_of(path):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """One fixture build shared by the read-only tests (10 problems, 3 shards)."""
-    from vtc_lab.cli.build_data import BuildDataConfig
+    from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.tracking.config import TrackingConfig
 
     root = tmp_path_factory.mktemp("build")
@@ -211,7 +211,7 @@ def test_two_workers_give_the_same_dataset(make_cfg, tmp_path):
 
 
 def test_run_logs_to_mlflow(make_cfg, tmp_path):
-    from vtc_lab.cli.build_data import run_build_data
+    from vtc_lab.data.build import run_build_data
     from vtc_lab.tracking.config import TrackingConfig
 
     cfg = make_cfg(limit=3, tracking=TrackingConfig(mode="local", experiment="build-data-test"))

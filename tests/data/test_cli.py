@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.build_data import BuildDataConfig
+import vtc_lab.cli.build_data  # noqa: F401 - registers build_data_schema
+from vtc_lab.data.config import BuildDataConfig
 from vtc_lab.data.build import build_dataset
 
 

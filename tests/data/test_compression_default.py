@@ -9,8 +9,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.build_data import BuildDataConfig
-from vtc_lab.cli.train import TrainConfig  # noqa: F401 - registers train_schema
+import vtc_lab.cli.train  # noqa: F401 - registers train_schema
+from vtc_lab.data.config import BuildDataConfig
 from vtc_lab.data.build import build_dataset
 
 

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from vtc_lab.infer.config import LoopConfig
-from vtc_lab.train.evaluator import EvaluatorConfig
+from vtc_lab.train.config import EvaluatorConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

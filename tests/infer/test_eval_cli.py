@@ -11,7 +11,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.eval import EvalConfig, evaluate
+import vtc_lab.cli.eval  # noqa: F401 - registers eval_schema
+from vtc_lab.infer.config import EvalConfig
+from vtc_lab.infer.offline import evaluate
 
 # Depend on the timing or on what this invocation did, not on the predictions.
 RUN_DEPENDENT = ("wall_s", "samples_per_s", "problems_per_s", "latency_", "peak_rss", "peak_cuda",
@@ -87,29 +89,9 @@ def test_bad_config_names_the_field(tmp_path):
         make_cfg(tmp_path, "loops=[optical,vision]")
 
 
-def test_lightning_checkpoint_weights_are_loaded_whatever_the_prefix(tmp_path):
-    from vtc_lab.cli.eval import load_checkpoint_weights
-    from vtc_lab.models import ModelConfig, load_backbone
-
-    trained = load_backbone(ModelConfig()).model
-    with torch.no_grad():
-        for p in trained.parameters():
-            p.add_(0.5)
-    ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}
-                | {"char_head.weight": torch.zeros(2)}, "epoch": 1}, ckpt)
-    fresh = load_backbone(ModelConfig()).model
-    load_checkpoint_weights(fresh, str(ckpt))
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
-                                                  trained.state_dict().values()))
-    torch.save({"state_dict": {"other.weight": torch.zeros(2)}}, ckpt)
-    with pytest.raises(ValueError, match="does not hold this model's weights"):
-        load_checkpoint_weights(fresh, str(ckpt))
-
-
 def test_train_run_supplies_model_renderer_and_prompt(tmp_path):
     """A train run dir (export + run.json -> dataset manifest) drives the eval settings."""
-    from vtc_lab.cli.eval import apply_train_run
+    from vtc_lab.infer.offline import apply_train_run
     from vtc_lab.models import ModelConfig, load_backbone, save_backbone
 
     run = tmp_path / "run-7"

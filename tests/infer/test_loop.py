@@ -195,7 +195,7 @@ def test_peak_memory_sees_a_block_allocation():
 
 def test_pages_are_capped_like_the_training_encoder():
     from vtc_lab.render import RenderConfig, render_text
-    from vtc_lab.train.collate import cap_pixels
+    from vtc_lab.models.images import cap_pixels
 
     long_text = "the sum of the first terms is computed step by step " * 300
     eng = ScriptedEngine({"q": [long_text, FINAL]})

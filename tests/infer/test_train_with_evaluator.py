@@ -13,12 +13,12 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.train import TrainConfig  # noqa: F401 - registers train_schema
+import vtc_lab.cli.train  # noqa: F401 - registers train_schema
 
 
 @pytest.mark.slow
 def test_train_logs_optical_eval_and_eval_reads_the_run(tmp_path):
-    from vtc_lab.cli.eval import evaluate
+    from vtc_lab.infer.offline import evaluate
     from vtc_lab.train.run import train
 
     torch.set_num_threads(1)

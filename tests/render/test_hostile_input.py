@@ -14,8 +14,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.render import run_render
+from vtc_lab.cli.render import text_tokenizer
 from vtc_lab.render import RenderConfig, render_with_layout
+from vtc_lab.render.app import run_render as _run_render
 
 FORM_FEEDS = """
 import resource, sys
@@ -45,6 +46,11 @@ def test_twenty_kilobytes_of_form_feeds_stay_in_bounded_memory(cap) -> None:
     assert int(distinct) <= 2  # the shared blank page (+ the last page, cropped differently)
     assert int(rss_mb) < 400, f"peak RSS {rss_mb} MB"
 
+
+
+def run_render(cfg) -> dict:
+    """The stage function with the tokenizer the CLI would pick for `cfg.tokenizer`."""
+    return _run_render(cfg, text_tokenizer(cfg))
 
 def test_page_cap_is_on_by_default_and_counted() -> None:
     res = render_with_layout("word\f" * 100)

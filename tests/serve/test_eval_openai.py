@@ -18,7 +18,9 @@ from omegaconf import OmegaConf
 from tests.serve.conftest import Server, env
 from tests.serve.test_openai_engine import free_port
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.eval import EvalConfig, evaluate
+import vtc_lab.cli.eval  # noqa: F401 - registers eval_schema
+from vtc_lab.infer.config import EvalConfig
+from vtc_lab.infer.offline import evaluate
 from vtc_lab.infer.openai_engine import EngineUnavailableError
 
 COMMON = ["benchmark.limit=4", "loop.max_rounds=2", "loop.max_new_tokens=8", "loop.batch_size=2",

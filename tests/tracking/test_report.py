@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from vtc_lab.cli.report import ReportConfig, make_report
+from vtc_lab.tracking.report_app import ReportConfig, make_report
 from vtc_lab.tracking import TrackingConfig, open_run, prepare
 from vtc_lab.tracking.report import ReportInputError
 from vtc_lab.tracking.runs import finish_run

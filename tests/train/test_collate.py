@@ -10,7 +10,8 @@ from PIL import Image
 
 from vtc_lab.data import REFERENCE_SYSTEM_PROMPT, build_messages
 from vtc_lab.models import ModelConfig, TinySpec, load_backbone
-from vtc_lab.train.collate import IGNORE_INDEX, BadSampleError, SFTEncoder, cap_pixels, collate
+from vtc_lab.models.images import cap_pixels
+from vtc_lab.train.collate import IGNORE_INDEX, BadSampleError, SFTEncoder, collate
 
 torch.set_num_threads(1)
 TARGET = "\n\nSo 3+4=7. Wait, check: 7.</think>\n<answer>7</answer>"

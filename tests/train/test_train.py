@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.cli.train import TrainConfig
+import vtc_lab.cli.train  # noqa: F401 - registers train_schema
+from vtc_lab.train.config import TrainConfig
 from vtc_lab.data.build import DatasetConfigMismatch
 from vtc_lab.train.collate import BadSampleError
 from vtc_lab.train.run import train

@@ -7,76 +7,20 @@
 
 from __future__ import annotations
 
-import os
-import socket
-from dataclasses import replace
-from pathlib import Path
-
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.models.config import ModelConfig
 from vtc_lab.serve.config import ServeConfig
 
 ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
 
 
-def resolve_model(cfg: ServeConfig) -> ServeConfig:
-    """`cfg` with `train_run` turned into the model config of its export."""
-    if not cfg.train_run:
-        return cfg
-    export = Path(cfg.train_run) / "export"
-    if not (export / "config.json").is_file():
-        raise ValueError(f"train_run: {export} holds no exported model (train with export=true)")
-    model = ModelConfig(name=Path(cfg.train_run).name, source="pretrained", arch="auto",
-                        path=str(export), dtype=cfg.model.dtype,
-                        attn_implementation=cfg.model.attn_implementation)
-    return replace(cfg, model=model, train_run=None)
-
-
-def serve(cfg: ServeConfig) -> None:
-    """Load the model, bind the port (before loading nothing else), serve until interrupted."""
-    import torch
-    import uvicorn
-
-    from vtc_lab.models import load_backbone
-    from vtc_lab.serve.app import create_app
-    from vtc_lab.serve.batcher import ServingEngine
-
-    cfg = resolve_model(cfg)
-    sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((cfg.host, cfg.port))
-    except OSError as err:
-        raise SystemExit(f"vtc-lab serve: cannot bind {cfg.host}:{cfg.port} ({err}); "
-                         "choose another port=") from None
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    backbone = load_backbone(cfg.model)
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    backbone.model.to(device).eval()
-    host, port = sock.getsockname()[:2]
-
-    def announce() -> None:
-        print(f"vtc-lab serve: {cfg.model_name!r} on http://{host}:{port}/v1", flush=True)
-        if cfg.port_file:
-            tmp = Path(cfg.port_file + ".tmp")
-            tmp.write_text(f"{host}:{port}\n")
-            os.replace(tmp, cfg.port_file)
-
-    app = create_app(ServingEngine(backbone), cfg.model_name, max_batch_size=cfg.max_batch_size,
-                     batch_wait_s=cfg.batch_wait_ms / 1000, default_max_tokens=cfg.default_max_tokens,
-                     max_images_per_prompt=cfg.max_images_per_prompt, root=cfg.model.path,
-                     on_startup=announce)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)).run(
-        sockets=[sock])
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="serve")
 def main(raw: DictConfig) -> None:
+    from vtc_lab.serve.run import serve
+
     cfg: ServeConfig = OmegaConf.to_object(raw)
     serve(cfg)
 

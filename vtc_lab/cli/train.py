@@ -9,67 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
-from vtc_lab.data.config import DataConfig
-from vtc_lab.models.config import ModelConfig
-from vtc_lab.render import RenderConfig
-from vtc_lab.segment import SegmentationConfig
-from vtc_lab.tracking.config import TrackingConfig
-from vtc_lab.train.config import TrainerConfig
-from vtc_lab.train.evaluator import EvaluatorConfig
-
-RESUME = ("auto", "never")
-
-
-@dataclass
-class TrainConfig:
-    """The `train` app: which data (built on demand), which backbone, how to train, where to log."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    """Trace source and sample layout (conf/data/); decides the dataset directory."""
-    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
-    """How traces are cut into rounds when the dataset is built (conf/segmentation/)."""
-    renderer: RenderConfig = field(default_factory=RenderConfig)
-    """How memory segments become pages (conf/renderer/); also used by the evaluator."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """The backbone to fine-tune (conf/model/)."""
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    """Hardware, strategy and optimisation recipe (conf/trainer/)."""
-    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
-    """Optical-memory evaluation during training (conf/evaluator/)."""
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    """MLflow run (conf/tracking/)."""
-    output_root: str = "vtc-runs"
-    """Root of all vtc-lab outputs."""
-    dataset_dir: str | None = None
-    """Built dataset to train on; null = `<output_root>/datasets/<data.name>-<config hash>`
-    (one per data/segmentation/renderer/tokenizer config, so sweeps never collide). Built first
-    (same config-hash rules as `vtc-lab build-data`) when it does not exist."""
-    build_workers: int = 1
-    """Processes used when the dataset has to be built first."""
-    run_dir: str | None = None
-    """Checkpoints, export and run.json go here; null = the Hydra job directory. Point a rerun
-    at the same run_dir to resume a killed run."""
-    resume: str = "auto"
-    """`auto`: continue from `<run_dir>/checkpoints/last.ckpt` (same MLflow run) if present;
-    `never`: refuse to reuse a run_dir that has a checkpoint."""
-    export: bool = True
-    """Write a `save_pretrained` export (model + processor) to `<run_dir>/export` at the end."""
-    progress: bool = True
-    """Show Lightning's progress bar."""
-
-    def __post_init__(self) -> None:
-        if self.resume not in RESUME:
-            raise ValueError(f"resume must be one of {RESUME}, got {self.resume!r}")
-        if not isinstance(self.build_workers, int) or self.build_workers < 1:
-            raise ValueError(f"build_workers must be an int >= 1, got {self.build_workers!r}")
-
+from vtc_lab.train.config import TrainConfig
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 

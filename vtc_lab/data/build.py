@@ -524,3 +524,25 @@ def ensure_dataset(build_cfg: Any) -> Path:
     if manifest is None or manifest.get("status") != "complete" or not build_cfg.overwrite:
         build_dataset(build_cfg)  # reuses a complete dataset after verifying its shards
     return out
+
+
+def run_build_data(cfg: Any) -> dict:
+    """`vtc-lab build-data`: build the dataset (`cfg`: a `BuildDataConfig`) and record the run
+    (params, metrics, stats plot) in MLflow."""
+    from vtc_lab.data.stats import dataset_input
+    from vtc_lab.tracking import start_run
+
+    with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run:
+        metrics = build_dataset(cfg)
+        out = Path(metrics["path"])
+        run.log_metrics({k: v for k, v in metrics.items() if k.startswith("data/")})
+        stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+        run.log_metrics({f"data/segments_hist/{n}": count
+                         for n, count in stats["segments_per_problem"].items()})
+        run.log_metrics({f"data/skipped/{reason}": count for reason, count in stats["skipped"].items()})
+        run.set_tags({"dataset_path": str(out.resolve()), "dataset_config_hash": metrics["config_hash"]})
+        run.log_dataset(**dataset_input(out), context="build")
+        for name in ("stats.json", "stats.png", "manifest.json"):
+            if (out / name).exists():
+                run.log_artifact(out / name, subdir="dataset")
+    return metrics

@@ -1,11 +1,17 @@
-"""The `data` config group: where traces come from and how SFT samples are laid out."""
+"""The `data` config group (where traces come from, how SFT samples are laid out) and the
+`build_data` app schema that combines it with segmentation, renderer and tokenizer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from vtc_lab.data.messages import IMAGE_POSITIONS, REFERENCE_SYSTEM_PROMPT
+from vtc_lab.data.sources import available_sources
 from vtc_lab.eval.toytask import ToyTaskSpec
+from vtc_lab.models.config import ModelConfig
+from vtc_lab.render.config import RenderConfig
+from vtc_lab.segment.config import SegmentationConfig
+from vtc_lab.tracking.config import TrackingConfig
 
 SOURCES = ("openr1", "jsonl", "math500_fixture", "toy")
 GENERATION_MODES = ("first", "all")
@@ -79,8 +85,6 @@ class DataConfig:
         if isinstance(self.toy, dict):
             self.toy = ToyTaskSpec(**self.toy)
         if self.source not in SOURCES:
-            from vtc_lab.data.sources import available_sources  # sources registered by plug-ins
-
             if self.source not in available_sources():
                 raise ValueError(f"data.source must be one of {sorted(set(SOURCES) | set(available_sources()))}, "
                                  f"got {self.source!r}")
@@ -103,3 +107,61 @@ class DataConfig:
         for name in ("question_field", "trace_field", "answer_field"):
             if not getattr(self, name):
                 raise ValueError(f"data.{name} must be a non-empty field name")
+
+
+TOKEN_COUNTERS = ("model", "qwen")
+EXPORTS = (None, "llamafactory")
+
+
+@dataclass
+class BuildDataConfig:
+    """The `build_data` app: where traces come from, how they are cut and rendered, where to."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Trace source and sample layout (conf/data/)."""
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    """How each trace is cut into rounds (conf/segmentation/)."""
+    renderer: RenderConfig = field(default_factory=RenderConfig)
+    """How memory segments become pages (conf/renderer/)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Backbone whose tokenizer counts text tokens and whose processor rule counts vision tokens."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """MLflow run of this build (params, metrics, stats plot)."""
+    output_root: str = "vtc-runs"
+    """Root of all vtc-lab outputs."""
+    output_dir: str | None = None
+    """Dataset directory; null = `<output_root>/datasets/<data.name>-<config hash>` (stats-only:
+    `<output_root>/stats/<data.name>-<config hash>`), one directory per config."""
+    # A literal `{config_hash}` in output_dir becomes the config hash: see
+    # vtc_lab.data.build.dataset_dir and docs/data.md.
+    num_workers: int = 1
+    """Worker processes (each renders whole shards); the result is identical for any value."""
+    problems_per_shard: int = 64
+    """Traces per shard: the unit of resumption and of peak memory."""
+    token_counter: str = "model"
+    """Text tokens counted with the `model`'s own tokenizer, or `qwen` (the offline Qwen BPE of
+    Qwen2/2.5/3(-VL); extra `qwen`) to quote the paper's numbers with a tiny model."""
+    stats_only: bool = False
+    """Only segment, render in memory and count: stats.json + stats.png, no images written."""
+    export: str | None = None
+    """`llamafactory`: also write the LLaMA-Factory sharegpt export under <dataset>/llamafactory."""
+    overwrite: bool = False
+    """Delete an existing dataset in output_dir (one with a manifest) and build from scratch."""
+    render_cache: bool = True
+    """Reuse rendered pages across runs, keyed by (segment text hash, render config hash)."""
+    render_cache_dir: str | None = None
+    """Where the cache lives; null = `<output_root>/cache/render`."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_workers, int) or self.num_workers < 1:
+            raise ValueError(f"num_workers must be an int >= 1, got {self.num_workers!r}")
+        if not isinstance(self.problems_per_shard, int) or self.problems_per_shard < 1:
+            raise ValueError(f"problems_per_shard must be an int >= 1, got {self.problems_per_shard!r}")
+        if self.token_counter not in TOKEN_COUNTERS:
+            raise ValueError(f"token_counter must be one of {TOKEN_COUNTERS}, got {self.token_counter!r}")
+        if self.export not in EXPORTS:
+            raise ValueError(f"export must be one of {EXPORTS}, got {self.export!r}")
+        if self.stats_only and self.export:
+            raise ValueError("export needs images: it cannot be combined with stats_only=true")

@@ -20,11 +20,13 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vtc_lab.data.config import DataConfig
 from vtc_lab.data.special_tokens import neutralise
 from vtc_lab.render.textio import clean_value, decode_utf8
+
+if TYPE_CHECKING:  # the config validates names against this module's registry, not back
+    from vtc_lab.data.config import DataConfig
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -57,7 +59,7 @@ class Skip:
     detail: str = ""
 
 
-SourceFn = Callable[[DataConfig], Iterator["Trace | Skip"]]
+SourceFn = Callable[["DataConfig"], Iterator["Trace | Skip"]]
 _REGISTRY: dict[str, SourceFn] = {}
 
 

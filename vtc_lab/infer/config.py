@@ -1,4 +1,5 @@
-"""`LoopConfig`: the schema of the `loop` config group (conf/loop/*.yaml are presets of it).
+"""`LoopConfig`: the schema of the `loop` config group (conf/loop/*.yaml are presets of it), and
+`EvalConfig`, the `eval` app's schema (a model, a benchmark, loops, where results go).
 
 Kept free of torch and transformers so configs compose and validate without loading a model.
 Defaults are the VTC-R1 reference protocol: at most 8 rounds of at most 8,192 new tokens,
@@ -7,7 +8,16 @@ temperature 0.6, top_p 0.95.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from vtc_lab.data.messages import IMAGE_POSITIONS, REFERENCE_SYSTEM_PROMPT
+from vtc_lab.eval.benchmarks import BenchmarkConfig
+from vtc_lab.infer.engine_config import EngineConfig
+from vtc_lab.models.config import ModelConfig
+from vtc_lab.render.config import RenderConfig
+from vtc_lab.tracking.config import TrackingConfig
 
 MODES = ("optical", "text", "none")
 
@@ -93,3 +103,79 @@ class LoopConfig:
         if self.repetition_penalty <= 0:
             raise ValueError(
                 f"loop.repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+
+@dataclass
+class EvalConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The backbone to evaluate (a tiny one, our export, or a local checkpoint directory)."""
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    """Which problems, how many, how many samples each."""
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    """Loop mode and budgets (the reference protocol by default)."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """What generates: `hf` (the `model` in this process) or `openai` (OpenAI-compatible
+    servers at `engine.base_urls`: vLLM, SGLang, `vtc-lab serve`; `model` is then not loaded)."""
+    renderer: RenderConfig = field(default_factory=RenderConfig)
+    """How the optical loop renders a round's text: must match the training data's renderer."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """Where the MLflow run goes."""
+    output_root: str = "vtc-runs"
+    """Root of all outputs (MLflow store, predictions)."""
+    loops: list[str] = field(default_factory=list)
+    """Several loop modes with the same budgets in one run (e.g. [optical, text, none]); empty:
+    just `loop.mode`."""
+    train_run: str | None = None
+    """A `vtc-lab train` run directory: evaluate its export, with the renderer, system prompt and
+    image position of the dataset it was trained on (they override `model`, `renderer`,
+    `system_prompt`, `image_position`), so pages and prompts match training."""
+    checkpoint: str | None = None
+    """A Lightning checkpoint (.ckpt) from `vtc-lab train` whose weights replace the model's;
+    null: the model's own weights."""
+    output_dir: str | None = None
+    """Where the predictions files go; null: `<output_root>/eval/<model.name>/<benchmark>-<hash
+    of the settings>`, so the same config resumes and a different one starts fresh."""
+    system_prompt: str | None = REFERENCE_SYSTEM_PROMPT
+    """System turn of every round; must match the training data (null: no system turn)."""
+    image_position: str = "before"
+    """Memory images before or after the question; must match the training data."""
+    device: str = "auto"
+    """Where the model runs: auto (cuda if available, else cpu) | cpu | cuda | cuda:N. One
+    device: a model too large for one GPU needs a sharded engine (e.g. a vLLM engine)."""
+    run_name: str | None = None
+    """MLflow run name; null: `eval-<model.name>-<benchmark.name>`."""
+    log_images: int = 4
+    """Rendered memory pages to log as images (optical loop; first samples)."""
+    grade_workers: int = 2
+    """Worker processes for math-verify grading."""
+    grade_timeout_s: float = 5.0
+    """Per-item grading deadline; a pathological expression counts as a timeout."""
+    progress: bool = True
+    """Show tqdm progress bars."""
+
+    def __post_init__(self) -> None:
+        for mode in self.loops:
+            if mode not in MODES:
+                raise ValueError(f"loops entries must be in {MODES}, got {mode!r}")
+        if len(set(self.loops)) != len(self.loops):
+            raise ValueError(f"loops must not repeat a mode, got {self.loops}")
+        if self.image_position not in IMAGE_POSITIONS:
+            raise ValueError(f"image_position must be one of {IMAGE_POSITIONS}, "
+                             f"got {self.image_position!r}")
+        if self.log_images < 0:
+            raise ValueError(f"log_images must be >= 0, got {self.log_images}")
+        if self.grade_workers < 1:
+            raise ValueError(f"grade_workers must be >= 1, got {self.grade_workers}")
+        if self.grade_timeout_s <= 0:
+            raise ValueError(f"grade_timeout_s must be > 0, got {self.grade_timeout_s}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise ValueError(f"checkpoint: file not found: {self.checkpoint}")
+        if self.checkpoint is not None and self.engine.name != "hf":
+            raise ValueError("checkpoint applies to engine=hf only; a server serves exported "
+                             "weights (vtc-lab serve train_run=... / vllm serve <export dir>)")
+
+    @property
+    def loop_configs(self) -> list[LoopConfig]:
+        return [replace(self.loop, mode=m) for m in (self.loops or [self.loop.mode])]

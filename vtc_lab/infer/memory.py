@@ -114,7 +114,7 @@ class OpticalMemory(NoMemory):
             rec.render_error = f"{type(err).__name__}: {str(err)[:200]}"
             return
         if self.max_pixels:
-            from vtc_lab.train.collate import cap_pixels  # the training encoder's own resize
+            from vtc_lab.models.images import cap_pixels  # the training encoder's own resize
 
             pages = [cap_pixels(page, self.max_pixels) for page in pages]
         rec.render_s = time.perf_counter() - t0

@@ -15,7 +15,6 @@ Per batch (`collate`): right-pad, concatenate the pixel patches of all images in
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 
 from vtc_lab.data import build_messages
+from vtc_lab.models.images import cap_pixels
 
 IGNORE_INDEX = -100
 
@@ -42,16 +42,6 @@ class EncodeStats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-def cap_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
-    """Downscale (aspect kept) so that width * height <= max_pixels; smaller images untouched."""
-    w, h = image.size
-    if not max_pixels or w * h <= max_pixels:
-        return image
-    scale = math.sqrt(max_pixels / (w * h))
-    size = (max(1, math.floor(w * scale)), max(1, math.floor(h * scale)))
-    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def decode_png(data: bytes, where: str) -> Image.Image:

@@ -1,4 +1,5 @@
-"""The `trainer` config group: hardware, strategy, optimisation and SFT batching in one schema.
+"""The train stage's schemas: the `trainer` group (hardware, strategy, optimisation and SFT
+batching in one schema), the `evaluator` group, and `TrainConfig`, the `train` app.
 
 A preset is a complete recipe for one kind of machine: `cpu` trains the tiny backbones in
 minutes, `deepspeed_zero3` is the paper's 8-GPU setting (lr 1e-5, cosine, 10 % warmup, 1 epoch,
@@ -9,6 +10,12 @@ No torch import here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from vtc_lab.data.config import DataConfig
+from vtc_lab.models.config import ModelConfig
+from vtc_lab.render.config import RenderConfig
+from vtc_lab.segment.config import SegmentationConfig
+from vtc_lab.tracking.config import TrackingConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed_stage_2", "deepspeed_stage_3",
@@ -121,3 +128,150 @@ class TrainerConfig:
         self.betas = [float(b) for b in self.betas]
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"trainer.betas must be two numbers in [0, 1), got {self.betas}")
+
+
+@dataclass
+class EvaluatorConfig:
+    enabled: bool = False
+    """Run the loops during training at all."""
+
+    every_n_steps: int = 0
+    """Evaluate every N optimizer steps (global_step); 0 = only at validation end / train end."""
+
+    at_validation_end: bool = True
+    """Evaluate at the end of every validation epoch (not during the sanity check)."""
+
+    at_train_end: bool = False
+    """Evaluate once more when training finishes."""
+
+    benchmarks: list[str] = field(default_factory=lambda: ["math500"])
+    """Benchmarks to evaluate: registered names (`vtc_lab.eval` registry, e.g. math500, aime25,
+    gsm8k) or paths to local jsonl files with `question`/`answer` fields."""
+
+    limit: int = 8
+    """Problems per benchmark (a seeded random subset); 0 = all (slow: the whole benchmark)."""
+
+    subset_seed: int = 0
+    """Seed of the subset choice, fixed so every evaluation sees the same problems."""
+
+    loops: list[str] = field(default_factory=lambda: ["optical"])
+    """Loop modes to run (`optical`, `text`, `none`), each logged under its own key."""
+
+    max_rounds: int | None = 2
+    """Override of loop.max_rounds for in-training evaluation; null keeps the loop default (8)."""
+
+    max_new_tokens: int | None = 256
+    """Override of loop.max_new_tokens; null keeps the loop default (8,192: far too slow here)."""
+
+    samples_per_problem: int = 1
+    """Samples per problem (mean@k); 1 keeps in-training evaluation cheap."""
+
+    do_sample: bool = False
+    """Greedy by default so successive evaluations differ only through the weights."""
+
+    temperature: float = 0.6
+    """Sampling temperature when `do_sample` is true."""
+
+    top_p: float = 0.95
+    """Nucleus mass when `do_sample` is true."""
+
+    batch_size: int = 8
+    """Problems generated together."""
+
+    seed: int = 0
+    """Sampling seed."""
+
+    log_predictions: bool = True
+    """Log a predictions table (one row per problem and sample) per benchmark and loop."""
+
+    log_images: int = 2
+    """Rendered memory images to log per benchmark (optical loop, first problems); 0 = none."""
+
+    def __post_init__(self) -> None:
+        from vtc_lab.infer.config import MODES
+
+        if self.every_n_steps < 0:
+            raise ValueError(f"evaluator.every_n_steps must be >= 0, got {self.every_n_steps}")
+        if self.limit < 0:
+            raise ValueError(f"evaluator.limit must be >= 0, got {self.limit}")
+        if not self.benchmarks:
+            raise ValueError("evaluator.benchmarks must name at least one benchmark")
+        if not self.loops:
+            raise ValueError("evaluator.loops must name at least one loop")
+        for mode in self.loops:
+            if mode not in MODES:
+                raise ValueError(f"evaluator.loops entries must be in {MODES}, got {mode!r}")
+        for name in ("max_rounds", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"evaluator.{name} must be >= 1 or null, got {value}")
+        for name in ("samples_per_problem", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluator.{name} must be >= 1, got {getattr(self, name)}")
+        if self.log_images < 0:
+            raise ValueError(f"evaluator.log_images must be >= 0, got {self.log_images}")
+
+    def loop_config(self, mode: str, image_max_pixels: int | None = None):
+        """The `LoopConfig` this evaluator runs for one loop mode (pages capped like training)."""
+        from vtc_lab.infer.config import LoopConfig
+
+        base = LoopConfig(mode=mode)
+        return LoopConfig(
+            mode=mode,
+            max_rounds=self.max_rounds or base.max_rounds,
+            max_new_tokens=self.max_new_tokens or base.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            do_sample=self.do_sample,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            samples_per_problem=self.samples_per_problem,
+            image_max_pixels=image_max_pixels,
+        )
+
+
+RESUME = ("auto", "never")
+
+
+@dataclass
+class TrainConfig:
+    """The `train` app: which data (built on demand), which backbone, how to train, where to log."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Trace source and sample layout (conf/data/); decides the dataset directory."""
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    """How traces are cut into rounds when the dataset is built (conf/segmentation/)."""
+    renderer: RenderConfig = field(default_factory=RenderConfig)
+    """How memory segments become pages (conf/renderer/); also used by the evaluator."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The backbone to fine-tune (conf/model/)."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """Hardware, strategy and optimisation recipe (conf/trainer/)."""
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    """Optical-memory evaluation during training (conf/evaluator/)."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """MLflow run (conf/tracking/)."""
+    output_root: str = "vtc-runs"
+    """Root of all vtc-lab outputs."""
+    dataset_dir: str | None = None
+    """Built dataset to train on; null = `<output_root>/datasets/<data.name>-<config hash>`
+    (one per data/segmentation/renderer/tokenizer config, so sweeps never collide). Built first
+    (same config-hash rules as `vtc-lab build-data`) when it does not exist."""
+    build_workers: int = 1
+    """Processes used when the dataset has to be built first."""
+    run_dir: str | None = None
+    """Checkpoints, export and run.json go here; null = the Hydra job directory. Point a rerun
+    at the same run_dir to resume a killed run."""
+    resume: str = "auto"
+    """`auto`: continue from `<run_dir>/checkpoints/last.ckpt` (same MLflow run) if present;
+    `never`: refuse to reuse a run_dir that has a checkpoint."""
+    export: bool = True
+    """Write a `save_pretrained` export (model + processor) to `<run_dir>/export` at the end."""
+    progress: bool = True
+    """Show Lightning's progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.resume not in RESUME:
+            raise ValueError(f"resume must be one of {RESUME}, got {self.resume!r}")
+        if not isinstance(self.build_workers, int) or self.build_workers < 1:
+            raise ValueError(f"build_workers must be an int >= 1, got {self.build_workers!r}")

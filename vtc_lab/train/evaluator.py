@@ -5,119 +5,19 @@ during training and offline agree), with the weights being trained, on rank 0 on
 optimizer steps and/or at the end of validation. Metrics go to `eval/<benchmark>/<loop>/<name>`;
 a predictions table and a few rendered memory images go to the MLflow run.
 
-`EvaluatorConfig` is the schema of the `evaluator` config group (conf/evaluator/*.yaml) used by
-the training config.
+Its schema, `EvaluatorConfig` (the `evaluator` config group), lives in `vtc_lab.train.config`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from lightning.pytorch import Callback
 
+from vtc_lab.train.config import EvaluatorConfig
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvaluatorConfig:
-    enabled: bool = False
-    """Run the loops during training at all."""
-
-    every_n_steps: int = 0
-    """Evaluate every N optimizer steps (global_step); 0 = only at validation end / train end."""
-
-    at_validation_end: bool = True
-    """Evaluate at the end of every validation epoch (not during the sanity check)."""
-
-    at_train_end: bool = False
-    """Evaluate once more when training finishes."""
-
-    benchmarks: list[str] = field(default_factory=lambda: ["math500"])
-    """Benchmarks to evaluate: registered names (`vtc_lab.eval` registry, e.g. math500, aime25,
-    gsm8k) or paths to local jsonl files with `question`/`answer` fields."""
-
-    limit: int = 8
-    """Problems per benchmark (a seeded random subset); 0 = all (slow: the whole benchmark)."""
-
-    subset_seed: int = 0
-    """Seed of the subset choice, fixed so every evaluation sees the same problems."""
-
-    loops: list[str] = field(default_factory=lambda: ["optical"])
-    """Loop modes to run (`optical`, `text`, `none`), each logged under its own key."""
-
-    max_rounds: int | None = 2
-    """Override of loop.max_rounds for in-training evaluation; null keeps the loop default (8)."""
-
-    max_new_tokens: int | None = 256
-    """Override of loop.max_new_tokens; null keeps the loop default (8,192: far too slow here)."""
-
-    samples_per_problem: int = 1
-    """Samples per problem (mean@k); 1 keeps in-training evaluation cheap."""
-
-    do_sample: bool = False
-    """Greedy by default so successive evaluations differ only through the weights."""
-
-    temperature: float = 0.6
-    """Sampling temperature when `do_sample` is true."""
-
-    top_p: float = 0.95
-    """Nucleus mass when `do_sample` is true."""
-
-    batch_size: int = 8
-    """Problems generated together."""
-
-    seed: int = 0
-    """Sampling seed."""
-
-    log_predictions: bool = True
-    """Log a predictions table (one row per problem and sample) per benchmark and loop."""
-
-    log_images: int = 2
-    """Rendered memory images to log per benchmark (optical loop, first problems); 0 = none."""
-
-    def __post_init__(self) -> None:
-        from vtc_lab.infer.config import MODES
-
-        if self.every_n_steps < 0:
-            raise ValueError(f"evaluator.every_n_steps must be >= 0, got {self.every_n_steps}")
-        if self.limit < 0:
-            raise ValueError(f"evaluator.limit must be >= 0, got {self.limit}")
-        if not self.benchmarks:
-            raise ValueError("evaluator.benchmarks must name at least one benchmark")
-        if not self.loops:
-            raise ValueError("evaluator.loops must name at least one loop")
-        for mode in self.loops:
-            if mode not in MODES:
-                raise ValueError(f"evaluator.loops entries must be in {MODES}, got {mode!r}")
-        for name in ("max_rounds", "max_new_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"evaluator.{name} must be >= 1 or null, got {value}")
-        for name in ("samples_per_problem", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"evaluator.{name} must be >= 1, got {getattr(self, name)}")
-        if self.log_images < 0:
-            raise ValueError(f"evaluator.log_images must be >= 0, got {self.log_images}")
-
-    def loop_config(self, mode: str, image_max_pixels: int | None = None):
-        """The `LoopConfig` this evaluator runs for one loop mode (pages capped like training)."""
-        from vtc_lab.infer.config import LoopConfig
-
-        base = LoopConfig(mode=mode)
-        return LoopConfig(
-            mode=mode,
-            max_rounds=self.max_rounds or base.max_rounds,
-            max_new_tokens=self.max_new_tokens or base.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            do_sample=self.do_sample,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            samples_per_problem=self.samples_per_problem,
-            image_max_pixels=image_max_pixels,
-        )
 
 
 class OpticalMemoryEvaluator(Callback):

@@ -53,8 +53,8 @@ def _run_dir(cfg) -> Path:
 
 def _dataset(cfg):
     """Open the configured dataset, building it first (build-data's config-hash rules)."""
-    from vtc_lab.cli.build_data import BuildDataConfig
     from vtc_lab.data.build import ensure_dataset
+    from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.data.shards import open_dataset
 
     build = BuildDataConfig(data=cfg.data, segmentation=cfg.segmentation, renderer=cfg.renderer,
@@ -167,7 +167,7 @@ def _log_dataset_stats(run, path: Path) -> None:
 
 
 def train(cfg) -> dict:
-    """Train per `cfg` (a `vtc_lab.cli.train.TrainConfig`); returns final metrics + paths."""
+    """Train per `cfg` (a `vtc_lab.train.config.TrainConfig`); returns final metrics + paths."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -282,9 +282,8 @@ def train(cfg) -> dict:
 def export_from_checkpoint(model_cfg, ckpt: Path, out: Path) -> Path:
     """HF export of a Lightning checkpoint: a fresh backbone of `model_cfg` gets the checkpoint's
     full weights (DeepSpeed ZeRO checkpoint directories are consolidated to fp32 first)."""
-    import torch
-
     from vtc_lab.models import load_backbone, save_backbone
+    from vtc_lab.models.checkpoint import load_checkpoint_weights
 
     ckpt = Path(ckpt)
     if ckpt.is_dir():  # DeepSpeed: one shard per rank
@@ -293,11 +292,7 @@ def export_from_checkpoint(model_cfg, ckpt: Path, out: Path) -> Path:
         single = ckpt.with_name(ckpt.name + ".fp32.pt")
         convert_zero_checkpoint_to_fp32_state_dict(str(ckpt), str(single))
         ckpt = single
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     backbone = load_backbone(model_cfg)
-    missing, unexpected = backbone.model.load_state_dict(weights, strict=False)
-    if unexpected or [m for m in missing if not m.endswith("lm_head.weight")]:
-        raise ValueError(f"{ckpt} does not match model={model_cfg.name}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+    # our own file (it holds the run's hyper-parameters and optimizer state, not only tensors)
+    load_checkpoint_weights(backbone.model, ckpt, weights_only=False)
     return save_backbone(backbone, out)

@@ -1,0 +1,166 @@
+"""Offline evaluation of a saved model (`vtc-lab eval`): the loops, resumable, graded, logged.
+
+    evaluate(EvalConfig(...)) -> {"eval/<benchmark>/<loop>/<metric>": value, ...}
+
+Results: metrics `eval/<benchmark>/<loop>/<metric>`, predictions tables and memory images in
+MLflow; a resumable predictions jsonl per loop under `output_dir` (a restart with the same
+config skips finished samples and reaches the same numbers; a different config is refused).
+The loops themselves are `evaluate_benchmarks`, the code the in-training evaluator runs too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from vtc_lab import atomic
+from vtc_lab.infer.config import EvalConfig
+from vtc_lab.models.checkpoint import load_checkpoint_weights
+from vtc_lab.models.config import ModelConfig
+from vtc_lab.render.config import RenderConfig, config_hash
+
+
+def settings_header(cfg: EvalConfig, problems: Any, served_model: str | None = None) -> dict[str, Any]:
+    """What decides the numbers (identity of a predictions file; loop settings added per loop).
+
+    Behind `engine=openai` the model is the served model's name; the server URLs are left out,
+    so a resumed run may use other or more servers."""
+    model = asdict(cfg.model) if served_model is None else {"engine": "openai",
+                                                             "served_model": served_model}
+    if cfg.checkpoint:
+        stat = Path(cfg.checkpoint).stat()
+        model["checkpoint"] = {"path": str(Path(cfg.checkpoint).resolve()), "size": stat.st_size,
+                               "mtime_ns": stat.st_mtime_ns}
+    return {
+        "model": model,
+        "benchmark": {"name": problems.name, "version": problems.version,
+                      "fingerprint": problems.fingerprint, "limit": cfg.benchmark.limit,
+                      "seed": cfg.benchmark.seed,
+                      "question_template": cfg.benchmark.question_template,
+                      "ids": hashlib.sha256("\n".join(p.id for p in problems).encode()).hexdigest()[:16]},
+        "renderer": config_hash(cfg.renderer),
+        "system_prompt": cfg.system_prompt,
+        "image_position": cfg.image_position,
+    }
+
+
+def apply_train_run(cfg: EvalConfig) -> EvalConfig:
+    """`cfg` with model / renderer / prompt settings taken from `cfg.train_run` (see the field)."""
+    run = Path(cfg.train_run)
+    info_path, export = run / "run.json", run / "export"
+    if not info_path.is_file():
+        raise ValueError(f"train_run: {info_path} not found (not a `vtc-lab train` run directory)")
+    if not (export / "config.json").is_file():
+        raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
+                         "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
+    info = json.loads(info_path.read_text())
+    dataset = Path(str(info.get("dataset", "")))
+    if not dataset.is_absolute() and (run / dataset).is_dir():
+        dataset = run / dataset  # recorded relative to the run directory
+    manifest_path = dataset / "manifest.json"
+    if not manifest_path.is_file():
+        raise ValueError(f"train_run: the training dataset's manifest {manifest_path} is missing; "
+                         "set renderer / system_prompt / image_position by hand and use "
+                         f"model=local model.path={export}")
+    built = json.loads(manifest_path.read_text()).get("config", {})
+    data = built.get("data", {})
+    try:
+        renderer = RenderConfig(**built["renderer"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"train_run: {manifest_path}: unreadable renderer config ({err})") from None
+    model = ModelConfig(name=run.name, source="pretrained", arch="auto", path=str(export),
+                        dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
+    return replace(cfg, model=model, renderer=renderer, train_run=None,
+                   system_prompt=data.get("system_prompt", cfg.system_prompt),
+                   image_position=data.get("image_position", cfg.image_position))
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, float]:
+    """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics."""
+    import torch
+
+    from vtc_lab.eval.benchmarks import load_benchmark
+    from vtc_lab.infer.engine import HFEngine
+    from vtc_lab.models import load_backbone
+
+    if cfg.train_run:
+        cfg = apply_train_run(cfg)
+    problems = load_benchmark(cfg.benchmark)
+    served = None
+    if cfg.engine.name == "openai":
+        from vtc_lab.infer.openai_engine import OpenAIEngine
+
+        engine = OpenAIEngine(cfg.engine)
+        engine.check([c.mode for c in cfg.loop_configs])  # unreachable / wrong model: fail now
+        served = engine.model
+    header = settings_header(cfg, problems, served)
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()
+    # model names are free text: only a slug of one becomes a directory name.
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", served or cfg.model.name).strip("._") or "model"
+    out_dir = Path(cfg.output_dir or Path(cfg.output_root) / "eval" / slug
+                   / f"{problems.name}-{digest[:10]}")
+    if served is None:
+        backbone = load_backbone(cfg.model)
+        if cfg.checkpoint:
+            load_checkpoint_weights(backbone.model, cfg.checkpoint)
+        device = cfg.device if cfg.device != "auto" else (
+            "cuda" if torch.cuda.is_available() else "cpu")
+        backbone.model.to(device).eval()
+        engine = HFEngine(backbone)
+    torch.manual_seed(cfg.loop.seed)
+    try:
+        return _run_and_log(cfg, engine, problems, header, out_dir)
+    finally:
+        if served is not None:
+            engine.close()
+
+
+def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, Any],
+                 out_dir: Path) -> dict[str, float]:
+    from vtc_lab.infer.evaluate import evaluate_benchmarks
+    from vtc_lab.tracking import start_run
+
+    name = header["model"].get("served_model") or cfg.model.name
+    run_name = cfg.run_name or f"eval-{name}-{problems.name}"
+    with start_run(cfg.tracking, cfg, cfg.output_root, run_name=run_name) as run:
+        from vtc_lab.eval.benchmarks import benchmark_input
+
+        run.log_dataset(**benchmark_input(problems), context="evaluation")
+        results = evaluate_benchmarks(
+            engine, {problems.name: problems}, cfg.loop_configs, cfg.renderer,
+            cfg.system_prompt, cfg.image_position, predictions_dir=out_dir, header=header,
+            keep_images=cfg.log_images, progress=cfg.progress,
+            grade_workers=cfg.grade_workers, grade_timeout_s=cfg.grade_timeout_s)
+        metrics = dict(results.metrics)
+        metrics[f"eval/{problems.name}/skipped_lines"] = float(len(problems.skipped))
+        run.log_metrics(metrics)
+        run.set_tags({"vtc_lab.predictions_dir": str(out_dir.resolve())})
+        for key, recs in results.records.items():
+            name = key.replace("/", "__")
+            run.log_table(results.tables[key], f"predictions/{name}.json")
+            atomic.write_text(out_dir / f"{name}.graded.jsonl",
+                          "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in recs))
+        for name, image in results.memory_images(cfg.log_images):
+            run.log_image(image, f"memory/{name}")
+        atomic.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+        run.log_artifact(out_dir / "metrics.json")
+    return metrics
+
+
+SUMMARY = ("accuracy", "accuracy_strict", "mean_at_k", "rounds_mean", "generated_tokens_mean",
+           "context_tokens_peak", "compression_ratio", "latency_mean_s", "samples_per_s",
+           "render_share", "final_rate")
+
+
+def summary_table(metrics: dict[str, float], benchmark: str, modes: list[str]) -> str:
+    """A fixed-width table of the headline metrics, one column per loop."""
+    lines = [f"{'eval/' + benchmark:<24}" + "".join(f"{m:>12}" for m in modes)]
+    for name in SUMMARY:
+        vals = [metrics.get(f"eval/{benchmark}/{m}/{name}") for m in modes]
+        lines.append(f"{name:<24}" + "".join(f"{v:>12.4g}" if v is not None else f"{'-':>12}"
+                                             for v in vals))
+    return "\n".join(lines)
