@@ -2,6 +2,9 @@
 
     render segment eval tracking (leaves)  <-  models  <-  data  <-  infer  <-  train, serve  <-  cli
 
+and below the leaves the package's own top-level modules (`vtc_lab.atomic`, ...), which import
+no stage at all.
+
 Every import counts, top-level or inside a function (a lazy import is still a dependency);
 only imports under `if TYPE_CHECKING:` are left out, since they never run. There is no list of
 exceptions: a module that needs something from a higher layer is in the wrong package.
@@ -21,6 +24,8 @@ import vtc_lab
 ROOT = Path(vtc_lab.__file__).parent
 RANK = {"render": 0, "segment": 0, "eval": 0, "tracking": 0, "models": 1, "data": 2, "infer": 3,
         "train": 4, "serve": 4, "cli": 5}
+BASE = "vtc_lab (top-level module)"
+RANK[BASE] = -1
 NO_TORCH = ("torch", "torchvision", "transformers", "lightning", "deepspeed", "peft")
 
 
@@ -77,8 +82,13 @@ def _imports(module: str) -> list[tuple[int, str, bool]]:
 
 
 def _stage(module: str) -> str | None:
+    """The layer of a vtc_lab module: its stage package, or BASE for a top-level module."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[0] == "vtc_lab" and parts[1] in RANK else None
+    if len(parts) < 2 or parts[0] != "vtc_lab":
+        return None
+    if parts[1] in RANK:
+        return parts[1]
+    return BASE if module in SOURCES and len(parts) == 2 else None
 
 
 def layer_violations(imports: dict[str, list[tuple[int, str, bool]]]) -> list[str]:
@@ -96,7 +106,7 @@ def layer_violations(imports: dict[str, list[tuple[int, str, bool]]]) -> list[st
 
 def test_every_stage_package_has_a_rank():
     packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
-    assert packages == set(RANK), "a new sub-package needs its place in RANK (and in the docs)"
+    assert packages == set(RANK) - {BASE}, "a new sub-package needs its place in RANK (and in the docs)"
 
 
 def test_imports_point_down():
@@ -113,6 +123,10 @@ def test_the_rule_catches_an_upward_import():
     found = imports_of("vtc_lab.models.probe", text)
     assert layer_violations({"vtc_lab.models.probe": found}) == [
         "vtc_lab.models.probe:6: models (rank 1) imports vtc_lab.train.collate (rank 4)"]
+    assert layer_violations({"vtc_lab.atomic": imports_of("vtc_lab.atomic", text)}) == [
+        "vtc_lab.atomic:2: vtc_lab (top-level module) (rank -1) imports vtc_lab.render (rank 0)",
+        "vtc_lab.atomic:6: vtc_lab (top-level module) (rank -1) imports vtc_lab.train.collate "
+        "(rank 4)"]
 
 
 def _module_cycles() -> list[list[str]]:

@@ -16,7 +16,7 @@ from typing import List, Optional
 from vtc_lab import atomic
 from vtc_lab.eval.benchmarks import BenchmarkConfig, benchmark_file
 from vtc_lab.render.config import RenderConfig, config_hash
-from vtc_lab.render.renderer import png_bytes
+from vtc_lab.render.png import png_bytes
 from vtc_lab.render.report import format_table, measure
 from vtc_lab.render.sources import LoadedTexts, jsonl_texts, load_texts, read_texts
 from vtc_lab.render.text_tokens import TextTokenizer
