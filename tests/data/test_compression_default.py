@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vtc_lab.cli._hydra import CONF_DIR
+import vtc_lab.cli.build_data  # noqa: F401 - registers build_data_schema
 import vtc_lab.cli.train  # noqa: F401 - registers train_schema
 from vtc_lab.data.config import BuildDataConfig
 from vtc_lab.data.build import build_dataset
