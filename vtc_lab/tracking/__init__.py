@@ -9,6 +9,7 @@ from vtc_lab.tracking.config import MODES, TrackingConfig
 from vtc_lab.tracking.runs import (
     NullRunHandle,
     RunHandle,
+    continue_run,
     current_job_run,
     finish_run,
     lightning_logger,
@@ -31,6 +32,7 @@ __all__ = [
     "TrackingConfig",
     "TrackingUnavailableError",
     "check_server",
+    "continue_run",
     "current_job_run",
     "finish_run",
     "lightning_logger",

@@ -321,6 +321,21 @@ def current_job_run() -> Optional[RunHandle]:
     return _job_run
 
 
+def continue_run(cfg: TrackingConfig, run_id: Optional[str]) -> None:
+    """Log this job into the existing run `run_id` (e.g. training resumed from a checkpoint
+    that recorded its run) instead of a new one. Sets `cfg.resume_run_id`, so `start_run`
+    reopens that run; inside a Hydra job whose callback already opened a fresh run for this
+    attempt, that run is tagged `superseded_by` and released, and the callback's resume path
+    takes over. No-op without a run id or with tracking off."""
+    if not run_id or cfg.mode == "off":
+        return
+    cfg.resume_run_id = run_id
+    job = current_job_run()
+    if job is not None and job.run_id != run_id:
+        job.set_tags({"superseded_by": run_id})
+        set_job_run(None)
+
+
 def _swap_job_run_for_resumed(job: RunHandle, cfg: TrackingConfig, uri: str) -> RunHandle:
     """A resumed job (e.g. training continued from a checkpoint) keeps logging into its old run:
     the empty run the callback opened for this attempt is deleted and the old run reopened and

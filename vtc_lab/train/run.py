@@ -166,38 +166,51 @@ def _log_dataset_stats(run, path: Path) -> None:
         run.log_artifact(path / "stats.png", "dataset")
 
 
-def train(cfg) -> dict:
-    """Train per `cfg` (a `vtc_lab.train.config.TrainConfig`); returns final metrics + paths."""
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
+@dataclasses.dataclass
+class RunPaths:
+    """Where one training run lives (`run_dir`) and whether it continues an earlier attempt."""
 
-    from vtc_lab.models import load_backbone, save_backbone
-    from vtc_lab.tracking import lightning_logger, start_run
-    from vtc_lab.train.callbacks import FinalCheckpoint
-    from vtc_lab.train.collate import SFTEncoder
-    from vtc_lab.train.datamodule import SFTDataModule
-    from vtc_lab.train.module import SFTModule
+    run_dir: Path
+    last: Path
+    """checkpoints/last.ckpt: written every checkpoint_every_n_steps and at the end."""
+    info_path: Path
+    """run.json: MLflow run id, dataset path, model signature (what `eval train_run=` reads)."""
+    info: dict
+    """run.json's content from an earlier attempt ({} on a fresh run)."""
+    resuming: bool
 
-    tc = cfg.trainer
-    pl.seed_everything(tc.seed, workers=True, verbose=False)
+
+def _run_paths(cfg) -> RunPaths:
+    """The run directory's layout; refuses a finished-or-killed run under resume=never."""
     run_dir = _run_dir(cfg)
-    ckpt_dir = run_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
+    last = run_dir / "checkpoints" / "last.ckpt"
     info_path = run_dir / RUN_INFO
     resuming = last.exists()
     if resuming and cfg.resume == "never":
         raise FileExistsError(f"{last} exists and resume=never; choose another run_dir")
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    if resuming and info.get("mlflow_run_id") and cfg.tracking.mode != "off":
-        cfg.tracking.resume_run_id = info["mlflow_run_id"]
-        from vtc_lab.tracking.runs import current_job_run, set_job_run
+    return RunPaths(run_dir, last, info_path, info, resuming)
 
-        job = current_job_run()
-        if job is not None and job.run_id != info["mlflow_run_id"]:
-            # the Hydra callback opened a fresh run; continue in the checkpoint's run instead
-            job.set_tags({"superseded_by": info["mlflow_run_id"]})
-            set_job_run(None)
 
+@dataclasses.dataclass
+class Setup:
+    """Everything `fit` needs, built before the MLflow run opens (a bad config fails first)."""
+
+    dataset: Any
+    backbone: Any
+    datamodule: Any
+    module: Any
+    total_steps: int
+
+
+def setup(cfg) -> Setup:
+    """Dataset (built if missing), backbone, encoder, data module and Lightning module."""
+    from vtc_lab.models import load_backbone
+    from vtc_lab.train.collate import SFTEncoder
+    from vtc_lab.train.datamodule import SFTDataModule
+    from vtc_lab.train.module import SFTModule
+
+    tc = cfg.trainer
     dataset = _dataset(cfg)
     cfg.model.dtype = _weights_dtype(cfg)
     backbone = load_backbone(cfg.model)
@@ -213,68 +226,115 @@ def train(cfg) -> dict:
                                val_fraction=tc.val_fraction, val_max_samples=tc.val_max_samples,
                                shuffle_buffer=tc.shuffle_buffer, num_workers=tc.num_workers,
                                seed=tc.seed)
-    world = tc.devices * tc.num_nodes
-    total = _total_steps(cfg, datamodule.train_samples, world)
+    total = _total_steps(cfg, datamodule.train_samples, tc.devices * tc.num_nodes)
     module = SFTModule(backbone, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
                        warmup_ratio=tc.warmup_ratio, min_lr_ratio=tc.min_lr_ratio,
                        total_steps=total, char_loss_weight=tc.char_loss_weight,
                        model_signature=model_signature(cfg))
+    return Setup(dataset, backbone, datamodule, module, total)
 
+
+def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
+    """(pl.Trainer, evaluator callback or None) bound to the run's logger and checkpoints."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from vtc_lab.tracking import lightning_logger
+    from vtc_lab.train.callbacks import FinalCheckpoint
+
+    tc = cfg.trainer
+    callbacks: list = [ModelCheckpoint(dirpath=paths.last.parent, filename="step-{step}",
+                                       save_last=True,
+                                       auto_insert_metric_name=False,  # step-8, not step-step=8
+                                       every_n_train_steps=tc.checkpoint_every_n_steps,
+                                       save_top_k=1, monitor=None),
+                       FinalCheckpoint(paths.last, tc.checkpoint_every_n_steps)]
+    evaluator = None
+    if cfg.evaluator.enabled:
+        from vtc_lab.train.evaluator import OpticalMemoryEvaluator
+
+        evaluator = OpticalMemoryEvaluator(
+            cfg.evaluator, s.backbone, render_cfg=cfg.renderer,
+            system_prompt=s.dataset.system_prompt, image_position=s.dataset.image_position, run=run)
+        callbacks.append(evaluator)
+    logger = lightning_logger(run)
+    trainer = pl.Trainer(
+        accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
+        strategy=build_strategy(tc, s.backbone.model), precision=tc.precision,
+        max_steps=s.total_steps, max_epochs=-1, accumulate_grad_batches=tc.grad_accum,
+        gradient_clip_val=tc.gradient_clip_val or None,
+        val_check_interval=tc.val_check_interval * tc.grad_accum, check_val_every_n_epoch=None,
+        log_every_n_steps=tc.log_every_n_steps, logger=logger if logger is not None else False,
+        callbacks=callbacks, enable_progress_bar=cfg.progress, deterministic=tc.deterministic,
+        default_root_dir=str(paths.run_dir), num_sanity_val_steps=0, use_distributed_sampler=False)
+    return trainer, evaluator
+
+
+def _record_start(run, s: Setup, paths: RunPaths) -> None:
+    """run.json (what a resume and `eval train_run=` read) and the run's tags and params."""
+    dataset_path = Path(s.dataset.path).resolve()
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(paths.info_path, {**paths.info, "mlflow_run_id": getattr(run, "run_id", None),
+                                        "tracking_uri": getattr(run, "tracking_uri", None),
+                                        # absolute: `eval train_run=` reads it from any cwd
+                                        "dataset": str(dataset_path),
+                                        "model_signature": s.module.model_signature})
+    run.set_tags({"run_dir": str(paths.run_dir.resolve()), "dataset_path": str(dataset_path)})
+    run.log_params({"train_samples": s.datamodule.train_samples,
+                    "val_samples": s.datamodule.val_samples, "total_steps": s.total_steps})
+    _log_dataset_stats(run, Path(s.dataset.path))
+
+
+def fit(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, dict]:
+    """Run Lightning (from last.ckpt when resuming); (trainer, final metrics + paths)."""
+    trainer, evaluator = _lightning_trainer(cfg, s, paths, run)
+    if trainer.is_global_zero:
+        _record_start(run, s, paths)
+    trainer.fit(s.module, datamodule=s.datamodule,
+                ckpt_path=str(paths.last) if paths.resuming else None)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    result: dict[str, Any] = {**metrics, "steps": int(trainer.global_step),
+                              "checkpoint": str(paths.last), "run_dir": str(paths.run_dir),
+                              "mlflow_run_id": getattr(run, "run_id", None),
+                              "tracking_uri": getattr(run, "tracking_uri", None),
+                              "resumed": paths.resuming,
+                              **{f"data/{k}": v for k, v in s.module.stats.items()}}
+    if evaluator is not None and evaluator.history:
+        result["eval_step"], last_eval = evaluator.history[-1]
+        result.update(last_eval)
+    return trainer, result
+
+
+def export(cfg, s: Setup, paths: RunPaths, run) -> Path:
+    """The `save_pretrained` export under <run_dir>/export (sharded strategies: rebuilt from
+    the consolidated checkpoint), tagged on the run."""
+    from vtc_lab.models import save_backbone
+
+    if cfg.trainer.strategy.startswith(("fsdp", "deepspeed")):
+        out = export_from_checkpoint(cfg.model, paths.last, paths.run_dir / "export")
+    else:
+        out = save_backbone(s.backbone, paths.run_dir / "export")
+    run.set_tags({"export_path": str(out.resolve())})
+    return out
+
+
+def train(cfg) -> dict:
+    """Train per `cfg` (a `vtc_lab.train.config.TrainConfig`): setup, fit, export; returns the
+    final metrics and paths (printed as a summary on rank 0)."""
+    import lightning.pytorch as pl
+
+    from vtc_lab.tracking import continue_run, start_run
+
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    paths = _run_paths(cfg)
+    if paths.resuming:  # a resumed attempt logs into the run its checkpoint belongs to
+        continue_run(cfg.tracking, paths.info.get("mlflow_run_id"))
+    s = setup(cfg)
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run:
-        callbacks: list = [ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
-                                           auto_insert_metric_name=False,  # step-8, not step-step=8
-                                           every_n_train_steps=tc.checkpoint_every_n_steps,
-                                           save_top_k=1, monitor=None),
-                           FinalCheckpoint(last, tc.checkpoint_every_n_steps)]
-        evaluator = None
-        if cfg.evaluator.enabled:
-            from vtc_lab.train.evaluator import OpticalMemoryEvaluator
-
-            evaluator = OpticalMemoryEvaluator(
-                cfg.evaluator, backbone, render_cfg=cfg.renderer,
-                system_prompt=dataset.system_prompt, image_position=dataset.image_position, run=run)
-            callbacks.append(evaluator)
-        logger = lightning_logger(run)
-        trainer = pl.Trainer(
-            accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
-            strategy=build_strategy(tc, backbone.model), precision=tc.precision,
-            max_steps=total, max_epochs=-1, accumulate_grad_batches=tc.grad_accum,
-            gradient_clip_val=tc.gradient_clip_val or None,
-            val_check_interval=tc.val_check_interval * tc.grad_accum, check_val_every_n_epoch=None,
-            log_every_n_steps=tc.log_every_n_steps, logger=logger if logger is not None else False,
-            callbacks=callbacks, enable_progress_bar=cfg.progress, deterministic=tc.deterministic,
-            default_root_dir=str(run_dir), num_sanity_val_steps=0, use_distributed_sampler=False)
+        trainer, result = fit(cfg, s, paths, run)
         if trainer.is_global_zero:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic.write_json(info_path, {**info, "mlflow_run_id": getattr(run, "run_id", None),
-                                    "tracking_uri": getattr(run, "tracking_uri", None),
-                                    # absolute: `eval train_run=` reads it from any cwd
-                                    "dataset": str(Path(dataset.path).resolve()),
-                                    "model_signature": module.model_signature})
-            run.set_tags({"run_dir": str(run_dir.resolve()),
-                          "dataset_path": str(Path(dataset.path).resolve())})
-            run.log_params({"train_samples": datamodule.train_samples,
-                            "val_samples": datamodule.val_samples, "total_steps": total})
-            _log_dataset_stats(run, Path(dataset.path))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resuming else None)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        result: dict[str, Any] = {**metrics, "steps": int(trainer.global_step),
-                                  "checkpoint": str(last), "run_dir": str(run_dir),
-                                  "mlflow_run_id": getattr(run, "run_id", None),
-                                  "tracking_uri": getattr(run, "tracking_uri", None),
-                                  "resumed": resuming, **{f"data/{k}": v for k, v in module.stats.items()}}
-        if evaluator is not None and evaluator.history:
-            result["eval_step"], last_eval = evaluator.history[-1]
-            result.update(last_eval)
-        if cfg.export and trainer.is_global_zero:
-            if tc.strategy.startswith(("fsdp", "deepspeed")):
-                # sharded weights: rebuild the full model from the consolidated checkpoint
-                export = export_from_checkpoint(cfg.model, last, run_dir / "export")
-            else:
-                export = save_backbone(backbone, run_dir / "export")
-            result["export"] = str(export)
-            run.set_tags({"export_path": str(export.resolve())})
-        if trainer.is_global_zero:
+            if cfg.export:
+                result["export"] = str(export(cfg, s, paths, run))
             print(_summary(result), flush=True)
     return result
 
