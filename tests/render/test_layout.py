@@ -50,6 +50,20 @@ def test_toy_grid_puts_characters_in_patch_aligned_cells() -> None:
         assert inside > 0
 
 
+@pytest.mark.parametrize("cols", [8, 10, 12])
+def test_toy_grid_keeps_full_width_lines_on_one_row(cols: int) -> None:
+    # Widths summed in font units are not exact in binary: full-width lines used to wrap their
+    # last character from the third or fourth line on.
+    cfg = RenderConfig(**{**OmegaConf.to_container(OmegaConf.load(CONF / "toy_grid.yaml")),
+                          "page_width": 8.0 * cols, "page_height": 16.0 * 12})
+    lines = ["ABCDEFGHIJKL"[:cols], "A.B.C.D.E.F."[:cols]] * 6
+    res = render_with_layout("\n".join(lines) + "\n", cfg)
+    rows: dict[float, str] = {}
+    for b in res.boxes[0]:
+        rows[b.y0] = rows.get(b.y0, "") + b.char
+    assert len(res.images) == 1 and list(rows.values()) == lines
+
+
 def test_right_and_center_alignment_move_ink() -> None:
     text = "short\n" + "a much much longer line of text"
     left = render_text(text, RenderConfig(auto_crop_width=False))[0]

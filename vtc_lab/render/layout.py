@@ -385,7 +385,10 @@ def layout_text(text: str, cfg: RenderConfig, faces: list[Face]) -> Layout:
     if cfg.cell_width:
         scale = cfg.scale
         cols = math.floor((cfg.page_width - 2 * (cfg.margin_x + cfg.padding)) * scale / cfg.cell_width + 1e-9)
-        max_w = max(cols, 1) * cfg.cell_width / scale
+        # Widths are summed in font units (cell / size * 1000: not exact in binary), so a line
+        # that fills the grid exactly can come out a hair over; a tolerance far below one cell
+        # keeps full-width lines on one row.
+        max_w = max(cols, 1) * cfg.cell_width / scale * (1 + 1e-9)
         space_w, shrink = cfg.cell_width / scale, 0.0
         per_page = math.floor((cfg.page_height - 2 * (cfg.margin_y + cfg.padding)) * scale
                               / cfg.cell_height + 1e-9)
