@@ -36,7 +36,8 @@ def test_label_sits_on_the_token_whose_pixels_show_the_glyph(arch, patch):
     item = enc.encode(sample)
     labels = item["char_labels"]
     assert item["image_grid_thw"].tolist() == [[1, 20, 24]]
-    assert labels.shape == (120,)
+    assert labels.shape == (120, 1)
+    labels = labels[:, 0]
     x_id = bb.tokenizer.encode("X", add_special_tokens=False)[0]
     assert labels[r * 12 + c] == x_id
     assert int((labels == bb.tokenizer.pad_token_id).sum()) == 119
@@ -45,6 +46,31 @@ def test_label_sits_on_the_token_whose_pixels_show_the_glyph(arch, patch):
     white = pixels.max(dim=0).values
     dark = (pixels < white - 1e-3).any(dim=1).nonzero().flatten()
     assert set((dark // 4).tolist()) == {r * 12 + c}
+
+
+def test_grid_slots_label_both_characters_of_a_token():
+    from vtc_lab.render import RenderConfig, png_bytes, render_with_layout
+    from vtc_lab.train.char_loss import grid_slots
+
+    bb = load_backbone(ModelConfig(min_pixels=256, tiny=TinySpec(patch_size=8, temporal_patch_size=1)))
+    render = RenderConfig(font="DejaVuSansMono", font_size=12.0, line_height=16.0, page_width=64.0,
+                          page_height=32.0, dpi=72, margin_x=0.0, margin_y=0.0, padding=0.0,
+                          alignment="right", auto_crop_width=False, auto_crop_last_page=False,
+                          space_shrink=0.0, cell_width=8, cell_height=16)
+    assert grid_slots(render, bb.vision_spec) == (2, 1)
+    res = render_with_layout("P4.8.2.1\nO2.0.3", render)
+    layout = json.dumps([[b.index, b.char, b.x0, b.y0, b.x1, b.y1] for b in res.boxes[0]])
+    sample = {"sample_id": "s", "question": "q", "target": "X",
+              "images": [png_bytes(res.images[0])], "layouts": [layout]}
+    labeler = CharLabeler(bb.tokenizer, bb.vision_spec, grid_slots(render, bb.vision_spec))
+    enc = SFTEncoder(bb.processor, bb.stop_token_ids, None, cutoff_len=4096, char_labels=labeler)
+    item = enc.encode(sample)
+    assert item["image_grid_thw"].tolist() == [[1, 4, 8]]  # 64x32 px: 4 x 2 tokens of 16 px
+    blank = bb.tokenizer.pad_token_id
+    read = ["".join("_" if i == blank else bb.tokenizer.decode([i]) for i in row)
+            for row in item["char_labels"].tolist()]
+    # row-major tokens, two characters each; the second line is right-aligned (2 cells blank)
+    assert read == ["P4", ".8", ".2", ".1", "__", "O2", ".0", ".3"]
 
 
 def test_char_loss_trains_the_head(make_png):

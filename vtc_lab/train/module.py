@@ -45,7 +45,7 @@ class SFTModule(pl.LightningModule):
     def __init__(self, backbone, *, lr: float, weight_decay: float = 0.0,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_ratio: float = 0.1,
                  min_lr_ratio: float = 0.0, total_steps: int = 100, char_loss_weight: float = 0.0,
-                 model_signature: dict | None = None):
+                 char_slots: int = 1, model_signature: dict | None = None):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model
@@ -55,9 +55,11 @@ class SFTModule(pl.LightningModule):
         self.char_loss_weight = char_loss_weight
         self.model_signature = model_signature or {}
         self.char_head = None
+        self.char_slots = char_slots
         if char_loss_weight > 0:
             hidden = self.model.config.text_config.hidden_size
-            self.char_head = torch.nn.Linear(hidden, self.model.config.text_config.vocab_size)
+            vocab = self.model.config.text_config.vocab_size
+            self.char_head = torch.nn.Linear(hidden, vocab * char_slots)
         self._vision_out: list[torch.Tensor] = []
         self._tick: float | None = None
         self._tokens = 0
@@ -117,8 +119,12 @@ class SFTModule(pl.LightningModule):
             if self._vision_out and "char_labels" in batch:
                 feats = self._vision_out[0]
                 labels_c = batch["char_labels"].to(feats.device)
-                if feats.shape[0] == labels_c.shape[0]:
-                    char = F.cross_entropy(self.char_head(feats.float()), labels_c,
+                if labels_c.dim() == 1:
+                    labels_c = labels_c[:, None]
+                if feats.shape[0] == labels_c.shape[0] and labels_c.shape[1] == self.char_slots:
+                    logits_c = self.char_head(feats.float()).view(-1, self.char_head.out_features
+                                                                  // self.char_slots)
+                    char = F.cross_entropy(logits_c, labels_c.reshape(-1),
                                            ignore_index=IGNORE_INDEX)
                     parts["char_loss"] = char.detach()
                     loss = loss + self.char_loss_weight * char
