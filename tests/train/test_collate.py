@@ -122,3 +122,35 @@ def test_corrupt_png_names_the_sample(setup):
     bad["images"][1] = b"\x89PNG\r\n\x1a\nthis is not a png"
     with pytest.raises(BadSampleError, match=r"sample_id='p1-k2'.*image 1"):
         encoder(bb).encode(bad)
+
+
+def test_text_memory_form_is_what_the_text_loop_feeds(setup):
+    """A text-memory sample: no pages; the earlier rounds open the assistant turn unsupervised,
+    exactly the ids the text loop appends to the same prompt; only the new round is learnt."""
+    bb, eot = setup
+    memory = "Step 1: 3+4.\nStep 2: 7.\n"
+    sample = row(2, memory_text=memory)
+    item = encoder(bb, text_memory_fraction=1.0).encode(sample)
+    assert "pixel_values" not in item
+    labels = item["labels"]
+    assert bb.tokenizer.decode(labels[labels != IGNORE_INDEX]) == TARGET + eot
+    prompt = bb.processor.apply_chat_template(
+        build_messages("What is 3+4?", [], REFERENCE_SYSTEM_PROMPT), tokenize=False,
+        add_generation_prompt=True)
+    prefix = bb.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    prefix += bb.tokenizer(memory, add_special_tokens=False)["input_ids"]
+    start = int((labels != IGNORE_INDEX).nonzero()[0])
+    assert item["input_ids"][:start].tolist() == prefix
+    assert item["mm_token_type_ids"].shape == item["input_ids"].shape
+    # fraction 0 (or no memory text): the optical form, pages and all
+    assert "pixel_values" in encoder(bb).encode(sample)
+    assert "pixel_values" not in encoder(bb, text_memory_fraction=1.0).encode(row(0, memory_text=""))
+
+
+def test_text_memory_share_is_a_stable_hash_of_the_sample_id(setup):
+    bb, _ = setup
+    enc = encoder(bb, text_memory_fraction=0.5)
+    chosen = [enc.uses_text_memory({"sample_id": f"p{i}#k2", "memory_text": "x"}) for i in range(400)]
+    assert 150 < sum(chosen) < 250
+    assert chosen == [enc.uses_text_memory({"sample_id": f"p{i}#k2", "memory_text": "x"})
+                      for i in range(400)]

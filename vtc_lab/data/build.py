@@ -37,9 +37,9 @@ from vtc_lab.data.stats import compression_warning, format_stats, plot_stats, su
 from vtc_lab.tracking.provenance import config_diff
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bumped when the row layout changes (part of the config hash). 2: pages stored once per shard
-in a page table, rows reference them (`page_ids`)."""
+in a page table, rows reference them (`page_ids`). 3: `memory_text` (text-memory samples)."""
 
 
 CONFIG_HASH_FIELD = "{config_hash}"

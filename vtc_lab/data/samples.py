@@ -230,5 +230,6 @@ def problem_samples(trace: Trace, state: WorkerState, stats: ShardStats,
             "memory_text_tokens": mem_text,
             "memory_vision_tokens": mem_vision,
             "target_tokens": target_tokens,
+            "memory_text": "".join(segments[:k - 1]),
         })
     return rows

@@ -57,6 +57,7 @@ SCHEMA = pa.schema([
     ("memory_text_tokens", pa.int64()),
     ("memory_vision_tokens", pa.int64()),
     ("target_tokens", pa.int64()),
+    ("memory_text", pa.string()),
 ])
 """A sample row: `page_ids` index the shard's page table (pages of segments 1..k-1, in order)."""
 

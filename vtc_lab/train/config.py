@@ -86,6 +86,10 @@ class TrainerConfig:
     char_loss_weight: float = 0.0
     """Weight of the auxiliary per-vision-token character loss (needs a dataset built with
     `data.include_layouts=true`); 0 = off."""
+    text_memory_fraction: float = 0.0
+    """Share of samples with memory shown with it as TEXT (earlier rounds continued in the
+    assistant turn, what the `text` loop feeds) instead of as rendered pages, so one run trains
+    a model for both loops on the same budget; 0 = optical memory only (the paper's SFT)."""
     shuffle_buffer: int = 256
     """Streaming shuffle buffer (samples); 0 = dataset order."""
     seed: int = 0
@@ -115,6 +119,9 @@ class TrainerConfig:
             raise ValueError(f"trainer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.text_memory_fraction <= 1:
+            raise ValueError(f"trainer.text_memory_fraction must be in [0, 1], "
+                             f"got {self.text_memory_fraction}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.image_max_pixels is not None and self.image_max_pixels < 784:
