@@ -36,6 +36,28 @@ def grade_records(records: Sequence[ProblemRecord], problems: Sequence[Any],
     return summarize(graded)
 
 
+def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> dict[str, float]:
+    """How often a round read its memory right, for benchmarks that can tell (the toy task).
+
+    `read_rate`: of the rounds r >= 2 whose predecessor ended in a valid unfinished line, the
+    share whose first line is exactly the next line (`vtc_lab.eval.toytask.read_checks`): the
+    state was recovered from memory and stepped once. Other benchmarks: no keys.
+    """
+    from vtc_lab.eval.toytask import read_checks
+
+    rules = {p.id: (p.meta.get("spec") or {}).get("rule") for p in problems
+             if isinstance(p.meta.get("spec"), dict)}
+    if not rules:
+        return {}
+    checked = ok = 0
+    for rec in records:
+        rule = rules.get(rec.problem_id)
+        if rule:
+            c, k = read_checks([r.text for r in rec.rounds], rule)
+            checked, ok = checked + c, ok + k
+    return {"read_rate": ok / checked if checked else 0.0, "read_checked": float(checked)}
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default), 0.0 for no values."""
     if not values:
@@ -72,6 +94,7 @@ def efficiency_metrics(records: Sequence[ProblemRecord], max_rounds: int,
         "context_vision_tokens_mean": mean(r.context_vision_tokens for r in rounds),
         "memory_images_mean": mean(sum(r.new_images for r in rec.rounds) for rec in records),
         "latency_mean_s": mean(latencies),
+        "round_latency_mean_s": mean(r.generate_s + r.render_s for r in rounds),
         "latency_p50_s": _percentile(latencies, 0.5),
         "latency_p90_s": _percentile(latencies, 0.9),
         "render_share": render_s / busy_s if busy_s > 0 else 0.0,

@@ -260,7 +260,46 @@ def plot_loop_speedup(runs: list[RunRecord], path: Path) -> Optional[str]:
     return None
 
 
+def plot_accuracy_vs_samples(runs: list[RunRecord], path: Path) -> Optional[str]:
+    """The learning curve: end-to-end accuracy (solid) and read rate (dotted) of each loop at
+    each in-training evaluation, against the training samples seen by then."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    labels = run_labels(runs)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = 0
+    for r in runs:
+        seen = dict(r.curves.get("train/samples_seen", []))
+        if not seen:
+            continue
+        for key, pts in sorted(r.curves.items()):
+            m = _EVAL.match(key)
+            if not m or m.group(3) not in ("accuracy", "read_rate"):
+                continue
+            xy = [(seen[s], 100 * v) for s, v in pts if s in seen]
+            if not xy:
+                continue
+            loop = m.group(2)
+            color = colors[list(MARKERS).index(loop) % len(colors)] if loop in MARKERS else None
+            ax.plot([p[0] for p in xy], [p[1] for p in xy], marker=MARKERS.get(loop, "o"),
+                    ls="-" if m.group(3) == "accuracy" else ":", color=color,
+                    label=f"{labels[r.name]} · {m.group(1)} · {loop} · {m.group(3)}")
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return "no run has eval/<benchmark>/<loop>/accuracy histories with train/samples_seen"
+    ax.set_xlabel("training samples seen")
+    ax.set_ylabel("% of held-out problems (accuracy) / rounds (read rate)")
+    ax.set_ylim(-2, 102)
+    ax.set_title("Learning curve: accuracy (solid) and read rate (dotted) per loop")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    return None
+
+
 PLOTS = {
+    "accuracy_vs_samples.png": plot_accuracy_vs_samples,
     "accuracy_vs_vision_tokens.png": plot_accuracy_vs_compression,
     "data_compression.png": plot_data_compression,
     "latency_vs_reasoning_length.png": plot_latency_vs_length,

@@ -22,7 +22,10 @@ HEADLINE = ("*/accuracy", "*/compression_ratio", "*/context_vision_tokens_mean",
 # Params that describe the run but never what is being compared.
 NOISE_PARAMS = ("output_root", "tracking.*", "hparams.*", "progress", "checkpoint", "run_dir",
                 "dataset_dir", "output_dir", "*.progress")
-CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss")
+CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss", "train/samples_seen")
+CURVE_SUFFIXES = ("/accuracy", "/read_rate")
+"""Evaluation metrics whose history is read too (`eval/<benchmark>/<loop>/accuracy`, ...):
+the learning curves against training samples."""
 
 
 @dataclass
@@ -50,7 +53,8 @@ def _record(client: Any, run: Any, with_curves: bool) -> RunRecord:
                     metrics=dict(run.data.metrics), tags=dict(run.data.tags),
                     start_time=run.info.start_time or 0)
     if with_curves:
-        for key in CURVE_KEYS:
+        for key in [*CURVE_KEYS, *(k for k in rec.metrics
+                                   if k.startswith("eval/") and k.endswith(CURVE_SUFFIXES))]:
             if key in rec.metrics:
                 hist = client.get_metric_history(rec.run_id, key)
                 rec.curves[key] = sorted((m.step, m.value) for m in hist)

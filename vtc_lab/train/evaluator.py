@@ -104,6 +104,11 @@ class OpticalMemoryEvaluator(Callback):
             for module, training in modes:
                 module.training = training
         metrics = results.metrics
+        if trainer is not None:  # the x axis of the learning curve
+            per_step = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+            if per_step:
+                metrics["train/samples_seen"] = float(
+                    step * per_step * trainer.accumulate_grad_batches * trainer.world_size)
         self.history.append((step, metrics))
         self._log(trainer, results, step)
         return metrics
