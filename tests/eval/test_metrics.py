@@ -24,8 +24,8 @@ def test_strict_lenient_and_failure_counts():
     records = [rec("a", 0, True, strict=False), rec("b", 0, False, extracted=None),
                rec("c", 0, False, status="timeout"), rec("d", 0, False, status="error")]
     m = summarize(records)
-    assert (m["accuracy"], m["accuracy_strict"]) == (0.25, 0.0)
-    assert (m["no_answer"], m["no_answer_rate"], m["timeouts"], m["errors"]) == (1, 0.25, 1, 1)
+    assert (m["accuracy_lenient"], m["accuracy"]) == (0.25, 0.0)  # the headline is strict
+    assert (m["no_answer_lenient"], m["timeouts"], m["errors"]) == (1, 1, 1)
     assert summarize([])["num_samples"] == 0 and summarize([])["accuracy"] == 0.0
 
 
@@ -51,9 +51,9 @@ def test_grade_predictions_end_to_end_on_aime_samples():
         (True, True), (True, False), (False, False), (False, False), (False, False)]
     assert records[2].extracted is None and records[4].status == "timeout"
     m = summarize(records)
-    assert m["mean_at_k"] == pytest.approx((1.0 + 0.0 + 0.0) / 3)
-    assert m["mean_at_k_strict"] == pytest.approx(0.5 / 3)
-    assert (m["no_answer"], m["no_answer_strict"], m["timeouts"]) == (1, 2, 1)
+    assert m["mean_at_k_lenient"] == pytest.approx((1.0 + 0.0 + 0.0) / 3)
+    assert m["mean_at_k"] == pytest.approx(0.5 / 3)
+    assert (m["no_answer_lenient"], m["no_answer"], m["timeouts"]) == (1, 2, 1)
     with pytest.raises(ValueError, match="unknown problem id 'nope'"):
         grade_predictions(problems, [("nope", 0, "1")])
 
@@ -62,3 +62,15 @@ def test_problem_is_hashable_and_round_trips_as_row():
     p = Problem(id="1", question="q", gold="2", benchmark="math500", meta={"line": 1})
     assert hash(p) == hash(Problem(id="1", question="q", gold="2", benchmark="math500"))
     assert rec("a", 0, True).to_row()["problem_id"] == "a"
+
+
+def test_headline_accuracy_credits_only_explicit_final_answer_markers():
+    """Noise that ends in the gold number (what a random-init model emits) scores lenient
+    credit only; the headline `accuracy` needs <answer> after </think>, or \\boxed{}."""
+    problems = load_benchmark(BenchmarkConfig(name="math500", limit=2, seed=0))
+    p = next(q for q in problems if q.gold.isdigit())
+    preds = [(p.id, 0, f"the the 12 ( {p.gold}"), (p.id, 1, f"x</think>\n<answer>{p.gold}</answer>")]
+    records = grade_predictions(problems, preds, workers=1)
+    m = summarize(records[:1])
+    assert (m["accuracy"], m["accuracy_lenient"]) == (0.0, 1.0)
+    assert summarize(records[1:])["accuracy"] == 1.0

@@ -1,6 +1,6 @@
 """Answer extraction: model output text -> the answer string the grader compares.
 
-Two named variants, both reported (`accuracy_strict` and `accuracy`):
+Two named variants, both reported (`accuracy`, the headline, is strict; `accuracy_lenient`):
 
 strict  -- only explicit final-answer markers, tried in order, and the content must already
            have the benchmark's form:
@@ -17,8 +17,10 @@ lenient -- everything strict accepts, plus: an `<answer>` that is not preceded b
            or a LaTeX command and no tags, else the last number (math, GSM8K) or the last
            "(B)"/"B)"-style letter (GPQA).
 
-Strict measures format compliance too; lenient is the default (`accuracy`) because a right
-answer with a forgotten tag is still right. Extraction is linear-time (str.find, brace matching
+Strict is the headline (`accuracy`): only an explicit final-answer marker earns credit, so
+noise that happens to end in the right digit scores nothing (a random-init model scores 0).
+Lenient (`accuracy_lenient`) is reported beside it, never instead: it shows how much a forgotten
+tag costs. Extraction is linear-time (str.find, brace matching
 in one pass, regexes without nested quantifiers; tests feed 100k unclosed tags), so gigantic
 outputs cannot stall it; equivalence (the slow part) runs in grade.py.
 """

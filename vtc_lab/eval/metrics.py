@@ -30,14 +30,19 @@ class MetricSpec:
 
 
 METRICS: dict[str, MetricSpec] = {m.name: m for m in (
-    MetricSpec("accuracy", True, "mean", "fraction of samples correct (lenient extraction)"),
-    MetricSpec("accuracy_strict", True, "mean", "fraction of samples correct (strict extraction)"),
+    MetricSpec("accuracy", True, "mean",
+               "the headline: fraction of samples correct, credited only from an explicit "
+               "final-answer marker (strict extraction)"),
+    MetricSpec("accuracy_lenient", True, "mean",
+               "fraction of samples correct with lenient extraction (also unmarked last numbers); "
+               "never the headline"),
     MetricSpec("mean_at_k", True, "mean_of_means",
-               "mean over problems of the fraction of its k samples correct (lenient)"),
-    MetricSpec("mean_at_k_strict", True, "mean_of_means", "mean_at_k with strict extraction"),
-    MetricSpec("pass_at_k", True, "any_mean", "fraction of problems with at least one correct sample"),
-    MetricSpec("no_answer", False, "sum", "samples where lenient extraction found no answer"),
-    MetricSpec("no_answer_strict", False, "sum", "samples where strict extraction found no answer"),
+               "mean over problems of the fraction of its k samples correct (strict)"),
+    MetricSpec("mean_at_k_lenient", True, "mean_of_means", "mean_at_k with lenient extraction"),
+    MetricSpec("pass_at_k", True, "any_mean",
+               "fraction of problems with at least one correct sample (strict)"),
+    MetricSpec("no_answer", False, "sum", "samples without an explicit final-answer marker (strict)"),
+    MetricSpec("no_answer_lenient", False, "sum", "samples where lenient extraction found no answer"),
     MetricSpec("no_answer_rate", False, "mean", "no_answer / num_samples"),
     MetricSpec("timeouts", False, "sum", "samples whose equivalence check ran past the deadline"),
     MetricSpec("errors", False, "sum", "samples whose grader raised or crashed"),
@@ -125,14 +130,14 @@ def summarize(records: Sequence[GradeRecord]) -> dict[str, float]:
         return sum(xs) / len(xs) if xs else 0.0
 
     return {
-        "accuracy": mean(r.correct for r in records),
-        "accuracy_strict": mean(r.correct_strict for r in records),
-        "mean_at_k": mean(mean(r.correct for r in rs) for rs in per_problem.values()),
-        "mean_at_k_strict": mean(mean(r.correct_strict for r in rs) for rs in per_problem.values()),
-        "pass_at_k": mean(any(r.correct for r in rs) for rs in per_problem.values()),
-        "no_answer": float(sum(r.extracted is None for r in records)),
-        "no_answer_strict": float(sum(r.extracted_strict is None for r in records)),
-        "no_answer_rate": mean(r.extracted is None for r in records),
+        "accuracy": mean(r.correct_strict for r in records),
+        "accuracy_lenient": mean(r.correct for r in records),
+        "mean_at_k": mean(mean(r.correct_strict for r in rs) for rs in per_problem.values()),
+        "mean_at_k_lenient": mean(mean(r.correct for r in rs) for rs in per_problem.values()),
+        "pass_at_k": mean(any(r.correct_strict for r in rs) for rs in per_problem.values()),
+        "no_answer": float(sum(r.extracted_strict is None for r in records)),
+        "no_answer_lenient": float(sum(r.extracted is None for r in records)),
+        "no_answer_rate": mean(r.extracted_strict is None for r in records),
         "timeouts": float(sum(r.status == "timeout" or r.status_strict == "timeout" for r in records)),
         "errors": float(sum(r.status == "error" or r.status_strict == "error" for r in records)),
         "num_problems": float(n_prob),

@@ -151,7 +151,7 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
     return metrics
 
 
-SUMMARY = ("accuracy", "accuracy_strict", "mean_at_k", "rounds_mean", "generated_tokens_mean",
+SUMMARY = ("accuracy", "accuracy_lenient", "mean_at_k", "read_rate", "rounds_mean", "generated_tokens_mean",
            "context_tokens_peak", "compression_ratio", "latency_mean_s", "samples_per_s",
            "render_share", "final_rate")
 
