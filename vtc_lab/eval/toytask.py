@@ -42,7 +42,7 @@ HELDOUT_SEED = 20260101
 """Seed of the held-out benchmark's problem order (fixed: the benchmark never changes)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ToyTaskSpec:
     """Knobs of the synthetic task (the `toy` data source and benchmark)."""
 

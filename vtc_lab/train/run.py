@@ -125,8 +125,8 @@ def _total_steps(cfg, train_samples: int, world: int) -> int:
     return max(1, math.ceil(train_samples / per_step)) * tc.max_epochs
 
 
-SUMMARY_EVAL_KEYS = ("accuracy", "accuracy_strict", "compression_ratio", "context_tokens_peak",
-                     "latency_mean_s")
+SUMMARY_EVAL_KEYS = ("accuracy", "read_rate", "compression_ratio", "context_tokens_peak",
+                     "context_tokens_mean", "round_latency_mean_s")
 
 
 def _summary(result: dict) -> str:
@@ -217,11 +217,15 @@ def setup(cfg) -> Setup:
     encoder = SFTEncoder(backbone.processor, backbone.stop_token_ids,
                          system_prompt=dataset.system_prompt, image_position=dataset.image_position,
                          cutoff_len=tc.cutoff_len, truncation=tc.truncation,
-                         image_max_pixels=tc.image_max_pixels)
+                         image_max_pixels=tc.image_max_pixels,
+                         text_memory_fraction=tc.text_memory_fraction)
+    char_slots = 1
     if tc.char_loss_weight > 0:
-        from vtc_lab.train.char_loss import CharLabeler
+        from vtc_lab.train.char_loss import CharLabeler, grid_slots
 
-        encoder.char_labels = CharLabeler(backbone.tokenizer, backbone.vision_spec)
+        encoder.char_labels = CharLabeler(backbone.tokenizer, backbone.vision_spec,
+                                          grid_slots(cfg.renderer, backbone.vision_spec))
+        char_slots = encoder.char_labels.num_slots
     datamodule = SFTDataModule(dataset, encoder, batch_size=tc.batch_size,
                                val_fraction=tc.val_fraction, val_max_samples=tc.val_max_samples,
                                shuffle_buffer=tc.shuffle_buffer, num_workers=tc.num_workers,
@@ -230,7 +234,7 @@ def setup(cfg) -> Setup:
     module = SFTModule(backbone, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
                        warmup_ratio=tc.warmup_ratio, min_lr_ratio=tc.min_lr_ratio,
                        total_steps=total, char_loss_weight=tc.char_loss_weight,
-                       model_signature=model_signature(cfg))
+                       char_slots=char_slots, model_signature=model_signature(cfg))
     return Setup(dataset, backbone, datamodule, module, total)
 
 
@@ -253,6 +257,10 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     if cfg.evaluator.enabled:
         from vtc_lab.train.evaluator import OpticalMemoryEvaluator
 
+        if cfg.data.source == "toy" and "toy" in cfg.evaluator.benchmarks:
+            from vtc_lab.eval.benchmarks import register_toy_benchmark
+
+            register_toy_benchmark(cfg.data.toy)  # held out from the task trained on
         evaluator = OpticalMemoryEvaluator(
             cfg.evaluator, s.backbone, render_cfg=cfg.renderer,
             system_prompt=s.dataset.system_prompt, image_position=s.dataset.image_position, run=run)
