@@ -28,7 +28,13 @@ def test_warmup_then_cosine():
 
 @pytest.fixture(scope="module")
 def backbone():
-    return load_backbone(ModelConfig())
+    """One tiny backbone shared by the read-only tests; a test that steps an optimiser builds its
+    own. Teardown checks that no test changed the shared weights."""
+    bb = load_backbone(ModelConfig())
+    before = {n: p.detach().clone() for n, p in bb.model.named_parameters()}
+    yield bb
+    changed = [n for n, p in bb.model.named_parameters() if not torch.equal(before[n], p)]
+    assert not changed, f"a test changed the shared backbone's weights: {changed[:3]}"
 
 
 def _batch(bb, rows):
@@ -36,7 +42,8 @@ def _batch(bb, rows):
     return collate([enc.encode(r) for r in rows], bb.tokenizer.pad_token_id)
 
 
-def test_step_changes_weights_and_imageless_batch_reaches_vision_tower(backbone, make_png):
+def test_step_changes_weights_and_imageless_batch_reaches_vision_tower(make_png):
+    backbone = load_backbone(ModelConfig())  # its own: the optimiser step changes the weights
     module = SFTModule(backbone, lr=1e-2, total_steps=10)
     rows = [{"sample_id": "a", "question": "1+1?", "target": "2</think>\n<answer>2</answer>", "images": []}]
     batch = _batch(backbone, rows)
