@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -35,10 +34,9 @@ def _rest(base: str, path: str, body: dict | None = None, query: str = "") -> di
 @pytest.fixture
 def mlflow_server(tmp_path):
     port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
@@ -111,17 +109,14 @@ def test_server_down_fails_before_any_job_naming_the_uri(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["local", "server"])
 def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, request):
-    """The acceptance sweep of the tracking layer on the real `vtc-lab train` with the tiny model: 4 jobs,
+    """The tracking layer's acceptance sweep on the real `vtc-lab train`, tiny model: 4 jobs,
     job 0 gets trainer.max_steps=0 (invalid) through `${hydra:job.num}`, the rest train 1-3
     steps. One parent, four children, exactly one FAILED, losses logged for the others."""
-    import shutil
 
     from mlflow.tracking import MlflowClient
 
-    exe = shutil.which("vtc-lab")
-    assert exe
     out = tmp_path / "out"
-    args = [exe, "train", "-m", "experiment=toy", "renderer.font_size=7,9",
+    args = [sys.executable, "-m", "vtc_lab.cli.main", "train", "-m", "experiment=toy", "renderer.font_size=7,9",
             "segmentation.max_tokens=64,128", "trainer.max_steps=${hydra:job.num}",
             "evaluator=off", "data.limit=16", "trainer.val_check_interval=1", "export=false",
             "progress=false", f"output_root={out}"]

@@ -110,17 +110,16 @@ def test_bad_tracking_value_names_the_field(tmp_path):
 
 @pytest.mark.slow
 def test_render_app_sweep_then_report_through_the_cli(tmp_path):
-    """The user's flow with the real `vtc-lab` console script: a render sweep with one bad job,
-    then `vtc-lab report sweep=latest` on it."""
-    import shutil
+    """The user's flow through the real CLI (`vtc-lab` = this interpreter's `-m vtc_lab.cli.main`):
+    a render sweep with one bad job, then `vtc-lab report sweep=latest` on it."""
     import subprocess
+    import sys
 
     from ._helpers import child_env
 
-    exe = shutil.which("vtc-lab")
-    assert exe, "the vtc-lab console script is not installed"
+    exe = [sys.executable, "-m", "vtc_lab.cli.main"]
     out = tmp_path / "out"
-    res = subprocess.run([exe, "render", "-m", "renderer.font_size=7,9,-1", "limit=3",
+    res = subprocess.run([*exe, "render", "-m", "renderer.font_size=7,9,-1", "limit=3",
                           "backbones=[qwen3_vl]", "progress=false", f"output_root={out}",
                           "tracking.experiment=render_sweep"],
                          cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300)
@@ -133,7 +132,7 @@ def test_render_app_sweep_then_report_through_the_cli(tmp_path):
                       "renderer.font_size=-1": "FAILED"}
     assert {c.data.params.get("font_size") for c in children if c.info.status == "FINISHED"} \
         == {"7.0", "9.0"}
-    rep = subprocess.run([exe, "report", "tracking.experiment=render_sweep", "sweep=latest",
+    rep = subprocess.run([*exe, "report", "tracking.experiment=render_sweep", "sweep=latest",
                           f"output_root={out}"], cwd=tmp_path, env=child_env(),
                          capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr[-2000:]
@@ -141,6 +140,6 @@ def test_render_app_sweep_then_report_through_the_cli(tmp_path):
     assert len(reports) == 1 and "3 runs (2 finished, 1 failed)" in reports[0].read_text()
     client = MlflowClient(_uri(tmp_path))
     assert "report/report.md" in {f.path for f in client.list_artifacts(parents[0].info.run_id, "report")}
-    bad = subprocess.run([exe, "report", "tracking.experiment=nope", f"output_root={out}"],
+    bad = subprocess.run([*exe, "report", "tracking.experiment=nope", f"output_root={out}"],
                          cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "MLflow experiment 'nope' not found" in bad.stderr

@@ -14,11 +14,11 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-VTC = str(Path(sys.executable).with_name("vtc-lab"))
+VTC = [sys.executable, "-m", "vtc_lab.cli.main"]
 
 
 def base_args(root: Path, *extra: str) -> list[str]:
-    return [VTC, "train", f"output_root={root}", "data.limit=8", "trainer.batch_size=2",
+    return [*VTC, "train", f"output_root={root}", "data.limit=8", "trainer.batch_size=2",
             "trainer.val_check_interval=4", "trainer.val_max_samples=4", "progress=false",
             "trainer.log_every_n_steps=1",
             f"hydra.run.dir={root}/hydra", *extra]
