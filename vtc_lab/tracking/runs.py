@@ -35,7 +35,7 @@ PARENT_TAG = "mlflow.parentRunId"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 #: Dataset input contexts: what a run did with the dataset.
-DATASET_CONTEXTS = ("training", "evaluation", "build", "render")
+DATASET_CONTEXTS = ("training", "evaluation", "build")
 _MAX_PARAM_VALUE = 6000
 _BATCH = 100
 _KEY_RE = re.compile(r"[^A-Za-z0-9_\-. :/]")
