@@ -1,11 +1,12 @@
 """LoopConfig / EvaluatorConfig validation and the shipped presets."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from vtc_lab.infer.config import LoopConfig
+from vtc_lab.infer.config import EvalConfig, LoopConfig
 from vtc_lab.train.config import EvaluatorConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -48,7 +49,6 @@ def test_greedy_allows_zero_temperature():
 @pytest.mark.parametrize("kwargs, field", [
     ({"loops": ["optical", "vision"]}, "evaluator.loops"),
     ({"every_n_steps": -1}, "evaluator.every_n_steps"),
-    ({"max_rounds": 0}, "evaluator.max_rounds"),
     ({"benchmarks": []}, "evaluator.benchmarks"),
 ])
 def test_evaluator_config_names_the_bad_field(kwargs, field):
@@ -56,10 +56,39 @@ def test_evaluator_config_names_the_bad_field(kwargs, field):
         EvaluatorConfig(**kwargs)
 
 
-def test_evaluator_overrides_reach_the_loop_config():
-    cfg = EvaluatorConfig(max_rounds=3, max_new_tokens=17, do_sample=False, batch_size=2)
+def test_evaluator_loop_reaches_each_mode_with_the_training_cap():
+    cfg = EvaluatorConfig(loop=LoopConfig(max_rounds=3, max_new_tokens=17, do_sample=False,
+                                          batch_size=2, image_max_pixels=5000))
     loop = cfg.loop_config("none")
-    assert (loop.mode, loop.max_rounds, loop.max_new_tokens, loop.do_sample, loop.batch_size) == \
-        ("none", 3, 17, False, 2)
-    full = EvaluatorConfig(max_rounds=None, max_new_tokens=None).loop_config("optical")
-    assert (full.max_rounds, full.max_new_tokens) == (8, 8192)
+    assert (loop.mode, loop.max_rounds, loop.max_new_tokens, loop.do_sample, loop.batch_size,
+            loop.image_max_pixels) == ("none", 3, 17, False, 2, 5000)
+    assert cfg.loop_config("text", image_max_pixels=1024).image_max_pixels == 1024
+    assert cfg.loop.mode == "optical"  # each mode is a copy; the nested loop is not changed
+
+
+def test_evaluator_loop_overrides_compose_and_are_validated_by_the_loop_schema():
+    raw = OmegaConf.merge(OmegaConf.structured(EvaluatorConfig),
+                          OmegaConf.load(CONF / "evaluator" / "default.yaml"),
+                          OmegaConf.from_dotlist(["loop.max_rounds=5", "loop.top_k=7"]))
+    loop = OmegaConf.to_object(raw).loop_config("text")
+    assert (loop.max_rounds, loop.max_new_tokens, loop.top_k, loop.do_sample) == (5, 256, 7, False)
+    bad = OmegaConf.merge(raw, OmegaConf.from_dotlist(["loop.max_rounds=0"]))
+    with pytest.raises(ValueError, match=r"loop\.max_rounds"):
+        OmegaConf.to_object(bad)
+
+
+def test_each_decoding_setting_is_declared_once():
+    """`LoopConfig` declares the decoding settings; the evaluator nests it instead of copying
+    fields, and the engine's per-batch params take `LoopConfig`'s names and defaults."""
+    from vtc_lab.infer.engine import GenerationParams
+    from vtc_lab.infer.loop import generation_params
+
+    loop_fields = {f.name: f for f in fields(LoopConfig)}
+    assert not {f.name for f in fields(EvaluatorConfig)} & set(loop_fields)
+    assert not {f.name for f in fields(EvalConfig)} & set(loop_fields)
+    params = {f.name: f.default for f in fields(GenerationParams)}
+    assert set(params) <= set(loop_fields)
+    assert params == {name: loop_fields[name].default for name in params}
+    odd = LoopConfig(max_new_tokens=3, do_sample=True, temperature=1.3, top_p=0.5, top_k=4,
+                     repetition_penalty=1.2)
+    assert generation_params(odd) == GenerationParams(**{n: getattr(odd, n) for n in params})

@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import torch
 from mlflow.tracking import MlflowClient
 
+from vtc_lab.infer.config import LoopConfig
 from vtc_lab.models import ModelConfig, load_backbone
 from vtc_lab.train.evaluator import EvaluatorConfig, OpticalMemoryEvaluator
 from vtc_lab.tracking import TrackingConfig, start_run
@@ -39,8 +40,9 @@ def test_evaluator_runs_every_n_steps_and_logs(tmp_path):
     torch.set_num_threads(1)
     backbone = load_backbone(ModelConfig())
     cfg = EvaluatorConfig(enabled=True, every_n_steps=2, at_validation_end=False, limit=2,
-                          loops=["optical", "none"], max_rounds=2, max_new_tokens=6,
-                          log_images=1, batch_size=2)
+                          loops=["optical", "none"], log_images=1,
+                          loop=LoopConfig(max_rounds=2, max_new_tokens=6, do_sample=False,
+                                          samples_per_problem=1, batch_size=2))
     with start_run(TrackingConfig(mode="local"), None, tmp_path) as run:
         evaluator = OpticalMemoryEvaluator(cfg, render_cfg=None, system_prompt="sys", run=run)
         module = LMStep(backbone)

@@ -100,12 +100,18 @@ class _Trainer:
 
 
 @dataclass
+class _EvalLoop:
+    mode: str = "optical"
+    max_rounds: int = 2
+    max_new_tokens: int = 256
+
+
+@dataclass
 class _Evaluator:
     enabled: bool = True
     benchmarks: list[str] = field(default_factory=lambda: ["math500"])
     loops: list[str] = field(default_factory=lambda: ["optical", "text"])
-    max_rounds: int = 2
-    max_new_tokens: int = 256
+    loop: _EvalLoop = field(default_factory=_EvalLoop)
 
 
 @dataclass

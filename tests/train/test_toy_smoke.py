@@ -35,8 +35,8 @@ def test_toy_main_job_runs_and_its_losses_fall(tmp_path):
         "data.limit=48", "trainer.max_steps=24", "trainer.batch_size=8", "trainer.warmup_ratio=0",
         "trainer.val_check_interval=24", "trainer.checkpoint_every_n_steps=24",
         "trainer.val_max_samples=8", "trainer.log_every_n_steps=1", "trainer.val_fraction=0.1",
-        "evaluator.limit=4", "evaluator.max_rounds=2", "evaluator.max_new_tokens=12",
-        "evaluator.batch_size=4", "export=false",
+        "evaluator.limit=4", "evaluator.loop.max_rounds=2", "evaluator.loop.max_new_tokens=12",
+        "evaluator.loop.batch_size=4", "export=false",
     ]
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = OmegaConf.to_object(compose("train", overrides=overrides))

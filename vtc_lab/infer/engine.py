@@ -20,20 +20,26 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.reuse import (Clock, EngineStats, PrefixCache, VisionCache, caching_processor,
                                  image_spans, page_key, sync)
 
 
+_LOOP = LoopConfig()
+
+
 @dataclass
 class GenerationParams:
-    """Decoding settings shared by a batch (built from `LoopConfig`)."""
+    """Decoding settings shared by a batch: the loop builds them from its `LoopConfig`
+    (`vtc_lab.infer.loop.generation_params`); the server from a request. Fields and defaults are
+    `LoopConfig`'s, so each setting is declared (and documented) once, there."""
 
-    max_new_tokens: int = 8192
-    do_sample: bool = True
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 0
-    repetition_penalty: float = 1.0
+    max_new_tokens: int = _LOOP.max_new_tokens
+    do_sample: bool = _LOOP.do_sample
+    temperature: float = _LOOP.temperature
+    top_p: float = _LOOP.top_p
+    top_k: int = _LOOP.top_k
+    repetition_penalty: float = _LOOP.repetition_penalty
 
 
 @dataclass

@@ -43,6 +43,7 @@ def derive_seed(seed: int, benchmark: str, problem_id: str, sample: int, round_:
 
 
 def generation_params(cfg: LoopConfig) -> GenerationParams:
+    """The one place a loop's decoding settings become an engine's per-batch params."""
     return GenerationParams(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
                             temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                             repetition_penalty=cfg.repetition_penalty)

@@ -9,9 +9,10 @@ No torch import here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vtc_lab.data.config import DataConfig
+from vtc_lab.infer.config import MODES, LoopConfig
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.render.config import RenderConfig
 from vtc_lab.segment.config import SegmentationConfig
@@ -164,29 +165,13 @@ class EvaluatorConfig:
     loops: list[str] = field(default_factory=lambda: ["optical"])
     """Loop modes to run (`optical`, `text`, `none`), each logged under its own key."""
 
-    max_rounds: int | None = 2
-    """Override of loop.max_rounds for in-training evaluation; null keeps the loop default (8)."""
-
-    max_new_tokens: int | None = 256
-    """Override of loop.max_new_tokens; null keeps the loop default (8,192: far too slow here)."""
-
-    samples_per_problem: int = 1
-    """Samples per problem (mean@k); 1 keeps in-training evaluation cheap."""
-
-    do_sample: bool = False
-    """Greedy by default so successive evaluations differ only through the weights."""
-
-    temperature: float = 0.6
-    """Sampling temperature when `do_sample` is true."""
-
-    top_p: float = 0.95
-    """Nucleus mass when `do_sample` is true."""
-
-    batch_size: int = 8
-    """Problems generated together."""
-
-    seed: int = 0
-    """Sampling seed."""
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(
+        max_rounds=2, max_new_tokens=256, do_sample=False, samples_per_problem=1))
+    """Decoding settings and budgets of every evaluation loop (the `loop` schema itself, so each
+    setting is declared once): `loop.mode` is replaced by each entry of `loops`, and
+    `loop.image_max_pixels` by the training encoder's cap when training sets one. Cheap by
+    default: 2 rounds x 256 tokens, greedy (successive evaluations differ only through the
+    weights), one sample per problem."""
 
     log_predictions: bool = True
     """Log a predictions table (one row per problem and sample) per benchmark and loop."""
@@ -195,8 +180,6 @@ class EvaluatorConfig:
     """Rendered memory images to log per benchmark (optical loop, first problems); 0 = none."""
 
     def __post_init__(self) -> None:
-        from vtc_lab.infer.config import MODES
-
         if self.every_n_steps < 0:
             raise ValueError(f"evaluator.every_n_steps must be >= 0, got {self.every_n_steps}")
         if self.limit < 0:
@@ -208,33 +191,14 @@ class EvaluatorConfig:
         for mode in self.loops:
             if mode not in MODES:
                 raise ValueError(f"evaluator.loops entries must be in {MODES}, got {mode!r}")
-        for name in ("max_rounds", "max_new_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"evaluator.{name} must be >= 1 or null, got {value}")
-        for name in ("samples_per_problem", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"evaluator.{name} must be >= 1, got {getattr(self, name)}")
         if self.log_images < 0:
             raise ValueError(f"evaluator.log_images must be >= 0, got {self.log_images}")
 
-    def loop_config(self, mode: str, image_max_pixels: int | None = None):
-        """The `LoopConfig` this evaluator runs for one loop mode (pages capped like training)."""
-        from vtc_lab.infer.config import LoopConfig
-
-        base = LoopConfig(mode=mode)
-        return LoopConfig(
-            mode=mode,
-            max_rounds=self.max_rounds or base.max_rounds,
-            max_new_tokens=self.max_new_tokens or base.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            do_sample=self.do_sample,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            samples_per_problem=self.samples_per_problem,
-            image_max_pixels=image_max_pixels,
-        )
+    def loop_config(self, mode: str, image_max_pixels: int | None = None) -> LoopConfig:
+        """`loop` for one loop mode, its pages capped like training (`image_max_pixels`, when
+        training caps them; else `loop.image_max_pixels`)."""
+        cap = self.loop.image_max_pixels if image_max_pixels is None else image_max_pixels
+        return replace(self.loop, mode=mode, image_max_pixels=cap)
 
 
 RESUME = ("auto", "never")
