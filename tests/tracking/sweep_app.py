@@ -6,6 +6,7 @@ package's conf/, `start_run` inside the plain function. `fail_when_x` injects a 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,6 +30,7 @@ class SweepAppConfig:
     y: int = 1
     fail_when_x: Optional[int] = None
     objective: str = "score"
+    sleep_s: float = 0.0
     renderer: RendererStub = field(default_factory=RendererStub)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -40,6 +42,9 @@ def run_app(cfg: SweepAppConfig) -> dict[str, float]:
     with start_run(cfg.tracking, cfg, cfg.output_root) as run:
         if cfg.fail_when_x is not None and cfg.x == cfg.fail_when_x:
             raise RuntimeError(f"injected failure at x={cfg.x}")
+        if cfg.sleep_s:  # a job that is still running when the test kills the sweep
+            print(f"job x={cfg.x} running", flush=True)
+            time.sleep(cfg.sleep_s)
         metrics = {"score": float(cfg.x * 10 + cfg.y + cfg.renderer.font_size)}
         run.log_metrics(metrics)
     return metrics

@@ -15,12 +15,7 @@ import urllib.request
 import pytest
 
 from ._helpers import child_env, run_sweep_app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port
 
 
 def _rest(base: str, path: str, body: dict | None = None, query: str = "") -> dict:
@@ -29,41 +24,6 @@ def _rest(base: str, path: str, body: dict | None = None, query: str = "") -> di
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
-        start_new_session=True)  # its own process group: workers die with it
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("mlflow server did not start:\n"
-                                   + (tmp_path / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group this fixture started, by its pid
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def test_sweep_against_a_real_tracking_server(tmp_path, mlflow_server):
@@ -97,7 +57,7 @@ def test_sweep_against_a_real_tracking_server(tmp_path, mlflow_server):
 
 
 def test_server_down_fails_before_any_job_naming_the_uri(tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     res = run_sweep_app(tmp_path, "x=1,2", "tracking=server",
                         f"tracking.uri=http://127.0.0.1:{port}", "tracking.connect_timeout_s=2")
     assert res.returncode != 0

@@ -50,6 +50,11 @@ class TrackingConfig:
     connect_timeout_s: float = 5.0
     """How long to wait for a tracking server before failing (checked before any real work)."""
 
+    retry_after_s: float = 30.0
+    """During a tracking outage (server down, store locked or full) the job keeps running and
+    spools its writes; this is how often it checks whether the store answers again (one cheap
+    request) before resending them."""
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"tracking.mode must be one of {list(MODES)}, got {self.mode!r}")
@@ -69,6 +74,8 @@ class TrackingConfig:
                              f"got {self.experiment!r}")
         if self.connect_timeout_s <= 0:
             raise ValueError(f"tracking.connect_timeout_s must be > 0, got {self.connect_timeout_s}")
+        if not self.retry_after_s > 0:
+            raise ValueError(f"tracking.retry_after_s must be > 0, got {self.retry_after_s}")
         if not isinstance(self.tags, dict):
             raise ValueError(f"tracking.tags must be a mapping, got {type(self.tags).__name__}")
         self.tags = {str(k): str(v) for k, v in self.tags.items()}

@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from vtc_lab.tracking import runs, sweep
+from vtc_lab.tracking import liveness, runs, sweep
 from vtc_lab.tracking.config import TrackingConfig
 from vtc_lab.tracking.store import TrackingUnavailableError, prepare
 
@@ -77,13 +77,15 @@ class TrackingCallback(Callback):
         cfg, uri = _tracking_or_exit(config)
         if cfg is None or uri is None or not self.job_runs:
             return
+        _mark_dead_runs(cfg, uri)
         sweep_dir = str(config.hydra.sweep.dir)
         swept = sweep.task_overrides(config)
         spec = " ".join(f"{k}={v}" for k, v in swept.items())
         name = cfg.run_name or f"sweep {config.hydra.job.name}: {spec}"
         parent = runs.open_run(cfg, uri, run_name=name[:250],
                                tags={"vtc.sweep": "true", "sweep.dir": sweep_dir,
-                                     "app": str(config.hydra.job.name)})
+                                     "app": str(config.hydra.job.name)},
+                               spool_root=_spool_root(config))
         parent.log_params({f"sweep.{k}": v for k, v in swept.items()})
         sweep.write_parent(sweep_dir, parent.run_id, uri, parent.experiment_id,
                            sweep.swept_keys(config))
@@ -108,7 +110,7 @@ class TrackingCallback(Callback):
         if ctx.job_num is not None:
             tags["hydra.job.num"] = str(ctx.job_num)
         handle = runs.open_run(cfg, uri, run_name=name[:250], parent_run_id=ctx.parent_run_id,
-                               tags=tags)
+                               tags=tags, spool_root=_spool_root(config))
         runs.set_job_run(handle)  # from here on the app logs into this run, whatever follows
         try:
             # overrides (what was asked) and .hydra/ only: the key params and config.yaml come
@@ -146,9 +148,24 @@ class TrackingCallback(Callback):
                 counts = sweep.record_job(sweep_dir, job, status)
                 done = counts["finished"] + counts["failed"]
                 parent = runs.RunHandle(handle.client, parent_id, handle.tracking_uri,
-                                        handle.experiment_id)
+                                        handle.experiment_id, handle.outbox.spool_dir.parent)
                 parent.log_metrics({"sweep/jobs_finished": counts["finished"],
                                     "sweep/jobs_failed": counts["failed"]}, step=done)
+
+
+def _spool_root(config: DictConfig) -> Path:
+    return runs.spool_root(str(config.get("output_root", "vtc-runs")))
+
+
+def _mark_dead_runs(cfg: TrackingConfig, uri: str) -> None:
+    """A sweep killed earlier left its parent and children RUNNING: this sweep marks them."""
+    try:
+        client = runs._client(uri)
+        exp = client.get_experiment_by_name(cfg.experiment)
+        if exp is not None:
+            liveness.mark_dead_runs(client, [exp.experiment_id], "the next sweep")
+    except Exception:  # noqa: BLE001 - bookkeeping of old runs must not stop a new sweep
+        log.exception("could not check for runs left RUNNING by dead processes")
 
 
 def _close_parent(sweep_dir: str, completed: bool) -> None:
@@ -168,8 +185,8 @@ def _close_parent(sweep_dir: str, completed: bool) -> None:
             if (Path(sweep_dir) / name).is_file():
                 parent.log_artifact(Path(sweep_dir) / name, "config")
         status = "FINISHED" if counts["failed"] == 0 and completed else "FAILED"
-        parent.client.set_terminated(parent.run_id, status)
         runs._open_runs.pop(parent.run_id, None)
+        parent.set_status(status)
         print(f"[vtc-lab] MLflow sweep run {parent.run_id}: {counts['finished']} finished, "
               f"{counts['failed']} failed ({parent.tracking_uri})")
     except Exception:  # noqa: BLE001 - never mask the sweep's own outcome

@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from vtc_lab.tracking.liveness import mark_dead_runs
 from vtc_lab.tracking.runs import PARENT_TAG
 
 # Headline metrics for the Markdown table (the CSV has every metric).
@@ -91,6 +92,8 @@ def collect_runs(tracking_uri: str, experiment: str, sweep: Optional[str] = None
         known = sorted(e.name for e in client.search_experiments())
         raise ReportInputError(f"MLflow experiment {experiment!r} not found in {tracking_uri}; "
                                f"known experiments: {', '.join(known) or '(none)'}")
+    # runs whose process died (a killed sweep) would show as RUNNING forever: mark them first
+    mark_dead_runs(client, [exp.experiment_id], "vtc-lab report")
     parent_id: Optional[str] = None
     if sweep == "latest":
         parents = client.search_runs([exp.experiment_id], filter_string="tags.`vtc.sweep` = 'true'",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -76,6 +77,7 @@ class NullRunHandle:
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
     def log_dataset(self, name: str, digest: str, source: str | Path, context: str,
                     profile: Optional[Mapping[str, Any]] = None) -> None: ...
+    def set_status(self, status: str) -> None: ...
 
 
 class RunHandle:
@@ -84,7 +86,10 @@ class RunHandle:
 
     enabled = True
 
-    def __init__(self, client: Any, run_id: str, tracking_uri: str, experiment_id: str):
+    def __init__(self, client: Any, run_id: str, tracking_uri: str, experiment_id: str,
+                 spool_root: Optional[str | Path] = None, retry_after_s: float = 30.0):
+        from vtc_lab.tracking.outage import Outbox
+
         self.client = client
         self.run_id = run_id
         self.tracking_uri = tracking_uri
@@ -92,15 +97,76 @@ class RunHandle:
         self._params: Optional[dict[str, str]] = None
         self.nested = False
         """True for a sweep's child run (its name is the sweep point and stays so)."""
+        self.outbox = Outbox(run_id, tracking_uri, self.send_op,
+                             Path(spool_root or default_spool_root()) / run_id, retry_after_s)
+        """Every write goes through it: during a store outage writes are spooled, not lost."""
+        self.logged_points: Optional[dict[str, dict[int, float]]] = None
+        """Metric points already in the run when it was reopened (key -> step -> value): a
+        resumed job re-runs the steps after its checkpoint, and re-logging them would put two
+        rows per step into the curves."""
 
+    # -- the one place that writes to MLflow -------------------------------------------------
+    def send_op(self, op: dict) -> None:
+        """Perform one write (`op` as spooled by the outbox) against the store."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        kind = op["op"]
+        if kind == "metrics":
+            items = [Metric(k, v, ts, step) for k, v, ts, step in op["items"]]
+            for i in range(0, len(items), 1000):
+                self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+        elif kind == "params":
+            items = [Param(k, v) for k, v in op["items"].items()]
+            for i in range(0, len(items), _BATCH):
+                self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
+        elif kind == "tags":
+            items = [RunTag(k, v) for k, v in op["items"].items()]
+            for i in range(0, len(items), _BATCH):
+                self.client.log_batch(self.run_id, tags=items[i:i + _BATCH])
+        elif kind == "artifact":
+            if Path(op["path"]).is_dir():
+                self.client.log_artifacts(self.run_id, op["path"], artifact_path=op.get("subdir"))
+            else:
+                self.client.log_artifact(self.run_id, op["path"], artifact_path=op.get("subdir"))
+        elif kind == "status":
+            self.client.set_terminated(self.run_id, op["status"])
+        elif kind == "dataset":
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+            from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+            dataset = Dataset(name=op["name"], digest=op["digest"], source_type=op["source_type"],
+                              source=json.dumps({"uri": op["source"]}),
+                              profile=json.dumps(op["profile"], sort_keys=True))
+            self.client.log_inputs(self.run_id, datasets=[
+                DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, op["context"])])])
+        else:
+            raise ValueError(f"unknown tracking write {kind!r}")
+
+    def _artifact(self, name: str, write_direct: Any, write_file: Any) -> None:
+        """In-memory artifacts go straight to MLflow's helpers; while degraded they become a
+        file in the spool (uploaded under the same name on resync)."""
+        if not self.outbox.degraded:
+            from vtc_lab.tracking.outage import is_outage
+
+            try:
+                write_direct()
+                return
+            except Exception as exc:  # noqa: BLE001
+                if not is_outage(exc):
+                    raise
+                self.outbox.enter_degraded(exc)
+        path = self.outbox.stage_file(write_file, name)
+        parent = str(Path(name).parent)
+        self.outbox.deliver({"op": "artifact", "path": str(path),
+                             "subdir": None if parent == "." else parent})
+
+    # -- public logging API -------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log (nested dicts are flattened to dotted keys). Re-logging an identical value is a
         no-op; a *different* value for an existing key (a resumed run with a changed config) is
         kept as tag `param_changed.<key>` instead, because MLflow refuses to change a param."""
-        from mlflow.entities import Param
-
         if self._params is None:
-            self._params = dict(self.client.get_run(self.run_id).data.params)
+            self._params = self._read_params()
         new: dict[str, str] = {}
         changed: dict[str, str] = {}
         for key, value in flatten(params).items():
@@ -110,20 +176,37 @@ class RunHandle:
                 new[key] = text
             elif old != text:
                 changed[key] = text
-        items = [Param(k, v) for k, v in new.items()]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
+        if new:
+            self.outbox.deliver({"op": "params", "items": new})
         self._params.update(new)
         if changed:
             log.warning("run %s already has params %s with other values; new values kept as "
                         "param_changed.* tags", self.run_id, sorted(changed))
             self.set_tags({f"param_changed.{k}": v for k, v in changed.items()})
 
+    def _read_params(self) -> dict[str, str]:
+        from vtc_lab.tracking.outage import is_outage
+
+        try:
+            return dict(self.client.get_run(self.run_id).data.params)
+        except Exception as exc:  # noqa: BLE001
+            if not is_outage(exc):
+                raise
+            return {}
+
+    def load_logged_points(self) -> None:
+        """Remember the metric points the run already has (called when a run is reopened)."""
+        run = self.client.get_run(self.run_id)
+        self.logged_points = {
+            key: {m.step: m.value for m in self.client.get_metric_history(self.run_id, key)}
+            for key in run.data.metrics}
+
     def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         """Numeric values only (tensors and numpy scalars are converted); a non-numeric value
-        raises naming its key rather than disappearing."""
-        from mlflow.entities import Metric
-
+        raises naming its key rather than disappearing. In a reopened run, a point the run
+        already holds at that step is not logged again (a resumed job replays the steps after
+        its checkpoint); at step 0, only an identical value counts as already there (a summary
+        value logged without a step is new when it changed)."""
         now = int(time.time() * 1000)
         items = []
         for key, value in flatten(metrics).items():
@@ -136,34 +219,46 @@ class RunHandle:
             if not isinstance(value, (int, float)):
                 raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__} "
                                 f"{value!r}")
-            items.append(Metric(_clean_key(key), float(value), now, int(step or 0)))
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+            key, at = _clean_key(key), int(step or 0)
+            seen = (self.logged_points or {}).get(key, {})
+            if at in seen and (at > 0 or seen[at] == float(value)
+                               or (math.isnan(seen[at]) and math.isnan(float(value)))):
+                continue
+            items.append([key, float(value), now, at])
+        if items:
+            self.outbox.deliver({"op": "metrics", "items": items})
 
     def log_artifact(self, path: str | Path, subdir: Optional[str] = None) -> None:
         """A file, or a directory's contents, under artifact path `subdir`."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"artifact {path} does not exist")
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path=subdir)
-        else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path=subdir)
+        self.outbox.deliver({"op": "artifact", "path": str(path), "subdir": subdir})
 
     def log_dict(self, obj: Any, name: str) -> None:
         """JSON, or YAML when `name` ends in .yaml/.yml."""
-        self.client.log_dict(self.run_id, to_plain(obj), name)
+        def to_file(target: Path) -> None:
+            import yaml
+
+            plain = to_plain(obj)
+            target.write_text(yaml.safe_dump(plain) if name.endswith((".yaml", ".yml"))
+                              else json.dumps(plain, indent=2), encoding="utf-8")
+
+        self._artifact(name, lambda: self.client.log_dict(self.run_id, to_plain(obj), name), to_file)
 
     def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        self._artifact(name, lambda: self.client.log_text(self.run_id, text, name),
+                       lambda target: target.write_text(text, encoding="utf-8"))
 
     def log_image(self, image: "Image.Image", name: str) -> None:
         if not Path(name).suffix:
             name += ".png"
-        self.client.log_image(self.run_id, image, artifact_file=name)
+        self._artifact(name, lambda: self.client.log_image(self.run_id, image, artifact_file=name),
+                       lambda target: image.save(target))
 
     def log_table(self, rows: list[dict], name: str) -> None:
-        """`.csv` -> a CSV file; otherwise an MLflow table (`.json`, viewable in the UI)."""
+        """`.csv` -> a CSV file; otherwise an MLflow table (`.json`, viewable in the UI; a table
+        written during a tracking outage is uploaded later as a plain JSON file)."""
         import pandas as pd
 
         frame = pd.DataFrame([to_plain(r) for r in rows])
@@ -172,20 +267,17 @@ class RunHandle:
                 target = Path(tmp) / Path(name).name
                 frame.to_csv(target, index=False)
                 parent = str(Path(name).parent)
-                self.client.log_artifact(self.run_id, str(target),
-                                         artifact_path=None if parent == "." else parent)
+                self.log_artifact(target, None if parent == "." else parent)
             return
         if not name.endswith(".json"):
             name += ".json"
-        self.client.log_table(self.run_id, data=frame, artifact_file=name)
+        self._artifact(name, lambda: self.client.log_table(self.run_id, data=frame, artifact_file=name),
+                       lambda target: frame.to_json(target, orient="split"))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(_clean_key(k), _param_value(v)) for k, v in tags.items()]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(self.run_id, tags=items[i:i + _BATCH])
-
+        items = {_clean_key(k): _param_value(v) for k, v in tags.items()}
+        if items:
+            self.outbox.deliver({"op": "tags", "items": items})
 
     def log_dataset(self, name: str, digest: str, source: str | Path, context: str,
                     profile: Optional[Mapping[str, Any]] = None) -> None:
@@ -193,20 +285,25 @@ class RunHandle:
         column: filter and group runs by the data they used). `digest` identifies the content
         (a config hash or a file hash), `source` is where it lives (a local path is stored
         absolute), `profile` holds its counts; `context` says what the run did with it."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
         if context not in DATASET_CONTEXTS:
             raise ValueError(f"dataset context must be one of {DATASET_CONTEXTS}, got {context!r}")
         source = str(source)
         source_type = "local" if not source.startswith("<") else "code"
         if source_type == "local":
             source = str(Path(source).expanduser().resolve())
-        dataset = Dataset(name=name, digest=str(digest)[:36], source_type=source_type,
-                          source=json.dumps({"uri": source}),
-                          profile=json.dumps(to_plain(dict(profile or {})), sort_keys=True))
-        self.client.log_inputs(self.run_id, datasets=[
-            DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+        self.outbox.deliver({"op": "dataset", "name": name, "digest": str(digest)[:36],
+                             "source_type": source_type, "source": source, "context": context,
+                             "profile": to_plain(dict(profile or {}))})
+
+    def set_status(self, status: str) -> None:
+        """End the run with `status` (spooled like any write during an outage)."""
+        self.outbox.deliver({"op": "status", "status": status})
+        self.outbox.close()
+
+
+def default_spool_root() -> Path:
+    """Where a run's writes wait during an outage when the app named no output root."""
+    return Path(tempfile.gettempdir()) / "vtc-lab-tracking-spool"
 
 
 def _client(uri: str) -> Any:
@@ -239,23 +336,37 @@ def ensure_experiment(client: Any, name: str, uri: str) -> str:
 
 def open_run(cfg: TrackingConfig, uri: str, *, run_name: Optional[str],
              parent_run_id: Optional[str] = None,
-             tags: Optional[Mapping[str, Any]] = None) -> RunHandle:
-    """Create a run (or reopen `cfg.resume_run_id`) carrying the provenance tags."""
+             tags: Optional[Mapping[str, Any]] = None,
+             spool_root: Optional[str | Path] = None) -> RunHandle:
+    """Create a run (or reopen `cfg.resume_run_id`) carrying the provenance tags and the
+    identity of this process (so a run left RUNNING by a killed process can be recognised).
+
+    A reopened run first receives what an earlier attempt spooled during a tracking outage,
+    then remembers its metric points so the resumed job does not log them twice."""
+    from vtc_lab.tracking.liveness import process_tags
+    from vtc_lab.tracking.outage import flush
+
     client = _client(uri)
-    all_tags = {**provenance_tags(), **cfg.tags, **(tags or {})}
+    all_tags = {**provenance_tags(), **process_tags(), **cfg.tags, **(tags or {})}
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
     if cfg.resume_run_id:
         run = client.get_run(cfg.resume_run_id)
+        handle = RunHandle(client, run.info.run_id, uri, run.info.experiment_id, spool_root,
+                           cfg.retry_after_s)
+        sent = flush(handle.outbox.spool_dir, handle.send_op)
+        if sent:
+            log.warning("run %s: %d writes spooled during an earlier tracking outage were sent",
+                        handle.run_id, sent)
         client.update_run(run.info.run_id, status="RUNNING")
-        handle = RunHandle(client, run.info.run_id, uri, run.info.experiment_id)
+        handle.load_logged_points()
         all_tags.pop(PARENT_TAG, None)  # a resumed run keeps its place in the tree
         handle.set_tags({**all_tags, "resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
     else:
         exp_id = ensure_experiment(client, cfg.experiment, uri)
         run = client.create_run(exp_id, run_name=run_name,
                                 tags={_clean_key(k): _param_value(v) for k, v in all_tags.items()})
-        handle = RunHandle(client, run.info.run_id, uri, exp_id)
+        handle = RunHandle(client, run.info.run_id, uri, exp_id, spool_root, cfg.retry_after_s)
         handle.nested = bool(parent_run_id)
     _open_runs[handle.run_id] = handle
     return handle
@@ -295,8 +406,8 @@ def finish_run(handle: RunHandle | NullRunHandle, error: Optional[BaseException]
             handle.set_tags({"error": f"{type(error).__name__}: {error}"[:500]})
         except Exception:  # noqa: BLE001 - the status below matters more than the artifact
             log.exception("could not log the traceback of run %s", handle.run_id)
-    handle.client.set_terminated(handle.run_id, status)
     _open_runs.pop(handle.run_id, None)
+    handle.set_status(status)
 
 
 @atexit.register
@@ -305,7 +416,7 @@ def _kill_open_runs() -> None:
     instead of leaving them RUNNING forever in the UI."""
     for handle in list(_open_runs.values()):
         try:
-            handle.client.set_terminated(handle.run_id, "KILLED")
+            handle.set_status("KILLED")
         except Exception:  # noqa: BLE001
             pass
     _open_runs.clear()
@@ -336,11 +447,16 @@ def continue_run(cfg: TrackingConfig, run_id: Optional[str]) -> None:
         set_job_run(None)
 
 
+def spool_root(output_root: str | Path) -> Path:
+    """Where runs of an app writing under `output_root` spool their writes during an outage."""
+    return Path(output_root).expanduser().resolve() / ".tracking-spool"
+
+
 def _swap_job_run_for_resumed(job: RunHandle, cfg: TrackingConfig, uri: str) -> RunHandle:
     """A resumed job (e.g. training continued from a checkpoint) keeps logging into its old run:
     the empty run the callback opened for this attempt is deleted and the old run reopened and
     handed to the callback to end."""
-    resumed = open_run(cfg, uri, run_name=None)
+    resumed = open_run(cfg, uri, run_name=None, spool_root=job.outbox.spool_dir.parent)
     job.client.delete_run(job.run_id)
     _open_runs.pop(job.run_id, None)
     set_job_run(resumed)
@@ -393,7 +509,7 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
 
     ctx = hydra_job_context(uri)
     handle = open_run(tracking_cfg, uri, run_name=run_name or tracking_cfg.run_name or ctx.name,
-                      parent_run_id=ctx.parent_run_id)
+                      parent_run_id=ctx.parent_run_id, spool_root=spool_root(output_root))
     record_config(handle, app_cfg, ctx.overrides, ctx.hydra_dir, tracking_cfg.log_config)
     try:
         yield handle
@@ -437,6 +553,11 @@ def lightning_logger(handle: RunHandle | NullRunHandle) -> Any:
         def log_hyperparams(self, params: Any) -> None:  # type: ignore[override]
             handle.log_params({"hparams": to_plain(params) if not isinstance(params, Mapping)
                                else {k: to_plain(v) for k, v in params.items()}})
+
+        def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:  # type: ignore[override]
+            # through the handle: outage spooling and no duplicate points in a resumed run
+            handle.log_metrics({k: v for k, v in metrics.items() if not isinstance(v, str)},
+                               step=step)
 
         def finalize(self, status: str = "success") -> None:
             """Nothing to do: the run's owner ends the run (after evaluation too), and with

@@ -168,7 +168,8 @@ def hydra_job_context(tracking_uri: str) -> JobContext:
 
 
 def _wrap(hydra_node: Any) -> Any:
-    class _Cfg:
-        hydra = hydra_node
+    """A config with the given `hydra` node: what `job_context` reads (OmegaConf.select needs
+    a real DictConfig, not an object with a `hydra` attribute)."""
+    from omegaconf import OmegaConf
 
-    return _Cfg()
+    return OmegaConf.create({"hydra": hydra_node})

@@ -1,0 +1,128 @@
+"""A tracking server that dies mid-run, for real (SIGKILL of a real `mlflow server`): writes
+never stall the job, what could not be sent is spooled on disk, and it reaches the run when the
+server is back (during the run, or afterwards by the resync command)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from vtc_lab.tracking import TrackingConfig, finish_run, open_run, prepare
+from vtc_lab.tracking.outage import PENDING
+
+from ._helpers import child_env
+
+
+def _steps(client, run_id, key):
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.slow
+def test_server_killed_mid_run_never_stalls_and_everything_arrives_after_restart(
+        tmp_path, mlflow_server_proc, capfd):
+    server = mlflow_server_proc
+    cfg = TrackingConfig(mode="server", uri=server.base, retry_after_s=1.0)
+    prepare(cfg, tmp_path)
+    run = open_run(cfg, server.base, run_name="outage", spool_root=tmp_path / "spool")
+    for step in range(5):
+        run.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+    server.kill()
+
+    started = time.monotonic()
+    run.log_metrics({"train/loss": 0.1}, step=5)  # the failing write: bounded retries
+    first = time.monotonic() - started
+    started = time.monotonic()
+    for step in range(6, 40):  # degraded: no network at all until the next probe
+        run.log_metrics({"train/loss": 0.1}, step=step)
+    run.log_params({"late_param": 3})
+    run.log_text("missed while down", "notes/outage.txt")
+    rest = time.monotonic() - started
+    assert first < 30, first  # MLflow's defaults took minutes per write
+    assert rest < 5, rest
+    assert "tracking degraded" in capfd.readouterr().err
+    spool = tmp_path / "spool" / run.run_id
+    pending = [json.loads(line) for line in (spool / PENDING).read_text().splitlines()]
+    assert len(pending) >= 35
+
+    server.start()  # same port, same store
+    time.sleep(1.1)
+    run.log_metrics({"train/loss": 0.05}, step=40)  # probe answers: the spool is resent first
+    err = capfd.readouterr().err
+    assert "tracking restored" in err
+    client = MlflowClient(server.base)
+    assert _steps(client, run.run_id, "train/loss") == list(range(41))
+    data = client.get_run(run.run_id).data
+    assert data.params["late_param"] == "3" and "vtc.tracking_gap" in data.tags
+    assert [a.path for a in client.list_artifacts(run.run_id, "notes")] == ["notes/outage.txt"]
+    assert not spool.exists()
+    finish_run(run)
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_still_down_at_the_end_keeps_the_spool_and_the_resync_command_sends_it(
+        tmp_path, mlflow_server_proc, capfd):
+    server = mlflow_server_proc
+    cfg = TrackingConfig(mode="server", uri=server.base, retry_after_s=1.0)
+    prepare(cfg, tmp_path)
+    run = open_run(cfg, server.base, run_name="ends-down", spool_root=tmp_path / "spool")
+    run.log_metrics({"m": 1.0}, step=0)
+    server.kill()
+    run.log_metrics({"m": 2.0}, step=1)
+    finish_run(run)  # the final status is spooled too
+    spool = tmp_path / "spool" / run.run_id
+    err = capfd.readouterr().err
+    assert "tracking still down" in err and f"python -m vtc_lab.tracking.outage {spool}" in err
+    assert (spool / PENDING).is_file()
+
+    server.start()
+    res = subprocess.run([sys.executable, "-m", "vtc_lab.tracking.outage", str(spool)],
+                         capture_output=True, text=True, env=child_env(), timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "2 pending writes sent" in res.stdout
+    client = MlflowClient(server.base)
+    assert _steps(client, run.run_id, "m") == [0, 1]
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+    assert not spool.exists()
+
+
+LOCKER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=0)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.rollback()
+"""
+
+
+def test_locked_sqlite_store_degrades_then_resends(tmp_path, capfd):
+    """Another process holds the sqlite store exclusively (as a stuck writer or a full disk
+    would make it unwritable): writes degrade instead of failing the job, and arrive once the
+    store is free."""
+    cfg = TrackingConfig(mode="local", retry_after_s=2.0)
+    uri = prepare(cfg, tmp_path)
+    run = open_run(cfg, uri, run_name="locked", spool_root=tmp_path / "spool")
+    run.log_metrics({"m": 0.0}, step=0)
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(tmp_path / "mlflow.db")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        for step in range(1, 30):
+            run.log_metrics({"m": float(step)}, step=step)
+        assert time.monotonic() - started < 60
+        assert "tracking degraded" in capfd.readouterr().err
+        assert (tmp_path / "spool" / run.run_id / PENDING).is_file()
+    finally:
+        locker.communicate("\n", timeout=30)
+    time.sleep(2.1)
+    run.log_metrics({"m": 30.0}, step=30)
+    assert "tracking restored" in capfd.readouterr().err
+    assert _steps(MlflowClient(uri), run.run_id, "m") == list(range(31))
+    finish_run(run)
