@@ -20,7 +20,20 @@ import torch.nn.functional as F
 
 from vtc_lab.train.collate import IGNORE_INDEX
 
+class NonFiniteError(FloatingPointError):
+    """The loss or the weights became nan/inf: training stops before anything non-finite is
+    checkpointed or exported."""
+
+
 MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
+
+
+def first_non_finite(state: dict[str, Any]) -> str | None:
+    """Name of the first floating tensor holding nan/inf, or None."""
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
 
 
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -145,6 +158,8 @@ class SFTModule(pl.LightningModule):
         if self._tick is None:
             self._tick = time.perf_counter()
         loss, parts = self.loss(batch)
+        if not torch.isfinite(loss.detach()).all():
+            self._stop_non_finite(f"the training loss is {float(loss.detach().float()):g}")
         self._tokens += int(batch["attention_mask"].sum())
         self._note_position(batch)
         if "stats" in batch:  # cumulative per DataLoader worker: keep each, report the sum
@@ -195,7 +210,22 @@ class SFTModule(pl.LightningModule):
 
     # -- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = first_non_finite(checkpoint.get("state_dict", {}))
+        if bad is not None:  # an update after the last finite loss can still blow the weights up
+            self._stop_non_finite(f"weight {bad} is not finite")
         checkpoint["vtc_lab_model_signature"] = self.model_signature
+
+    def _stop_non_finite(self, what: str) -> None:
+        step = self.trainer.global_step if self._trainer is not None else "?"
+        last = getattr(getattr(self._trainer, "checkpoint_callback", None), "last_model_path", "")
+        kept = (f"the last good checkpoint, {last}, is kept" if last
+                else "no checkpoint had been written yet")
+        lr = self.optimizers().param_groups[0]["lr"] if self._trainer is not None else self.lr
+        raise NonFiniteError(
+            f"training stopped at step {step}: {what} (learning rate {lr:g}). Nothing "
+            f"non-finite was saved or exported; {kept}. Lower trainer.lr or set "
+            f"trainer.gradient_clip_val, and train into a new run_dir (a resumed run would "
+            f"continue with the saved optimizer state).")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("vtc_lab_model_signature")

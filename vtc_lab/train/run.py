@@ -12,9 +12,10 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from vtc_lab import atomic
 from vtc_lab.tracking.runs import launched_rank  # noqa: F401 - re-exported for callers
@@ -57,6 +58,13 @@ def _dataset(cfg):
     from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.data.shards import open_dataset
 
+    if cfg.dataset_dir and not (Path(cfg.dataset_dir) / "manifest.json").is_file():
+        # a typo here used to build the default fixture dataset at that path and train on it
+        raise FileNotFoundError(
+            f"dataset_dir={cfg.dataset_dir} is not a built dataset (no manifest.json there). "
+            f"Check the path, build it first (vtc-lab build-data output_dir={cfg.dataset_dir} "
+            f"data=...), or leave dataset_dir unset to train on the data config's own dataset "
+            f"under <output_root>/datasets/ (built when missing).")
     build = BuildDataConfig(data=cfg.data, segmentation=cfg.segmentation, renderer=cfg.renderer,
                             model=cfg.model, tracking=cfg.tracking, output_root=cfg.output_root,
                             output_dir=cfg.dataset_dir, num_workers=cfg.build_workers,
@@ -79,12 +87,35 @@ def _dataset(cfg):
     return dataset
 
 
+class RunDirError(ValueError):
+    """A run directory file (run.json) that cannot be read; the message says what to do."""
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict:
+    """`<run_dir>/run.json` ({} when absent); a corrupt one is named with the way out."""
+    path = Path(run_dir) / RUN_INFO
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError(f"a JSON {type(info).__name__}, not an object")
+        return info
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunDirError(
+            f"{path} is corrupt ({exc}). It records which MLflow run this run_dir logs into. "
+            f"Restore it, or delete it to resume the checkpoints in a new MLflow run "
+            f"(rm '{path}'), or train into another run_dir.") from exc
+
+
 def resume_run_id(run_dir: str | os.PathLike) -> str | None:
-    """The MLflow run of a resumable run_dir (has last.ckpt and run.json), else None."""
+    """The MLflow run of a resumable run_dir (has a checkpoint and run.json), else None."""
+    from vtc_lab.train.checkpoints import candidates
+
     path = Path(run_dir)
-    if not (path / "checkpoints" / "last.ckpt").exists() or not (path / RUN_INFO).exists():
+    if not candidates(path / "checkpoints") or not (path / RUN_INFO).exists():
         return None
-    return json.loads((path / RUN_INFO).read_text()).get("mlflow_run_id")
+    return read_run_info(path).get("mlflow_run_id")
 
 
 def _weights_dtype(cfg) -> str:
@@ -177,19 +208,26 @@ class RunPaths:
     """run.json: MLflow run id, dataset path, model signature (what `eval train_run=` reads)."""
     info: dict
     """run.json's content from an earlier attempt ({} on a fresh run)."""
-    resuming: bool
+    resume_from: Optional[Path]
+    """The newest loadable checkpoint to continue from (None on a fresh run)."""
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume_from is not None
 
 
 def _run_paths(cfg) -> RunPaths:
     """The run directory's layout; refuses a finished-or-killed run under resume=never."""
+    from vtc_lab.train.checkpoints import candidates, resume_checkpoint
+
     run_dir = _run_dir(cfg)
     last = run_dir / "checkpoints" / "last.ckpt"
-    info_path = run_dir / RUN_INFO
-    resuming = last.exists()
-    if resuming and cfg.resume == "never":
-        raise FileExistsError(f"{last} exists and resume=never; choose another run_dir")
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    return RunPaths(run_dir, last, info_path, info, resuming)
+    if candidates(last.parent) and cfg.resume == "never":
+        raise FileExistsError(f"{last.parent} holds checkpoints and resume=never; choose another "
+                              f"run_dir")
+    resume_from = resume_checkpoint(last.parent)  # the newest loadable one, saying what it skips
+    info = read_run_info(run_dir)
+    return RunPaths(run_dir, last, run_dir / RUN_INFO, info, resume_from)
 
 
 @dataclasses.dataclass
@@ -244,7 +282,8 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from vtc_lab.tracking import lightning_logger
-    from vtc_lab.train.callbacks import FinalCheckpoint
+    from vtc_lab.train.callbacks import FinalCheckpoint, SaveOnTerminate
+    from vtc_lab.train.checkpoints import AtomicCheckpointIO
 
     tc = cfg.trainer
     callbacks: list = [ModelCheckpoint(dirpath=paths.last.parent, filename="step-{step}",
@@ -252,7 +291,8 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
                                        auto_insert_metric_name=False,  # step-8, not step-step=8
                                        every_n_train_steps=tc.checkpoint_every_n_steps,
                                        save_top_k=1, monitor=None),
-                       FinalCheckpoint(paths.last, tc.checkpoint_every_n_steps)]
+                       FinalCheckpoint(paths.last, tc.checkpoint_every_n_steps),
+                       SaveOnTerminate(paths.last)]
     evaluator = None
     if cfg.evaluator.enabled:
         from vtc_lab.train.evaluator import OpticalMemoryEvaluator
@@ -274,7 +314,9 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
         val_check_interval=tc.val_check_interval * tc.grad_accum, check_val_every_n_epoch=None,
         log_every_n_steps=tc.log_every_n_steps, logger=logger if logger is not None else False,
         callbacks=callbacks, enable_progress_bar=cfg.progress, deterministic=tc.deterministic,
-        default_root_dir=str(paths.run_dir), num_sanity_val_steps=0, use_distributed_sampler=False)
+        default_root_dir=str(paths.run_dir), num_sanity_val_steps=0, use_distributed_sampler=False,
+        # complete-or-absent checkpoint files (DeepSpeed writes its own shard directories)
+        plugins=[] if tc.strategy.startswith("deepspeed") else [AtomicCheckpointIO()])
     return trainer, evaluator
 
 
@@ -298,8 +340,17 @@ def fit(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, dict]:
     trainer, evaluator = _lightning_trainer(cfg, s, paths, run)
     if trainer.is_global_zero:
         _record_start(run, s, paths)
-    trainer.fit(s.module, datamodule=s.datamodule,
-                ckpt_path=str(paths.last) if paths.resuming else None)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from vtc_lab.train.callbacks import TrainingTerminated
+
+    try:
+        trainer.fit(s.module, datamodule=s.datamodule,
+                    ckpt_path=str(paths.resume_from) if paths.resuming else None)
+    except SIGTERMException as exc:  # Lightning's has exit code None: the job looked finished
+        stop = TrainingTerminated(paths.last, trainer.global_step)
+        print(f"[vtc-lab] {stop}", file=sys.stderr, flush=True)
+        raise stop from exc
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     result: dict[str, Any] = {**metrics, "steps": int(trainer.global_step),
                               "checkpoint": str(paths.last), "run_dir": str(paths.run_dir),
@@ -328,7 +379,19 @@ def export(cfg, s: Setup, paths: RunPaths, run) -> Path:
 
 def train(cfg) -> dict:
     """Train per `cfg` (a `vtc_lab.train.config.TrainConfig`): setup, fit, export; returns the
-    final metrics and paths (printed as a summary on rank 0)."""
+    final metrics and paths (printed as a summary on rank 0).
+
+    The run directory is locked for the whole run (a second `train` into it is refused, naming
+    this process); SIGTERM saves last.ckpt and ends with `TrainingTerminated` (exit 143)."""
+    if launched_rank() != 0:  # DDP children: rank 0 holds the run directory's lock
+        return _train(cfg)
+    from vtc_lab.outputlock import OutputLock
+
+    with OutputLock(_run_dir(cfg), job="vtc-lab train"):
+        return _train(cfg)
+
+
+def _train(cfg) -> dict:
     import lightning.pytorch as pl
 
     from vtc_lab.tracking import continue_run, start_run
