@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.configcheck import validate
 from vtc_lab.data.config import BuildDataConfig
 
 ConfigStore.instance().store(name="build_data_schema", node=BuildDataConfig)
@@ -16,7 +17,7 @@ ConfigStore.instance().store(name="build_data_schema", node=BuildDataConfig)
 def main(raw: DictConfig) -> float | None:
     from vtc_lab.data.build import run_build_data
 
-    cfg: BuildDataConfig = OmegaConf.to_object(raw)
+    cfg: BuildDataConfig = validate(raw)  # + unknown keys, non-finite numbers
     return run_build_data(cfg).get("data/compression_ratio")
 
 

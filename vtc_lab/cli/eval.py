@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.configcheck import validate
 from vtc_lab.infer.config import EvalConfig
 
 ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
@@ -22,7 +23,7 @@ ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
 def main(raw: DictConfig) -> float | None:
     from vtc_lab.infer.offline import evaluate, summary_table
 
-    cfg: EvalConfig = OmegaConf.to_object(raw)
+    cfg: EvalConfig = validate(raw)  # + unknown keys, non-finite numbers
     metrics = evaluate(cfg)
     modes = [c.mode for c in cfg.loop_configs]
     print(summary_table(metrics, cfg.benchmark.name, modes), flush=True)

@@ -2,11 +2,19 @@
 
 `vtc-lab train -m a=1,2` must be a real Hydra multirun of the `train` app, so this dispatcher
 only picks the app module and hands it the rest of argv untouched.
+
+It is also where a failed command is reported: a user-facing error (a bad config value or key,
+a missing or corrupt file, an unreachable store, a locked output...) prints one message that
+names the problem and the fix, without a Python traceback; `VTC_LAB_DEBUG=1` shows the
+traceback (Hydra's full one). Anything else is a bug and keeps its traceback. (Hydra prints its
+own trimmed traceback for job errors unless `HYDRA_FULL_ERROR` is set, so it is set here and the
+exception reaches this function.)
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # sub-command -> module with a Hydra `main()`; imported lazily so `vtc-lab render` never
@@ -29,6 +37,53 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+# exception types whose message is written for the user (the rest are bugs: keep the traceback)
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+    PermissionError, TimeoutError, ImportError)
+
+
+def debug_enabled() -> bool:
+    """`VTC_LAB_DEBUG=1` (or Hydra's own `HYDRA_FULL_ERROR=1`): show tracebacks."""
+    return (os.environ.get("VTC_LAB_DEBUG", "") not in ("", "0", "false")
+            or os.environ.get("HYDRA_FULL_ERROR") == "1")
+
+
+def user_facing(exc: BaseException) -> bool:
+    """An error with a message meant for the user: ours (raised by vtc_lab with a message that
+    names the fix), Hydra's and OmegaConf's config errors, and the usual bad-input types."""
+    module = type(exc).__module__ or ""
+    if module.startswith(("vtc_lab", "hydra", "omegaconf")):
+        return True
+    return isinstance(exc, _USER_ERRORS)
+
+
+def _exit_code(exc: BaseException) -> int:
+    from vtc_lab.configcheck import ConfigError
+
+    module = type(exc).__module__ or ""
+    return 2 if isinstance(exc, ConfigError) or module.startswith(("hydra", "omegaconf")) else 1
+
+
+def run_command(name: str, module_name: str) -> None:
+    """Run one app's Hydra `main()`, reporting a user-facing error as one message."""
+    debug = debug_enabled()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # the exception reaches us, not Hydra's printer
+    module = importlib.import_module(module_name)
+    try:
+        module.main()
+    except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
+        if debug or not user_facing(exc):
+            raise
+        message = str(exc).strip() or type(exc).__name__
+        cause = exc.__cause__
+        if (type(exc).__module__ or "").startswith("hydra") and cause is not None and str(cause):
+            message += f"\n{str(cause).strip()}"
+        print(f"vtc-lab {name}: error: {message}\n(set VTC_LAB_DEBUG=1 to see the traceback)",
+              file=sys.stderr)
+        raise SystemExit(_exit_code(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
@@ -38,9 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"vtc-lab: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
-    module = importlib.import_module(COMMANDS[name][0])
     sys.argv = [f"vtc-lab-{name}", *argv[1:]]
-    module.main()
+    run_command(name, COMMANDS[name][0])
 
 
 if __name__ == "__main__":

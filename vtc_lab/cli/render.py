@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.configcheck import validate
 from vtc_lab.render.app import RenderAppConfig
 from vtc_lab.render.vision import get_spec
 
@@ -37,7 +38,7 @@ def text_tokenizer(cfg: RenderAppConfig):
 def main(raw: DictConfig) -> float | None:
     from vtc_lab.render.app import run_render
 
-    cfg: RenderAppConfig = OmegaConf.to_object(raw)
+    cfg: RenderAppConfig = validate(raw)  # + unknown keys, non-finite numbers
     metrics = run_render(cfg, text_tokenizer(cfg))
     return metrics.get(f"render/{get_spec(cfg.backbones[0]).name}/ratio_pooled")
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.configcheck import validate
 from vtc_lab.tracking.report_app import ReportConfig, make_report
 
 ConfigStore.instance().store(name="report_schema", node=ReportConfig)
@@ -21,7 +22,7 @@ ConfigStore.instance().store(name="report_schema", node=ReportConfig)
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="report")
 def main(raw: DictConfig) -> float | None:
-    cfg: ReportConfig = OmegaConf.to_object(raw)
+    cfg: ReportConfig = validate(raw)  # + unknown keys, non-finite numbers
     return make_report(cfg)["report/runs"]
 
 

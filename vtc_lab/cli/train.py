@@ -12,9 +12,10 @@ import sys
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.configcheck import validate
 from vtc_lab.train.config import TrainConfig
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
@@ -24,7 +25,7 @@ ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 def _app(raw: DictConfig) -> float | None:
     from vtc_lab.train.run import train
 
-    cfg: TrainConfig = OmegaConf.to_object(raw)
+    cfg: TrainConfig = validate(raw)  # + unknown keys, non-finite numbers
     return train(cfg).get("val/loss")
 
 

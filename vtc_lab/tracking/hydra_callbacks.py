@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import io
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -64,6 +65,34 @@ def _tracking_or_exit(config: DictConfig) -> tuple[Optional[TrackingConfig], Opt
         raise SystemExit(2) from exc
 
 
+def _config_problem(config: DictConfig) -> Optional[str]:
+    """The app config's validation error (unknown keys, non-finite numbers, schema checks), or
+    None; None too when it cannot be judged yet (an interpolation that resolves in the job)."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    from vtc_lab.configcheck import validate
+
+    try:
+        validate(config)
+    except InterpolationResolutionError:
+        return None
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def _config_or_exit(config: DictConfig) -> None:
+    """A single run with a bad config stops here: one message, exit 2, nothing created."""
+    from vtc_lab.configcheck import ConfigError
+
+    problem = _config_problem(config)
+    if problem is not None:
+        if os.environ.get("VTC_LAB_DEBUG", "") not in ("", "0"):
+            raise ConfigError(problem)
+        print(f"vtc-lab: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 class TrackingCallback(Callback):
     """See the module docstring. `job_runs=false` (the report app) skips per-job runs."""
 
@@ -71,6 +100,7 @@ class TrackingCallback(Callback):
         self.job_runs = job_runs
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _config_or_exit(config)  # before the store, the run directory or any run exists
         _tracking_or_exit(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -100,6 +130,8 @@ class TrackingCallback(Callback):
         runs.set_job_run(None)
         if not self.job_runs or runs.launched_rank() != 0:  # DDP children re-run the job
             return
+        if _config_problem(config) is not None:
+            return  # no run for a job whose config is wrong: the job fails with the message
         cfg, uri = _tracking(config)
         if cfg is None or uri is None:
             return
@@ -123,8 +155,6 @@ class TrackingCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         handle = runs.current_job_run()
         runs.set_job_run(None)
-        if handle is None:
-            return
         error = None
         if job_return.status == JobStatus.FAILED:
             # The public getter re-raises the job's exception (after printing the message Hydra
@@ -134,23 +164,40 @@ class TrackingCallback(Callback):
                     job_return.return_value
             except BaseException as err:  # noqa: BLE001 - recorded on the run, not handled
                 error = err
-        else:
+        if handle is None:
+            # a job refused for its config has no run of its own; its sweep still counts it
+            if error is not None and self.job_runs and config.hydra.mode == RunMode.MULTIRUN:
+                try:
+                    cfg, uri = _tracking(config)
+                except Exception:  # noqa: BLE001
+                    cfg = uri = None
+                if cfg is not None and uri is not None:
+                    parent = runs.RunHandle(runs._client(uri), "", uri, "", _spool_root(config))
+                    _count_job(config, parent, error)
+            return
+        if error is None:
             value = job_return.return_value
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 handle.log_metrics({"objective": value})
         runs.finish_run(handle, error)
         if config.hydra.mode == RunMode.MULTIRUN:
-            sweep_dir = str(config.hydra.sweep.dir)
-            parent_id = sweep.read_parent(sweep_dir, handle.tracking_uri)
-            if parent_id:
-                status = "FAILED" if error is not None else "FINISHED"
-                job = str(config.hydra.job.override_dirname or f"job-{config.hydra.job.num}")
-                counts = sweep.record_job(sweep_dir, job, status)
-                done = counts["finished"] + counts["failed"]
-                parent = runs.RunHandle(handle.client, parent_id, handle.tracking_uri,
-                                        handle.experiment_id, handle.outbox.spool_dir.parent)
-                parent.log_metrics({"sweep/jobs_finished": counts["finished"],
-                                    "sweep/jobs_failed": counts["failed"]}, step=done)
+            _count_job(config, handle, error)
+
+
+def _count_job(config: DictConfig, handle: runs.RunHandle, error: Optional[BaseException]) -> None:
+    """Count an ended job on its sweep's parent run (FINISHED/FAILED counters per step)."""
+    sweep_dir = str(config.hydra.sweep.dir)
+    parent_id = sweep.read_parent(sweep_dir, handle.tracking_uri)
+    if not parent_id:
+        return
+    status = "FAILED" if error is not None else "FINISHED"
+    job = str(config.hydra.job.override_dirname or f"job-{config.hydra.job.num}")
+    counts = sweep.record_job(sweep_dir, job, status)
+    done = counts["finished"] + counts["failed"]
+    parent = runs.RunHandle(handle.client, parent_id, handle.tracking_uri, handle.experiment_id,
+                            handle.outbox.spool_dir.parent)
+    parent.log_metrics({"sweep/jobs_finished": counts["finished"],
+                        "sweep/jobs_failed": counts["failed"]}, step=done)
 
 
 def _spool_root(config: DictConfig) -> Path:

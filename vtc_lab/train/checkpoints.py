@@ -1,9 +1,9 @@
 """Checkpoint files that are either complete or absent, and a resume that survives a bad one.
 
-- `AtomicCheckpointIO` writes each checkpoint to a temporary file in the same directory, fsyncs
-  it and renames it over the final name: a full disk, a crash or kill -9 mid-save leaves the
-  previous checkpoint intact and at worst a `.tmp-*` file, never a truncated `step-*.ckpt` or
-  `last.ckpt` under its real name. (Lightning's own writer streams into the final name.)
+- `AtomicCheckpointIO` writes each checkpoint through `vtc_lab.atomic` (a temporary file in the
+  same directory, fsync, rename over the final name): a full disk, a crash or kill -9 mid-save
+  leaves the previous checkpoint intact, never a truncated `step-*.ckpt` or `last.ckpt` under
+  its real name.
 - `resume_checkpoint` picks the newest *loadable* checkpoint of a run directory (`last.ckpt`,
   then `step-*.ckpt` by step), saying which files it skipped and why; when none is loadable it
   raises `CheckpointError` naming each file and what to do.
@@ -17,6 +17,7 @@ checkpoints are directories of shards and are taken as they are.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from vtc_lab.atomic import TMP_MARK
 
 log = logging.getLogger(__name__)
 
@@ -37,36 +40,16 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read; the message names it and the way out."""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_atomic(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
-    """torch.save to `<dir>/.<name>.tmp-<pid>`, fsync, rename over `path`, fsync the directory."""
+    """torch.save through `vtc_lab.atomic` (same-directory temporary file, fsync, rename)."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    from vtc_lab import atomic
+
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(path, buffer.getbuffer())
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -115,7 +98,7 @@ def candidates(ckpt_dir: str | os.PathLike) -> list[Path]:
     if not ckpt_dir.is_dir():
         return []
     steps = sorted((p for p in ckpt_dir.iterdir()
-                    if p.name != LAST and p.name.endswith(".ckpt") and not p.name.startswith(".")),
+                    if p.name != LAST and p.name.endswith(".ckpt") and TMP_MARK not in p.name),
                    key=_step_of, reverse=True)
     last = ckpt_dir / LAST
     return ([last] if last.exists() else []) + steps
