@@ -126,3 +126,64 @@ def test_locked_sqlite_store_degrades_then_resends(tmp_path, capfd):
     assert "tracking restored" in capfd.readouterr().err
     assert _steps(MlflowClient(uri), run.run_id, "m") == list(range(31))
     finish_run(run)
+
+
+@pytest.mark.slow
+def test_training_survives_its_tracking_server_dying(tmp_path, mlflow_server_proc):
+    """The issue's case end to end: `vtc-lab train` logging to a real server that is killed
+    mid-training finishes, checkpoints and exports on time; the spool it leaves is sent after
+    the server is back, and the run then holds every step."""
+    import os
+
+    import torch
+
+    server = mlflow_server_proc
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "vtc_lab.cli.main", "train", f"output_root={out}",
+            "data.limit=8", "trainer.batch_size=2", "trainer.max_steps=16",
+            "trainer.checkpoint_every_n_steps=4", "trainer.val_check_interval=8",
+            "trainer.val_max_samples=2", "trainer.log_every_n_steps=1", "progress=false",
+            "tracking=server", f"tracking.uri={server.base}", "tracking.experiment=outage",
+            f"run_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra"]
+    env = {**child_env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "train.log", "w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    client = MlflowClient(server.base)
+    try:
+        deadline = time.time() + 900
+        run_id = None
+        while time.time() < deadline and proc.poll() is None:  # wait for step 2 on the server
+            time.sleep(2)
+            exp = client.get_experiment_by_name("outage")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if runs and len(client.get_metric_history(runs[0].info.run_id, "train/loss")) >= 2:
+                run_id = runs[0].info.run_id
+                break
+        assert run_id, (tmp_path / "train.log").read_text()[-3000:]
+        server.kill()
+        killed = time.monotonic()
+        proc.wait(timeout=900)
+        after_kill = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    text = (tmp_path / "train.log").read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "tracking degraded" in text and "steps          16" in text
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)["global_step"] == 16
+    assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+    print(f"training finished {after_kill:.0f} s after its tracking server was killed")
+    spool = out.resolve() / ".tracking-spool" / run_id
+    assert (spool / PENDING).is_file()
+
+    server.start()
+    res = subprocess.run([sys.executable, "-m", "vtc_lab.tracking.outage", str(spool)],
+                         capture_output=True, text=True, env=child_env(), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "train/loss"))
+    assert steps == list(range(16))
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert not os.path.exists(spool)

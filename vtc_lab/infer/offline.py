@@ -80,7 +80,9 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, float]:
-    """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics."""
+    """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics.
+    The predictions directory is locked for the whole evaluation (a second writer is refused,
+    naming the first)."""
     import torch
 
     from vtc_lab.eval.benchmarks import load_benchmark
@@ -103,17 +105,22 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", served or cfg.model.name).strip("._") or "model"
     out_dir = Path(cfg.output_dir or Path(cfg.output_root) / "eval" / slug
                    / f"{problems.name}-{digest[:10]}")
-    if served is None:
-        backbone = load_backbone(cfg.model)
-        if cfg.checkpoint:
-            load_checkpoint_weights(backbone.model, cfg.checkpoint)
-        device = cfg.device if cfg.device != "auto" else (
-            "cuda" if torch.cuda.is_available() else "cpu")
-        backbone.model.to(device).eval()
-        engine = HFEngine(backbone)
-    torch.manual_seed(cfg.loop.seed)
+    from vtc_lab.outputlock import OutputLock
+
+    # one writer per predictions directory: two evals appending to the same files would
+    # duplicate records and leave files that no longer resume
     try:
-        return _run_and_log(cfg, engine, problems, header, out_dir)
+        with OutputLock(out_dir, job="vtc-lab eval"):
+            if served is None:
+                backbone = load_backbone(cfg.model)
+                if cfg.checkpoint:
+                    load_checkpoint_weights(backbone.model, cfg.checkpoint)
+                device = cfg.device if cfg.device != "auto" else (
+                    "cuda" if torch.cuda.is_available() else "cpu")
+                backbone.model.to(device).eval()
+                engine = HFEngine(backbone)
+            torch.manual_seed(cfg.loop.seed)
+            return _run_and_log(cfg, engine, problems, header, out_dir)
     finally:
         if served is not None:
             engine.close()
