@@ -4,12 +4,8 @@ REST, stop it by pid. Also: a server that is down fails the app before any job r
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -72,11 +68,11 @@ def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, 
     """The tracking layer's acceptance sweep on the real `vtc-lab train`, tiny model: 4 jobs,
     job 0 gets trainer.max_steps=0 (invalid) through `${hydra:job.num}`, the rest train 1-3
     steps. One parent, four children, exactly one FAILED, losses logged for the others."""
-
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "vtc_lab.cli.main", "train", "-m", "experiment=toy", "renderer.font_size=7,9",
+    args = [sys.executable, "-m", "vtc_lab.cli.main", "train", "-m", "experiment=toy",
+            "renderer.font_size=7,9",
             "segmentation.max_tokens=64,128", "trainer.max_steps=${hydra:job.num}",
             "evaluator=off", "data.limit=16", "trainer.val_check_interval=1", "export=false",
             "progress=false", f"output_root={out}"]

@@ -4,9 +4,6 @@ second writer on the same run directory."""
 
 from __future__ import annotations
 
-import json
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +12,12 @@ import pytest
 import torch
 
 from vtc_lab.outputlock import OutputLockedError
-from vtc_lab.train.checkpoints import (AtomicCheckpointIO, CheckpointError, checkpoint_problem,
-                                       read_checkpoint, resume_checkpoint)
+from vtc_lab.train.checkpoints import (CheckpointError, checkpoint_problem, read_checkpoint,
+                                       resume_checkpoint)
 from vtc_lab.train.module import NonFiniteError, first_non_finite
 from vtc_lab.train.run import RunDirError, train
 
-from .test_train import make_cfg, trained  # noqa: F401 - the module-scoped trained run
+from .test_train import make_cfg
 
 torch.set_num_threads(1)
 
@@ -101,15 +98,14 @@ def test_mistyped_dataset_dir_is_refused_and_nothing_is_built_there(tmp_path):
     assert not typo.exists() and not typo.parent.exists()
 
 
-def test_corrupt_run_json_is_named(trained, tmp_path):  # noqa: F811
-    import shutil
-
-    root, _ = trained
+def test_corrupt_run_json_is_named(tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(root / "run", run, ignore=shutil.ignore_patterns("export"))
+    (run / "checkpoints").mkdir(parents=True)
+    _ckpt(run / "checkpoints" / "last.ckpt", 8)
     (run / "run.json").write_text('{"mlflow_run_id": "abc"')  # torn
     with pytest.raises(RunDirError, match=f"{run / 'run.json'} is corrupt"):
-        train(make_cfg(root, f"run_dir={run}", "trainer.max_steps=9"))
+        train(make_cfg(tmp_path, "trainer.max_steps=9"))
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created
 
 
 HOLD = """
