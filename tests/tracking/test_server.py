@@ -67,7 +67,8 @@ def test_server_down_fails_before_any_job_naming_the_uri(tmp_path):
 def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, request):
     """The tracking layer's acceptance sweep on the real `vtc-lab train`, tiny model: 4 jobs,
     job 0 gets trainer.max_steps=0 (invalid) through `${hydra:job.num}`, the rest train 1-3
-    steps. One parent, four children, exactly one FAILED, losses logged for the others."""
+    steps. One parent; the invalid job is refused before a run is made for it and counted
+    failed on the parent; three FINISHED children with their losses."""
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "out"
