@@ -126,10 +126,12 @@ def test_render_app_sweep_then_report_through_the_cli(tmp_path):
     assert res.returncode != 0  # Hydra reports the bad job after the sweep
     assert "renderer.font_size" in res.stderr
     parents, children = runs_by_role(_uri(tmp_path), "render_sweep")
-    assert len(parents) == 1 and len(children) == 3
+    # the invalid point gets no run of its own (refused before one is made); the parent
+    # counts it and names it
+    assert len(parents) == 1 and len(children) == 2
     status = {c.info.run_name: c.info.status for c in children}
-    assert status == {"renderer.font_size=7": "FINISHED", "renderer.font_size=9": "FINISHED",
-                      "renderer.font_size=-1": "FAILED"}
+    assert status == {"renderer.font_size=7": "FINISHED", "renderer.font_size=9": "FINISHED"}
+    assert parents[0].data.tags["sweep.failed_jobs"] == "renderer.font_size=-1"
     assert {c.data.params.get("font_size") for c in children if c.info.status == "FINISHED"} \
         == {"7.0", "9.0"}
     rep = subprocess.run([*exe, "report", "tracking.experiment=render_sweep", "sweep=latest",
@@ -137,7 +139,7 @@ def test_render_app_sweep_then_report_through_the_cli(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr[-2000:]
     reports = list((out / "reports" / "render_sweep").glob("sweep-*/report.md"))
-    assert len(reports) == 1 and "3 runs (2 finished, 1 failed)" in reports[0].read_text()
+    assert len(reports) == 1 and "2 runs (2 finished, 0 failed)" in reports[0].read_text()
     client = MlflowClient(_uri(tmp_path))
     assert "report/report.md" in {f.path for f in client.list_artifacts(parents[0].info.run_id, "report")}
     bad = subprocess.run([*exe, "report", "tracking.experiment=nope", f"output_root={out}"],
