@@ -77,11 +77,11 @@ def test_still_down_at_the_end_keeps_the_spool_and_the_resync_command_sends_it(
     finish_run(run)  # the final status is spooled too
     spool = tmp_path / "spool" / run.run_id
     err = capfd.readouterr().err
-    assert "tracking still down" in err and f"python -m vtc_lab.tracking.outage {spool}" in err
+    assert "tracking still down" in err and f"python -m vtc_lab.tracking.resync {spool}" in err
     assert (spool / PENDING).is_file()
 
     server.start()
-    res = subprocess.run([sys.executable, "-m", "vtc_lab.tracking.outage", str(spool)],
+    res = subprocess.run([sys.executable, "-m", "vtc_lab.tracking.resync", str(spool)],
                          capture_output=True, text=True, env=child_env(), timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "2 pending writes sent" in res.stdout
@@ -180,7 +180,7 @@ def test_training_survives_its_tracking_server_dying(tmp_path, mlflow_server_pro
     assert (spool / PENDING).is_file()
 
     server.start()
-    res = subprocess.run([sys.executable, "-m", "vtc_lab.tracking.outage", str(spool)],
+    res = subprocess.run([sys.executable, "-m", "vtc_lab.tracking.resync", str(spool)],
                          capture_output=True, text=True, env=child_env(), timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     steps = sorted(m.step for m in client.get_metric_history(run_id, "train/loss"))

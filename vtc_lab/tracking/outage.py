@@ -14,7 +14,7 @@ killed it. Here every write of a `RunHandle` goes through an `Outbox`:
   steps), the run gets a `vtc.tracking_gap` tag saying what was resent, and the spool is emptied;
 - what is still pending when the job ends stays in the spool: it is sent when the run is
   resumed (`open_run` with `resume_run_id`), or by hand with
-  `python -m vtc_lab.tracking.outage <spool dir>`.
+  `python -m vtc_lab.tracking.resync <spool dir>`.
 
 Errors that are not outages (a rejected parameter value, a bug) still raise.
 """
@@ -188,10 +188,10 @@ class Outbox:
         _say(f"tracking still down at the end of run {self.run_id}: {self.queued} writes "
              f"(metrics, params, tags, files, final status) are kept in {self.spool_dir}. They "
              f"are sent when this run is resumed, or now with: "
-             f"python -m vtc_lab.tracking.outage {self.spool_dir}")
+             f"python -m vtc_lab.tracking.resync {self.spool_dir}")
 
 
-def _pending(spool_dir: Path) -> list[dict]:
+def pending_ops(spool_dir: Path) -> list[dict]:
     path = Path(spool_dir) / PENDING
     if not path.is_file():
         return []
@@ -207,7 +207,7 @@ def _pending(spool_dir: Path) -> list[dict]:
 def flush(spool_dir: Path, send: Callable[[dict], None]) -> int:
     """Send every pending op of `spool_dir` in order; the spool is removed only when all went
     through (an outage part-way leaves the rest, rewritten, for the next attempt)."""
-    ops = _pending(spool_dir)
+    ops = pending_ops(spool_dir)
     for i, op in enumerate(ops):
         try:
             send(op)
@@ -219,28 +219,3 @@ def flush(spool_dir: Path, send: Callable[[dict], None]) -> int:
     if ops:
         shutil.rmtree(spool_dir, ignore_errors=True)
     return len(ops)
-
-
-def resync(spool_dir: str | os.PathLike) -> int:
-    """Send a spool left by a job that ended during an outage (the CLI below)."""
-    from vtc_lab.tracking.runs import RunHandle, _client
-
-    ops = _pending(Path(spool_dir))
-    if not ops:
-        return 0
-    run_id, uri = ops[0]["run_id"], ops[0]["uri"]
-    handle = RunHandle(_client(uri), run_id, uri, experiment_id="")
-    return flush(Path(spool_dir), handle.send_op)
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m vtc_lab.tracking.outage <spool dir>", file=sys.stderr)
-        raise SystemExit(2)
-    sent = resync(args[0])
-    print(f"{sent} pending writes sent from {args[0]}")
-
-
-if __name__ == "__main__":
-    main()
