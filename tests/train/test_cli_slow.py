@@ -88,7 +88,10 @@ def test_kill_then_resume_continues_at_the_saved_step(tmp_path):
     assert len(finished) == 1
     history = client.get_metric_history(finished[0].info.run_id, "train/loss")
     after = [m.step for m in history if m.timestamp > killed_at]
-    assert min(after) == saved and max(after) == 23  # continued at the saved step, same run
+    before = [m.step for m in history if m.timestamp <= killed_at]
+    # resumed from the saved step in the same run; the steps it replayed up to the kill were
+    # already in the run and are not logged again
+    assert saved <= max(before) + 1 and min(after) == max(before) + 1 and max(after) == 23
     # one point per step: the steps replayed after the checkpoint are not logged twice
     assert sorted(m.step for m in history) == list(range(24))
     for key in ("data/compression_ratio", "train_samples"):
