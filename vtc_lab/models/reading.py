@@ -1,0 +1,78 @@
+"""`ReadingSpec`: what a trained model was taught to read, recorded once and read back.
+
+A checkpoint only answers well when inference feeds it what training fed it: pages drawn by the
+same renderer, the same system turn, memory images on the same side of the question, and pages
+downscaled by the same pixel cap. Training writes this record into its run (`run.json`, key
+`reading`) and next to its export (`reading.json` in the export directory); `vtc-lab eval
+train_run=...` and `vtc-lab eval` of an export read it back instead of trusting presets.
+It lives with the backbones because, like the pixel cap (`vtc_lab.models.images`), it is a
+property of the exported model, and both the trainer and the inference stage sit above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vtc_lab import atomic
+from vtc_lab.render.config import RenderConfig
+
+READING_FILE = "reading.json"
+"""File name of the record inside an export directory."""
+
+
+@dataclass(frozen=True)
+class ReadingSpec:
+    """How the model reads its input: renderer, system prompt, image position, pixel cap."""
+
+    renderer: RenderConfig
+    """The renderer the training pages were drawn with (the optical loop must draw the same)."""
+    system_prompt: str | None
+    """System turn of every training sample (None: no system turn)."""
+    image_position: str
+    """Memory images before or after the question in the training samples."""
+    image_max_pixels: int | None
+    """Pixel cap applied to each page before the processor saw it (None: uncapped)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"renderer": dataclasses.asdict(self.renderer), "system_prompt": self.system_prompt,
+                "image_position": self.image_position, "image_max_pixels": self.image_max_pixels}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> "ReadingSpec":
+        """Parse a recorded dict; `where` names the file in the error when it is not one."""
+        keys = {"renderer", "system_prompt", "image_position", "image_max_pixels"}
+        if not isinstance(data, dict) or set(data) != keys:
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{where}: the reading record must have exactly the keys "
+                             f"{sorted(keys)}, got {got}; re-export the model with this vtc-lab")
+        cap = data["image_max_pixels"]
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"{where}: image_max_pixels must be a positive int or null, got {cap!r}")
+        try:
+            renderer = RenderConfig(**data["renderer"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: unreadable renderer config ({err})") from None
+        return cls(renderer=renderer, system_prompt=data["system_prompt"],
+                   image_position=data["image_position"], image_max_pixels=cap)
+
+    def write(self, directory: str | os.PathLike) -> Path:
+        """Write `reading.json` into `directory` atomically; returns its path."""
+        return atomic.write_json(Path(directory) / READING_FILE, self.to_dict())
+
+
+def read_reading(directory: str | os.PathLike) -> ReadingSpec | None:
+    """The record in an export directory, or None when it has none (a model not trained here)."""
+    path = Path(directory) / READING_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable ({err}); delete it and set renderer / system_prompt "
+                         "/ image_position / loop.image_max_pixels by hand") from None
+    return ReadingSpec.from_dict(data, str(path))
