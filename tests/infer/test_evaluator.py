@@ -8,6 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from vtc_lab.infer.config import LoopConfig
 from vtc_lab.models import ModelConfig, load_backbone
+from vtc_lab.models.reading import ReadingSpec
+from vtc_lab.render.config import RenderConfig
 from vtc_lab.train.evaluator import EvaluatorConfig, OpticalMemoryEvaluator
 from vtc_lab.tracking import TrackingConfig, start_run
 
@@ -44,7 +46,8 @@ def test_evaluator_runs_every_n_steps_and_logs(tmp_path):
                           loop=LoopConfig(max_rounds=2, max_new_tokens=6, do_sample=False,
                                           samples_per_problem=1, batch_size=2))
     with start_run(TrackingConfig(mode="local"), None, tmp_path) as run:
-        evaluator = OpticalMemoryEvaluator(cfg, render_cfg=None, system_prompt="sys", run=run)
+        evaluator = OpticalMemoryEvaluator(
+            cfg, reading=ReadingSpec(RenderConfig(), "sys", "before", None), run=run)
         module = LMStep(backbone)
         backbone.model.model.visual.eval()  # e.g. a frozen tower kept in eval mode
         before = [p.detach().clone() for p in backbone.model.parameters()]

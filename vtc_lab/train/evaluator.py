@@ -25,24 +25,26 @@ class OpticalMemoryEvaluator(Callback):
 
     `backbone` is the `vtc_lab.models.Backbone` whose `.model` is being trained (the same
     object, so the current weights are evaluated); when omitted, `pl_module.backbone` is used.
-    `render_cfg`, `system_prompt` and `image_position` must be the ones the training data was
-    built with (the prompt has to match training); `image_max_pixels` the training encoder's
-    page cap (when omitted, read from `trainer.datamodule.encoder.image_max_pixels` if there).
+    `reading` is the `vtc_lab.models.reading.ReadingSpec` the model is trained on (renderer,
+    system prompt, image position, page pixel cap): the loops feed the model exactly that.
+    `train()` passes the one it records in run.json and the export; without one (a bare
+    callback in a test), the renderer's defaults, no system turn, images first, uncapped pages.
     `run` is the `vtc_lab.tracking` RunHandle;
     without one, metrics go to the trainer's loggers and tables/images are skipped.
     """
 
-    def __init__(self, cfg: EvaluatorConfig, backbone: Any = None, render_cfg: Any = None,
-                 system_prompt: str | None = None, image_position: str = "before",
-                 run: Any = None, image_max_pixels: int | None = None) -> None:
+    def __init__(self, cfg: EvaluatorConfig, backbone: Any = None, reading: Any = None,
+                 run: Any = None) -> None:
         super().__init__()
+        if reading is None:
+            from vtc_lab.models.reading import ReadingSpec
+            from vtc_lab.render.config import RenderConfig
+
+            reading = ReadingSpec(RenderConfig(), None, "before", None)
         self.cfg = cfg
         self.backbone = backbone
-        self.render_cfg = render_cfg
-        self.system_prompt = system_prompt
-        self.image_position = image_position
+        self.reading = reading
         self.run = run
-        self.image_max_pixels = image_max_pixels
         self.history: list[tuple[int, dict[str, float]]] = []
         self._last_step: int | None = None
         self._problems: dict[str, list] | None = None
@@ -85,10 +87,7 @@ class OpticalMemoryEvaluator(Callback):
 
                 for problems in self._problems.values():
                     self.run.log_dataset(**benchmark_input(problems), context="evaluation")
-        max_pixels = self.image_max_pixels
-        if max_pixels is None and trainer is not None:
-            encoder = getattr(getattr(trainer, "datamodule", None), "encoder", None)
-            max_pixels = getattr(encoder, "image_max_pixels", None)
+        reading = self.reading
         model = backbone.model
         # Restore each submodule's own mode afterwards (a frozen tower may be kept in eval mode).
         modes = [(m, m.training) for m in model.modules()]
@@ -96,9 +95,10 @@ class OpticalMemoryEvaluator(Callback):
         try:
             engine = HFEngine(backbone)
             results = evaluate_benchmarks(
-                engine, self._problems, [self.cfg.loop_config(m, max_pixels) for m in self.cfg.loops],
-                render_cfg=self.render_cfg, system_prompt=self.system_prompt,
-                image_position=self.image_position, keep_images=self.cfg.log_images,
+                engine, self._problems,
+                [self.cfg.loop_config(m, reading.image_max_pixels) for m in self.cfg.loops],
+                render_cfg=reading.renderer, system_prompt=reading.system_prompt,
+                image_position=reading.image_position, keep_images=self.cfg.log_images,
                 progress=False, reset_memory_peaks=False)
         finally:
             for module, training in modes:

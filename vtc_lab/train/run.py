@@ -205,7 +205,8 @@ class RunPaths:
     last: Path
     """checkpoints/last.ckpt: written every checkpoint_every_n_steps and at the end."""
     info_path: Path
-    """run.json: MLflow run id, dataset path, model signature (what `eval train_run=` reads)."""
+    """run.json: MLflow run id, dataset path, model signature, what the model reads (`reading`:
+    what `eval train_run=` reads when the export lacks its reading.json)."""
     info: dict
     """run.json's content from an earlier attempt ({} on a fresh run)."""
     resume_from: Optional[Path]
@@ -239,6 +240,20 @@ class Setup:
     datamodule: Any
     module: Any
     total_steps: int
+    reading: Any
+    """The `ReadingSpec` the model is trained on: recorded in run.json and the export, and
+    handed to the evaluator, so every reader feeds the model what training fed it."""
+
+
+def reading_of(dataset, image_max_pixels: int | None):
+    """The `ReadingSpec` of training on `dataset` (its manifest's renderer, system prompt and
+    image position) with the encoder's page cap `image_max_pixels`."""
+    from vtc_lab.models.reading import ReadingSpec
+    from vtc_lab.render.config import RenderConfig
+
+    return ReadingSpec(renderer=RenderConfig(**dataset.manifest["config"]["renderer"]),
+                       system_prompt=dataset.system_prompt, image_position=dataset.image_position,
+                       image_max_pixels=image_max_pixels)
 
 
 def setup(cfg) -> Setup:
@@ -250,12 +265,13 @@ def setup(cfg) -> Setup:
 
     tc = cfg.trainer
     dataset = _dataset(cfg)
+    reading = reading_of(dataset, tc.image_max_pixels)
     cfg.model.dtype = _weights_dtype(cfg)
     backbone = load_backbone(cfg.model)
     encoder = SFTEncoder(backbone.processor, backbone.stop_token_ids,
-                         system_prompt=dataset.system_prompt, image_position=dataset.image_position,
+                         system_prompt=reading.system_prompt, image_position=reading.image_position,
                          cutoff_len=tc.cutoff_len, truncation=tc.truncation,
-                         image_max_pixels=tc.image_max_pixels,
+                         image_max_pixels=reading.image_max_pixels,
                          text_memory_fraction=tc.text_memory_fraction)
     char_slots = 1
     if tc.char_loss_weight > 0:
@@ -273,7 +289,7 @@ def setup(cfg) -> Setup:
                        warmup_ratio=tc.warmup_ratio, min_lr_ratio=tc.min_lr_ratio,
                        total_steps=total, char_loss_weight=tc.char_loss_weight,
                        char_slots=char_slots, model_signature=model_signature(cfg))
-    return Setup(dataset, backbone, datamodule, module, total)
+    return Setup(dataset, backbone, datamodule, module, total, reading)
 
 
 def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
@@ -301,9 +317,7 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
             from vtc_lab.eval.benchmarks import register_toy_benchmark
 
             register_toy_benchmark(cfg.data.toy)  # held out from the task trained on
-        evaluator = OpticalMemoryEvaluator(
-            cfg.evaluator, s.backbone, render_cfg=cfg.renderer,
-            system_prompt=s.dataset.system_prompt, image_position=s.dataset.image_position, run=run)
+        evaluator = OpticalMemoryEvaluator(cfg.evaluator, s.backbone, reading=s.reading, run=run)
         callbacks.append(evaluator)
     logger = lightning_logger(run)
     trainer = pl.Trainer(
@@ -328,7 +342,8 @@ def _record_start(run, s: Setup, paths: RunPaths) -> None:
                                         "tracking_uri": getattr(run, "tracking_uri", None),
                                         # absolute: `eval train_run=` reads it from any cwd
                                         "dataset": str(dataset_path),
-                                        "model_signature": s.module.model_signature})
+                                        "model_signature": s.module.model_signature,
+                                        "reading": s.reading.to_dict()})
     run.set_tags({"run_dir": str(paths.run_dir.resolve()), "dataset_path": str(dataset_path)})
     run.log_params({"train_samples": s.datamodule.train_samples,
                     "val_samples": s.datamodule.val_samples, "total_steps": s.total_steps})
@@ -373,6 +388,7 @@ def export(cfg, s: Setup, paths: RunPaths, run) -> Path:
         out = export_from_checkpoint(cfg.model, paths.last, paths.run_dir / "export")
     else:
         out = save_backbone(s.backbone, paths.run_dir / "export")
+    s.reading.write(out)  # what `vtc-lab eval` of this export feeds it
     run.set_tags({"export_path": str(out.resolve())})
     return out
 
