@@ -126,9 +126,11 @@ class EvalConfig:
     """Several loop modes with the same budgets in one run (e.g. [optical, text, none]); empty:
     just `loop.mode`."""
     train_run: str | None = None
-    """A `vtc-lab train` run directory: evaluate its export, with the renderer, system prompt and
-    image position of the dataset it was trained on (they override `model`, `renderer`,
-    `system_prompt`, `image_position`), so pages and prompts match training."""
+    """A `vtc-lab train` run directory: evaluate its export with what it was trained to read
+    (its recorded renderer, system prompt, image position and page pixel cap replace `model`,
+    `renderer`, `system_prompt`, `image_position` and `loop.image_max_pixels`), so pages and
+    prompts match training. An explicit `loop.image_max_pixels` that differs is refused. Evaluating
+    an export directly (`model=local model.path=<run>/export`) applies its reading.json the same way."""
     checkpoint: str | None = None
     """A Lightning checkpoint (.ckpt) from `vtc-lab train` whose weights replace the model's;
     null: the model's own weights."""

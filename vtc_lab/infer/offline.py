@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,7 +22,10 @@ from vtc_lab import atomic
 from vtc_lab.infer.config import EvalConfig
 from vtc_lab.models.checkpoint import load_checkpoint_weights
 from vtc_lab.models.config import ModelConfig
+from vtc_lab.models.reading import ReadingSpec, read_reading
 from vtc_lab.render.config import RenderConfig, config_hash
+
+log = logging.getLogger(__name__)
 
 
 def settings_header(cfg: EvalConfig, problems: Any, served_model: str | None = None) -> dict[str, Any]:
@@ -48,8 +52,36 @@ def settings_header(cfg: EvalConfig, problems: Any, served_model: str | None = N
     }
 
 
+def apply_reading(cfg: EvalConfig, spec: ReadingSpec, where: str) -> EvalConfig:
+    """`cfg` feeding the model what it was trained to read (`spec`, recorded at `where`).
+
+    The record wins over the renderer / system_prompt / image_position presets. An explicit
+    `loop.image_max_pixels` (the loop's default is null) that differs from the trained cap is
+    refused rather than silently replaced: pages of another size are not what the model read."""
+    cap = cfg.loop.image_max_pixels
+    if cap is not None and cap != spec.image_max_pixels:
+        raise ValueError(f"loop.image_max_pixels={cap} contradicts the pixel cap the model was "
+                         f"trained with ({spec.image_max_pixels}, recorded in {where}); drop the "
+                         "override, or evaluate the weights with settings of your own via "
+                         "model=local model.path=<export dir> after deleting its reading.json")
+    return replace(cfg, renderer=spec.renderer, system_prompt=spec.system_prompt,
+                   image_position=spec.image_position,
+                   loop=replace(cfg.loop, image_max_pixels=spec.image_max_pixels))
+
+
+def apply_export_reading(cfg: EvalConfig) -> EvalConfig:
+    """`cfg` with the reading record of the model directory it evaluates, when it has one
+    (an export of `vtc-lab train`); unchanged for other models."""
+    if cfg.engine.name != "hf" or cfg.model.source != "pretrained" or not cfg.model.path:
+        return cfg
+    spec = read_reading(cfg.model.path)
+    return cfg if spec is None else apply_reading(cfg, spec, str(Path(cfg.model.path) / "reading.json"))
+
+
 def apply_train_run(cfg: EvalConfig) -> EvalConfig:
-    """`cfg` with model / renderer / prompt settings taken from `cfg.train_run` (see the field)."""
+    """`cfg` with the model of `cfg.train_run` (its export) and what that model was trained to
+    read: the export's reading.json, else run.json's `reading`, else (runs from before the
+    record existed) the dataset manifest's renderer / prompt / image position, cap unknown."""
     run = Path(cfg.train_run)
     info_path, export = run / "run.json", run / "export"
     if not info_path.is_file():
@@ -58,6 +90,16 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
         raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
                          "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
     info = json.loads(info_path.read_text())
+    model = ModelConfig(name=run.name, source="pretrained", arch="auto", path=str(export),
+                        dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
+    spec, where = read_reading(export), str(export / "reading.json")
+    if spec is None and "reading" in info:
+        spec, where = ReadingSpec.from_dict(info["reading"], str(info_path)), str(info_path)
+    if spec is not None:
+        return apply_reading(replace(cfg, model=model, train_run=None), spec, where)
+    log.warning("train_run: %s records no reading (a run from an older vtc-lab): renderer, "
+                "system prompt and image position come from the dataset manifest; the training "
+                "pixel cap is unknown, loop.image_max_pixels=%s is used", run, cfg.loop.image_max_pixels)
     dataset = Path(str(info.get("dataset", "")))
     if not dataset.is_absolute() and (run / dataset).is_dir():
         dataset = run / dataset  # recorded relative to the run directory
@@ -72,8 +114,6 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
         renderer = RenderConfig(**built["renderer"])
     except (KeyError, TypeError) as err:
         raise ValueError(f"train_run: {manifest_path}: unreadable renderer config ({err})") from None
-    model = ModelConfig(name=run.name, source="pretrained", arch="auto", path=str(export),
-                        dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
     return replace(cfg, model=model, renderer=renderer, train_run=None,
                    system_prompt=data.get("system_prompt", cfg.system_prompt),
                    image_position=data.get("image_position", cfg.image_position))
@@ -89,8 +129,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     from vtc_lab.infer.engine import HFEngine
     from vtc_lab.models import load_backbone
 
-    if cfg.train_run:
-        cfg = apply_train_run(cfg)
+    cfg = apply_train_run(cfg) if cfg.train_run else apply_export_reading(cfg)
     problems = load_benchmark(cfg.benchmark)
     served = None
     if cfg.engine.name == "openai":
