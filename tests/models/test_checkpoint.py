@@ -56,3 +56,22 @@ def test_a_tied_weight_may_be_stored_once_but_a_real_weight_may_not_be_missing(t
     torch.save({"state_dict": state}, ckpt)
     with pytest.raises(ValueError, match="does not hold this model's weights.*'norm.weight'"):
         load_checkpoint_weights(_Tied(), ckpt)
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated", "flipped"])
+def test_a_damaged_checkpoint_is_named_with_the_reason(tmp_path, damage):
+    """`vtc-lab eval checkpoint=<bad file>` ends in one message naming the file, not in an
+    EOFError / UnpicklingError / miniz traceback."""
+    from vtc_lab.models.checkpoint import CheckpointError
+
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"model.w": torch.arange(4096.0)}}, good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes({"empty": b"", "garbage": b"not a checkpoint at all" * 10,
+                     "truncated": data[: len(data) // 2],
+                     "flipped": data[:2000] + bytes([data[2000] ^ 0xFF]) + data[2001:]}[damage])
+    with pytest.raises(CheckpointError, match=r"bad\.ckpt (is not a readable|could not be loaded)"):
+        load_checkpoint_weights(_Tied(), bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint_weights(_Tied(), tmp_path / "missing.ckpt")

@@ -4,12 +4,65 @@ One loader for every reader of `vtc-lab train` checkpoints: `vtc-lab eval checkp
 the export of sharded (FSDP / DeepSpeed) runs. The LightningModule stores the backbone under an
 attribute prefix (`model.` today); the loader finds the prefix instead of assuming it, so a
 renamed attribute does not silently load nothing.
+
+A damaged file (empty, truncated, garbage, a flipped byte) is named with the reason before
+anything is unpickled: `checkpoint_problem` checks the torch zip archive's CRCs, so the user sees
+"<file> is not a readable checkpoint: it is truncated" instead of a miniz or unpickling traceback.
 """
 
 from __future__ import annotations
 
+import os
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read; the message names it and the way out."""
+
+
+def checkpoint_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why `path` is not a loadable checkpoint, or None when it is (nothing is unpickled)."""
+    path = Path(path)
+    if path.is_dir():  # DeepSpeed shards: taken as written
+        return None
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    if size == 0:
+        return "it is empty (0 bytes)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not any(n.endswith("data.pkl") for n in archive.namelist()):
+                return "it is a zip archive but not a torch checkpoint (no data.pkl)"
+            bad = archive.testzip()
+            if bad is not None:
+                return f"its member {bad} is corrupt (CRC mismatch)"
+    except zipfile.BadZipFile as exc:
+        return f"it is truncated or not a checkpoint ({exc}; {size} bytes)"
+    except (OSError, EOFError, ValueError) as exc:
+        return f"it is truncated or corrupt ({type(exc).__name__}: {exc})"
+    return None
+
+
+def load_checkpoint_file(path: str | os.PathLike, *, weights_only: bool = True,
+                         map_location: str = "cpu") -> Any:
+    """`torch.load` whose failures name the file and the way out (`CheckpointError`)."""
+    import torch
+
+    path = Path(path)
+    problem = checkpoint_problem(path) if path.exists() else "it does not exist"
+    if problem is not None:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {problem}. Point at "
+                              f"another checkpoint (a run directory keeps last.ckpt and the "
+                              f"latest step-*.ckpt), or retrain.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors of a damaged or foreign file
+        raise CheckpointError(f"{path} could not be loaded ({type(exc).__name__}: {exc}); "
+                              f"point at another checkpoint or retrain") from exc
 
 
 def _tied_aliases(state: dict[str, Any]) -> set[str]:
@@ -33,11 +86,10 @@ def load_checkpoint_weights(model: Any, path: str | Path, *, weights_only: bool 
     Every weight of `model` must be in the checkpoint, except tied aliases of a weight that is.
     `weights_only` (the default) unpickles tensors only: keep it for checkpoints from elsewhere;
     `False` is for files this run wrote itself (a DeepSpeed consolidation holds other objects).
-    Raises ValueError naming a missing weight when the checkpoint is of another model.
+    Raises `CheckpointError` naming the file when it is damaged, ValueError naming a missing
+    weight when the checkpoint is of another model.
     """
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    state = load_checkpoint_file(path, weights_only=weights_only)
     state = state.get("state_dict", state)
     own = model.state_dict()
     required = set(own) - _tied_aliases(own)

@@ -22,22 +22,19 @@ import logging
 import os
 import re
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from vtc_lab.atomic import TMP_MARK
+from vtc_lab.models.checkpoint import (  # noqa: F401 - re-exported
+    CheckpointError, checkpoint_problem, load_checkpoint_file)
 
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
 _STEP_RE = re.compile(r"step[-=](\d+)")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read; the message names it and the way out."""
 
 
 def save_atomic(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
@@ -60,31 +57,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         save_atomic(checkpoint, path)
-
-
-def checkpoint_problem(path: str | os.PathLike) -> Optional[str]:
-    """Why `path` is not a loadable checkpoint, or None when it is."""
-    path = Path(path)
-    if path.is_dir():  # DeepSpeed shards: taken as written
-        return None
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        return f"cannot read it ({exc.strerror})"
-    if size == 0:
-        return "it is empty (0 bytes)"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if not any(n.endswith("data.pkl") for n in archive.namelist()):
-                return "it is a zip archive but not a torch checkpoint (no data.pkl)"
-            bad = archive.testzip()
-            if bad is not None:
-                return f"its member {bad} is corrupt (CRC mismatch)"
-    except zipfile.BadZipFile as exc:
-        return f"it is truncated or not a checkpoint ({exc}; {size} bytes)"
-    except (OSError, EOFError, ValueError) as exc:
-        return f"it is truncated or corrupt ({type(exc).__name__}: {exc})"
-    return None
 
 
 def _step_of(path: Path) -> int:
@@ -134,16 +106,4 @@ def resume_checkpoint(ckpt_dir: str | os.PathLike) -> Optional[Path]:
 
 def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
     """`torch.load` of a trusted checkpoint of our own; a bad file is named with the reason."""
-    import torch
-
-    path = Path(path)
-    problem = checkpoint_problem(path) if path.exists() else "it does not exist"
-    if problem is not None:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {problem}. Point at "
-                              f"another checkpoint (a run directory keeps last.ckpt and the "
-                              f"latest step-*.ckpt), or retrain.")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors of a damaged file
-        raise CheckpointError(f"{path} could not be loaded ({type(exc).__name__}: {exc}); "
-                              f"point at another checkpoint or retrain") from exc
+    return load_checkpoint_file(path, weights_only=False, map_location=map_location)
