@@ -75,3 +75,25 @@ def test_a_damaged_checkpoint_is_named_with_the_reason(tmp_path, damage):
         load_checkpoint_weights(_Tied(), bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint_weights(_Tied(), tmp_path / "missing.ckpt")
+
+
+def test_a_sharded_checkpoint_directory_is_read_as_full_weights(tmp_path):
+    """FSDP's sharded `last.ckpt` is a torch.distributed.checkpoint directory: the loader reads
+    the model weights from it (not the optimizer state also stored there)."""
+    import torch.distributed.checkpoint as dcp
+
+    from vtc_lab.models.checkpoint import is_sharded_checkpoint
+
+    trained = _Tied()
+    with torch.no_grad():
+        trained.embed.weight.add_(2.0)
+        trained.norm.bias.add_(1.0)
+    state = {"model": {f"model.{k}": v.clone() for k, v in trained.state_dict().items()},
+             "optimizer_0": {"state": {"step": torch.tensor(3.0)}}}
+    ckpt = tmp_path / "last.ckpt"
+    dcp.save(state, storage_writer=dcp.FileSystemWriter(str(ckpt)), no_dist=True)
+    assert is_sharded_checkpoint(ckpt) and not is_sharded_checkpoint(tmp_path)
+    fresh = _Tied()
+    load_checkpoint_weights(fresh, ckpt)
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name

@@ -79,9 +79,34 @@ def _tied_aliases(state: dict[str, Any]) -> set[str]:
     return aliases
 
 
+def is_sharded_checkpoint(path: str | Path) -> bool:
+    """A torch.distributed.checkpoint directory (FSDP with sharded state dicts: one file per
+    rank and a `.metadata` index), as opposed to a single-file Lightning checkpoint."""
+    return Path(path).is_dir() and (Path(path) / ".metadata").is_file()
+
+
+def _sharded_weights(path: Path) -> dict[str, Any]:
+    """The full model weights of a sharded checkpoint, read in this one process: every rank's
+    shards are stitched back per tensor (the optimizer state, also in the directory, is not
+    read)."""
+    # the private loader is the one torch's own dcp_to_torch_save and Lightning's checkpoint
+    # consolidation use: the public `dcp.load` fills only keys the caller already holds
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+
+    state: dict[str, Any] = {}
+    _load_state_dict(state, storage_reader=FileSystemReader(str(path)),
+                     planner=_EmptyStateDictLoadPlanner(keys={"model"}), no_dist=True)
+    if "model" not in state:
+        raise ValueError(f"sharded checkpoint {path} holds no model weights (keys: {sorted(state)})")
+    return state["model"]
+
+
 def load_checkpoint_weights(model: Any, path: str | Path, *, weights_only: bool = True) -> None:
     """Load the checkpoint's `state_dict` into `model` (a torch module), whatever attribute
-    prefix the LightningModule gave it (`model.`, `backbone.model.`, ...).
+    prefix the LightningModule gave it (`model.`, `backbone.model.`, ...). `path` is a
+    Lightning checkpoint file or an FSDP sharded checkpoint directory.
 
     Every weight of `model` must be in the checkpoint, except tied aliases of a weight that is.
     `weights_only` (the default) unpickles tensors only: keep it for checkpoints from elsewhere;
@@ -89,8 +114,11 @@ def load_checkpoint_weights(model: Any, path: str | Path, *, weights_only: bool 
     Raises `CheckpointError` naming the file when it is damaged, ValueError naming a missing
     weight when the checkpoint is of another model.
     """
-    state = load_checkpoint_file(path, weights_only=weights_only)
-    state = state.get("state_dict", state)
+    if is_sharded_checkpoint(path):
+        state = _sharded_weights(Path(path))
+    else:
+        state = load_checkpoint_file(path, weights_only=weights_only)
+        state = state.get("state_dict", state)
     own = model.state_dict()
     required = set(own) - _tied_aliases(own)
     missing = sorted(required)
