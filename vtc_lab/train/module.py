@@ -91,7 +91,10 @@ class SFTModule(pl.LightningModule):
 
         A batch without images would leave the tower's parameters without gradients, and DDP
         (which all-reduces every trainable parameter) would hang or fail; adding 0 * output
-        gives them a zero gradient instead."""
+        gives them a zero gradient instead. Under FSDP every rank must also gather the tower's
+        shards in the same order as a rank whose batch has images (tower first, then the
+        language model), frozen or not, in training and validation alike: so it runs before
+        the model's forward, whenever a batch has no images."""
         visual = _visual(self.model)
         spec = self.backbone.vision_spec
         m = spec.merge_size
@@ -115,6 +118,9 @@ class SFTModule(pl.LightningModule):
         labels = batch["labels"]
         keep = torch.zeros_like(labels, dtype=torch.bool)
         keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+        dummy = None
+        if "pixel_values" not in batch and visual is not None:
+            dummy = self._dummy_vision()
         try:
             out = self.model(**inputs, use_cache=False, logits_to_keep=keep)
         finally:
@@ -125,9 +131,8 @@ class SFTModule(pl.LightningModule):
         lm_loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
         parts = {"lm_loss": lm_loss.detach()}
         loss = lm_loss
-        trainable_vision = visual is not None and any(p.requires_grad for p in visual.parameters())
-        if "pixel_values" not in batch and trainable_vision and self.training:
-            loss = loss + self._dummy_vision()
+        if dummy is not None:
+            loss = loss + dummy
         if self.char_head is not None:
             if self._vision_out and "char_labels" in batch:
                 feats = self._vision_out[0]
@@ -207,6 +212,20 @@ class SFTModule(pl.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, self.total_steps, warmup, self.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        """Under FSDP each rank holds a shard of every gradient, and Lightning 2.6 refuses
+        norm clipping there ("gradient_clip_algorithm='norm' is currently not supported for
+        FSDPPrecision"); FSDP's own `clip_grad_norm_` computes the global norm over all shards."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrapped = getattr(self.trainer.strategy, "model", None)
+        if isinstance(wrapped, FullyShardedDataParallel):
+            if gradient_clip_val:
+                wrapped.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # -- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -125,6 +125,41 @@ def _weights_dtype(cfg) -> str:
     return "bfloat16" if cfg.trainer.precision == "bf16-true" else "float32"
 
 
+def _cpu_fsdp_strategy_class():
+    """FSDPStrategy for CPU processes (gloo). Lightning 2.6's Trainer refuses
+    `strategy=FSDPStrategy(...)` with `accelerator='cpu'` ("The strategy `fsdp` requires a GPU
+    accelerator"), a check on the exact class only (lifting it: Lightning-AI/pytorch-lightning
+    #21812); torch's FSDP itself shards over gloo on the CPU. The subclass changes nothing else:
+    it exists so that the 2-process CPU run (trainer=fsdp_cpu) exercises the same sharding,
+    sharded checkpoints and resume as a GPU run."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    class CPUFSDPStrategy(FSDPStrategy):
+        def _setup_model(self, model):
+            # Lightning passes device_id=root_device.index (None on the CPU), and torch's FSDP
+            # then looks for an accelerator ("FSDP needs a non-CPU accelerator device"); an
+            # explicit CPU device_id is what it accepts. Wrapped here, Lightning's own
+            # _setup_model keeps the wrapping and adds activation checkpointing as usual.
+            import torch
+            from torch.distributed.fsdp import FullyShardedDataParallel
+
+            if not any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+                kwargs = dict(self.kwargs)
+                self.kwargs.pop("auto_wrap_policy", None)
+                model = FullyShardedDataParallel(
+                    module=model, cpu_offload=self.cpu_offload,
+                    mixed_precision=self.mixed_precision_config,
+                    sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                    **kwargs)
+            return super()._setup_model(model)
+
+    return CPUFSDPStrategy
+
+
+def _CPUFSDPStrategy(**kwargs):  # noqa: N802 - a class, built lazily (no torch import at module load)
+    return _cpu_fsdp_strategy_class()(**kwargs)
+
+
 def build_strategy(tc, model) -> Any:
     """Lightning strategy object for the `trainer.strategy` name."""
     if tc.strategy == "ddp":
@@ -137,8 +172,15 @@ def build_strategy(tc, model) -> Any:
 
         layers = {type(m) for name, m in model.named_modules()
                   if type(m).__name__.endswith(("DecoderLayer", "VisionBlock"))}
-        return FSDPStrategy(auto_wrap_policy=layers, sharding_strategy="FULL_SHARD",
-                            state_dict_type="full", process_group_backend=tc.process_group_backend)
+        # Sharded checkpoints (torch.distributed.checkpoint: one file per rank, no gather onto
+        # rank 0). They also avoid Lightning 2.6's full-state-dict path, which sets
+        # offload_to_cpu=True and crashes (SIGSEGV, use-after-free) when the shards live on
+        # the CPU (Lightning-AI/pytorch-lightning#21804).
+        kwargs = dict(auto_wrap_policy=layers, sharding_strategy="FULL_SHARD",
+                      state_dict_type="sharded", process_group_backend=tc.process_group_backend)
+        if tc.accelerator == "cpu":
+            return _CPUFSDPStrategy(**kwargs)
+        return FSDPStrategy(**kwargs)
     if tc.strategy.startswith("deepspeed"):
         try:
             import deepspeed  # noqa: F401
@@ -428,12 +470,13 @@ def _train(cfg) -> dict:
 
 def export_from_checkpoint(model_cfg, ckpt: Path, out: Path) -> Path:
     """HF export of a Lightning checkpoint: a fresh backbone of `model_cfg` gets the checkpoint's
-    full weights (DeepSpeed ZeRO checkpoint directories are consolidated to fp32 first)."""
+    full weights (FSDP sharded checkpoints are stitched together in this process; DeepSpeed
+    ZeRO checkpoint directories are consolidated to fp32 first)."""
     from vtc_lab.models import load_backbone, save_backbone
-    from vtc_lab.models.checkpoint import load_checkpoint_weights
+    from vtc_lab.models.checkpoint import is_sharded_checkpoint, load_checkpoint_weights
 
     ckpt = Path(ckpt)
-    if ckpt.is_dir():  # DeepSpeed: one shard per rank
+    if ckpt.is_dir() and not is_sharded_checkpoint(ckpt):  # DeepSpeed: one shard per rank
         from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
         single = ckpt.with_name(ckpt.name + ".fp32.pt")
