@@ -125,13 +125,13 @@ def _weights_dtype(cfg) -> str:
     return "bfloat16" if cfg.trainer.precision == "bf16-true" else "float32"
 
 
-def _cpu_fsdp_strategy_class():
-    """FSDPStrategy for CPU processes (gloo). Lightning 2.6's Trainer refuses
+def _cpu_fsdp_strategy(**kwargs) -> Any:
+    """An FSDPStrategy for CPU processes (gloo). Lightning 2.6's Trainer refuses
     `strategy=FSDPStrategy(...)` with `accelerator='cpu'` ("The strategy `fsdp` requires a GPU
     accelerator"), a check on the exact class only (lifting it: Lightning-AI/pytorch-lightning
-    #21812); torch's FSDP itself shards over gloo on the CPU. The subclass changes nothing else:
-    it exists so that the 2-process CPU run (trainer=fsdp_cpu) exercises the same sharding,
-    sharded checkpoints and resume as a GPU run."""
+    #21812); torch's FSDP itself shards over gloo on the CPU once given a CPU `device_id`. The
+    subclass changes only that wrapping: the 2-process CPU run (trainer=fsdp_cpu) exercises the
+    same sharding, sharded checkpoints, resume and export as a GPU run."""
     from lightning.pytorch.strategies import FSDPStrategy
 
     class CPUFSDPStrategy(FSDPStrategy):
@@ -153,11 +153,7 @@ def _cpu_fsdp_strategy_class():
                     **kwargs)
             return super()._setup_model(model)
 
-    return CPUFSDPStrategy
-
-
-def _CPUFSDPStrategy(**kwargs):  # noqa: N802 - a class, built lazily (no torch import at module load)
-    return _cpu_fsdp_strategy_class()(**kwargs)
+    return CPUFSDPStrategy(**kwargs)
 
 
 def build_strategy(tc, model) -> Any:
@@ -179,7 +175,7 @@ def build_strategy(tc, model) -> Any:
         kwargs = dict(auto_wrap_policy=layers, sharding_strategy="FULL_SHARD",
                       state_dict_type="sharded", process_group_backend=tc.process_group_backend)
         if tc.accelerator == "cpu":
-            return _CPUFSDPStrategy(**kwargs)
+            return _cpu_fsdp_strategy(**kwargs)
         return FSDPStrategy(**kwargs)
     if tc.strategy.startswith("deepspeed"):
         try:
