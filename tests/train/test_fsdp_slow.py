@@ -28,7 +28,7 @@ def run_train(root: Path, max_steps: int) -> str:
            "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900, cwd=root)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    assert proc.returncode == 0, out[-12000:]
     return out
 
 
