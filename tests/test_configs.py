@@ -154,17 +154,17 @@ def test_every_preset_is_used_by_some_app_and_documented():
 @pytest.mark.parametrize("model", ["glyph", "qwen3_vl"])
 def test_paper_recipe(model):
     cfg = _to_object("train", [f"experiment=paper_{model}"])
-    t = cfg.trainer
-    assert (t.lr, t.warmup_ratio, t.max_epochs, t.max_steps) == (1e-5, 0.1, 1, -1)
-    assert (t.batch_size, t.grad_accum, t.devices) == (1, 8, 8)
-    assert (t.cutoff_len, t.image_max_pixels) == (32768, 262144)
+    t, o = cfg.trainer, cfg.optim
+    assert (o.lr, o.warmup_ratio, o.max_epochs, o.max_steps) == (1e-5, 0.1, 1, -1)
+    assert (o.batch_size, o.grad_accum, t.devices) == (1, 8, 8)
+    assert (o.cutoff_len, o.image_max_pixels) == (32768, 262144)
     assert (t.strategy, t.precision) == ("deepspeed_stage_3", "bf16-true")
     assert cfg.model.source == "pretrained" and cfg.model.trust_remote_code is False
     assert cfg.data.source == "openr1"
     ev = _to_object("eval", [f"experiment=paper_{model}_eval"])
     assert (ev.loop.mode, ev.loop.max_rounds, ev.loop.max_new_tokens) == ("optical", 8, 8192)
     assert (ev.loop.temperature, ev.loop.top_p) == (0.6, 0.95)
-    assert ev.loop.image_max_pixels == cfg.trainer.image_max_pixels  # read as trained
+    assert ev.loop.image_max_pixels == cfg.optim.image_max_pixels  # read as trained
     sweep = _compose("eval", [f"experiment=paper_{model}_eval"], hydra=True).hydra.sweeper.params
     assert set(sweep["benchmark"].split(",")) == {"math500", "aime25", "amc23", "gpqa_diamond"}
 
@@ -211,3 +211,95 @@ def test_misspelt_experiment_is_an_error(app):
 
     with pytest.raises(ConfigCompositionException, match="no_such_preset"):
         _compose(app, ["experiment=no_such_preset"])
+
+
+# ---------------------------------------------------------------- presets are deltas
+
+# Each config group's schema (the dataclass its presets fill in) and its default preset.
+def _group_schemas() -> dict[str, type]:
+    import dataclasses
+
+    out = {}
+    for app in APPS:
+        obj = _to_object(app)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value) and (CONF / f.name).is_dir():
+                out.setdefault(f.name, type(value))
+    return out
+
+
+def _default_preset(group: str) -> str | None:
+    for app in APPS:
+        for entry in _defaults(app):
+            if isinstance(entry, dict) and group in entry:
+                return entry[group]
+    return None
+
+
+def _plain(value):
+    import dataclasses
+
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _restated(preset: dict, defaults: dict, prefix: str = "") -> list[str]:
+    """Keys of `preset` whose value equals the schema default (`name` excepted: it labels)."""
+    out = []
+    for key, value in preset.items():
+        if key in ("defaults", "name") or key not in defaults:
+            continue
+        if isinstance(value, dict) and isinstance(defaults[key], dict):
+            out += _restated(value, defaults[key], f"{prefix}{key}.")
+        elif value == defaults[key] or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                        and isinstance(defaults[key], (int, float))
+                                        and float(value) == float(defaults[key])):
+            out.append(prefix + key)
+    return out
+
+
+@pytest.mark.parametrize("group", ["trainer", "optim"])
+def test_default_preset_equals_the_schema_defaults(group):
+    schema = _group_schemas()[group]
+    preset = _default_preset(group)
+    composed = _plain(getattr(_to_object("train"), group))
+    expected = _plain(schema())
+    assert composed == expected, f"conf/{group}/{preset}.yaml disagrees with {schema.__name__}()"
+
+
+@pytest.mark.parametrize("group", ["trainer", "optim"])
+def test_presets_restate_no_default(group):
+    defaults = _plain(_group_schemas()[group]())
+    for path in sorted((CONF / group).glob("*.yaml")):
+        preset = yaml.safe_load(path.read_text()) or {}
+        assert _restated(preset, defaults) == [], f"{path.name} restates schema defaults"
+
+
+def test_experiment_presets_set_no_machine_key_to_its_default():
+    """An experiment changes what it trains; it does not restate the machine or the recipe."""
+    defaults = {g: _plain(_group_schemas()[g]()) for g in ("trainer", "optim")}
+    for preset in PRESETS:
+        data = yaml.safe_load((CONF / "experiment" / f"{preset}.yaml").read_text()) or {}
+        for group in ("trainer", "optim"):
+            assert _restated(data.get(group) or {}, defaults[group]) == [], (preset, group)
+
+
+def test_switching_hardware_changes_only_machine_keys():
+    """`trainer=gpu` (or any machine) against `trainer=cpu`: only the trainer group differs,
+    never the recipe, the data or the model."""
+    import dataclasses
+
+    base = _plain(_to_object("train", ["trainer=cpu"]))
+    for machine in sorted(p.stem for p in (CONF / "trainer").glob("*.yaml")):
+        other = _plain(_to_object("train", [f"trainer={machine}"]))
+        changed = {k for k in base if base[k] != other[k]}
+        assert changed <= {"trainer"}, (machine, changed)
+    machine_keys = {f.name for f in dataclasses.fields(_group_schemas()["trainer"])}
+    recipe_keys = {f.name for f in dataclasses.fields(_group_schemas()["optim"])}
+    assert machine_keys & recipe_keys == {"name"}
+    gpu = _to_object("train", ["trainer=gpu"])
+    assert (gpu.trainer.accelerator, gpu.optim) == ("gpu", _to_object("train").optim)

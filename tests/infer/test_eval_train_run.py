@@ -34,8 +34,8 @@ def test_eval_of_a_train_run_from_another_directory(tmp_path, monkeypatch):
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         raw = compose("train", overrides=[
             "output_root=vtc-runs", "run_dir=vtc-runs/train/rel", "data.limit=4",
-            "trainer.max_steps=2", "trainer.batch_size=2", "trainer.val_check_interval=2",
-            "trainer.val_max_samples=2", "trainer.checkpoint_every_n_steps=2", "progress=false",
+            "optim.max_steps=2", "optim.batch_size=2", "optim.val_check_interval=2",
+            "optim.val_max_samples=2", "optim.checkpoint_every_n_steps=2", "progress=false",
             "tracking=off"])
     train(OmegaConf.to_object(raw))
     run_dir = (trained_in / "vtc-runs" / "train" / "rel").resolve()

@@ -25,8 +25,8 @@ def test_train_logs_optical_eval_and_eval_reads_the_run(tmp_path):
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         raw = compose("train", overrides=[
             f"output_root={tmp_path}", f"run_dir={tmp_path}/run", "data.limit=8",
-            "trainer.max_steps=4", "trainer.batch_size=2", "trainer.val_check_interval=2",
-            "trainer.val_max_samples=2", "progress=false", "evaluator=default",
+            "optim.max_steps=4", "optim.batch_size=2", "optim.val_check_interval=2",
+            "optim.val_max_samples=2", "progress=false", "evaluator=default",
             "evaluator.limit=2", "evaluator.loop.max_new_tokens=8", "evaluator.loops=[optical,none]"])
     result = train(OmegaConf.to_object(raw))
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")

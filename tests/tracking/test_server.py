@@ -66,7 +66,7 @@ def test_server_down_fails_before_any_job_naming_the_uri(tmp_path):
 @pytest.mark.parametrize("store", ["local", "server"])
 def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, request):
     """The tracking layer's acceptance sweep on the real `vtc-lab train`, tiny model: 4 jobs,
-    job 0 gets trainer.max_steps=0 (invalid) through `${hydra:job.num}`, the rest train 1-3
+    job 0 gets optim.max_steps=0 (invalid) through `${hydra:job.num}`, the rest train 1-3
     steps. One parent; the invalid job is refused before a run is made for it and counted
     failed on the parent; three FINISHED children with their losses."""
     from mlflow.tracking import MlflowClient
@@ -74,8 +74,8 @@ def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, 
     out = tmp_path / "out"
     args = [sys.executable, "-m", "vtc_lab.cli.main", "train", "-m", "experiment=toy",
             "renderer.font_size=7,9",
-            "segmentation.max_tokens=64,128", "trainer.max_steps=${hydra:job.num}",
-            "evaluator=off", "data.limit=16", "trainer.val_check_interval=1", "export=false",
+            "segmentation.max_tokens=64,128", "optim.max_steps=${hydra:job.num}",
+            "evaluator=off", "data.limit=16", "optim.val_check_interval=1", "export=false",
             "progress=false", f"output_root={out}"]
     if store == "server":
         base = request.getfixturevalue("mlflow_server")
@@ -85,7 +85,7 @@ def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, 
         uri = f"sqlite:///{out.resolve()}/mlflow.db"
     res = subprocess.run(args, cwd=tmp_path, env=child_env(), capture_output=True, text=True,
                          timeout=1500)
-    assert res.returncode != 0 and "trainer.max_steps must be >= 1" in res.stderr
+    assert res.returncode != 0 and "optim.max_steps must be >= 1" in res.stderr
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("toy")
     runs = client.search_runs([exp.experiment_id])

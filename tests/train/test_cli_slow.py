@@ -18,9 +18,9 @@ VTC = [sys.executable, "-m", "vtc_lab.cli.main"]
 
 
 def base_args(root: Path, *extra: str) -> list[str]:
-    return [*VTC, "train", f"output_root={root}", "data.limit=8", "trainer.batch_size=2",
-            "trainer.val_check_interval=4", "trainer.val_max_samples=4", "progress=false",
-            "trainer.log_every_n_steps=1",
+    return [*VTC, "train", f"output_root={root}", "data.limit=8", "optim.batch_size=2",
+            "optim.val_check_interval=4", "optim.val_max_samples=4", "progress=false",
+            "optim.log_every_n_steps=1",
             f"hydra.run.dir={root}/hydra", *extra]
 
 
@@ -38,7 +38,7 @@ def mlflow_runs(root: Path):
 
 
 def test_ddp_two_cpu_processes(tmp_path):
-    proc = subprocess.run(base_args(tmp_path, "trainer=ddp_cpu", "trainer.max_steps=4",
+    proc = subprocess.run(base_args(tmp_path, "trainer=ddp_cpu", "optim.max_steps=4",
                                     f"run_dir={tmp_path}/run"),
                           capture_output=True, text=True, env=env(), timeout=600, cwd=tmp_path)
     out = proc.stdout + proc.stderr
@@ -53,7 +53,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 
 def test_kill_then_resume_continues_at_the_saved_step(tmp_path):
-    args = base_args(tmp_path, "trainer.max_steps=24", "trainer.checkpoint_every_n_steps=4",
+    args = base_args(tmp_path, "optim.max_steps=24", "optim.checkpoint_every_n_steps=4",
                      f"run_dir={tmp_path}/run")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
@@ -108,9 +108,9 @@ def test_tiny_glm4v_trains_with_falling_loss(tmp_path):
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         raw = compose("train", overrides=[
-            "model=tiny_glm4v", f"output_root={tmp_path}", "data.limit=8", "trainer.max_steps=12",
-            "trainer.batch_size=2", "trainer.log_every_n_steps=1", "trainer.lr=3e-3",
-            "trainer.warmup_ratio=0", "trainer.val_check_interval=6", "progress=false",
+            "model=tiny_glm4v", f"output_root={tmp_path}", "data.limit=8", "optim.max_steps=12",
+            "optim.batch_size=2", "optim.log_every_n_steps=1", "optim.lr=3e-3",
+            "optim.warmup_ratio=0", "optim.val_check_interval=6", "progress=false",
             f"run_dir={tmp_path}/run"])
     result = train(OmegaConf.to_object(raw))
     client, runs = mlflow_runs(tmp_path)

@@ -32,9 +32,9 @@ def _history(root: Path, run_id: str, key: str) -> list[float]:
 def test_toy_main_job_runs_and_its_losses_fall(tmp_path):
     overrides = [
         "experiment=toy", f"output_root={tmp_path}", f"run_dir={tmp_path}/run", "progress=false",
-        "data.limit=48", "trainer.max_steps=24", "trainer.batch_size=8", "trainer.warmup_ratio=0",
-        "trainer.val_check_interval=24", "trainer.checkpoint_every_n_steps=24",
-        "trainer.val_max_samples=8", "trainer.log_every_n_steps=1", "trainer.val_fraction=0.1",
+        "data.limit=48", "optim.max_steps=24", "optim.batch_size=8", "optim.warmup_ratio=0",
+        "optim.val_check_interval=24", "optim.checkpoint_every_n_steps=24",
+        "optim.val_max_samples=8", "optim.log_every_n_steps=1", "optim.val_fraction=0.1",
         "evaluator.limit=4", "evaluator.loop.max_rounds=2", "evaluator.loop.max_new_tokens=12",
         "evaluator.loop.batch_size=4", "export=false",
     ]

@@ -25,10 +25,10 @@ torch.set_num_threads(1)
 
 
 def make_cfg(root: Path, *overrides: str) -> TrainConfig:
-    base = [f"output_root={root}", "data.limit=8", "trainer.max_steps=8", "trainer.batch_size=2",
-            "trainer.val_check_interval=4", "trainer.checkpoint_every_n_steps=4",
-            "trainer.val_max_samples=4", "trainer.lr=3e-3", "trainer.warmup_ratio=0",
-            "trainer.log_every_n_steps=1", "progress=false", f"run_dir={root}/run"]
+    base = [f"output_root={root}", "data.limit=8", "optim.max_steps=8", "optim.batch_size=2",
+            "optim.val_check_interval=4", "optim.checkpoint_every_n_steps=4",
+            "optim.val_max_samples=4", "optim.lr=3e-3", "optim.warmup_ratio=0",
+            "optim.log_every_n_steps=1", "progress=false", f"run_dir={root}/run"]
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         raw = compose("train", overrides=[*base, *overrides])
     return OmegaConf.to_object(raw)
@@ -88,7 +88,7 @@ def test_export_reloads_with_identical_logits(trained):
 
 def test_resume_continues_in_the_same_run(trained):
     root, first = trained
-    again = train(make_cfg(root, "trainer.max_steps=11"))
+    again = train(make_cfg(root, "optim.max_steps=11"))
     assert again["resumed"] and again["steps"] == 11
     assert again["mlflow_run_id"] == first["mlflow_run_id"]
     steps = [s for s, _ in _history(root, first["mlflow_run_id"], "train/loss")]
@@ -101,7 +101,7 @@ def test_resume_continues_in_the_same_run(trained):
 def test_checkpoint_of_another_model_config_is_refused(trained):
     root, _ = trained
     with pytest.raises(ValueError, match="different model config"):
-        train(make_cfg(root, "trainer.max_steps=16", "model.tiny.num_layers=2", "data.name=fixture_l2"))
+        train(make_cfg(root, "optim.max_steps=16", "model.tiny.num_layers=2", "data.name=fixture_l2"))
 
 
 def _dataset_of(root: Path) -> Path:
@@ -137,14 +137,14 @@ def test_corrupt_png_in_a_shard_names_the_sample(trained, tmp_path):
         obj[files][f"pages/{shard.name}"] = digest
         path.write_text(json.dumps(obj))
     with pytest.raises(BadSampleError, match=victim["sample_id"]):
-        train(make_cfg(root, f"dataset_dir={copy}", f"run_dir={tmp_path}/run", "trainer.val_fraction=0",
-                       "trainer.shuffle_buffer=0", "trainer.max_steps=40", "export=false"))
+        train(make_cfg(root, f"dataset_dir={copy}", f"run_dir={tmp_path}/run", "optim.val_fraction=0",
+                       "optim.shuffle_buffer=0", "optim.max_steps=40", "export=false"))
 
 
 def test_nothing_fits_the_cutoff(trained, tmp_path):
     root, _ = trained
-    with pytest.raises(ValueError, match="fits trainer.cutoff_len=16"):
-        train(make_cfg(root, "trainer.cutoff_len=16", f"run_dir={tmp_path}/run", "export=false"))
+    with pytest.raises(ValueError, match="fits optim.cutoff_len=16"):
+        train(make_cfg(root, "optim.cutoff_len=16", f"run_dir={tmp_path}/run", "export=false"))
 
 
 def test_export_from_checkpoint_matches_the_direct_export(trained, tmp_path):

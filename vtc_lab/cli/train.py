@@ -1,7 +1,7 @@
 """`vtc-lab train`: Lightning SFT of a VLM backbone on a built dataset (thin Hydra entry point).
 
     vtc-lab train                                   # tiny Qwen3-VL, MATH500 fixture, CPU
-    vtc-lab train model=tiny_glm4v trainer.max_steps=200
+    vtc-lab train model=tiny_glm4v optim.max_steps=200
     vtc-lab train model=glyph model.path=/ckpt/Glyph trainer=deepspeed_zero3 data=openr1 ...
 """
 

@@ -67,7 +67,7 @@ class LoopConfig:
 
     image_max_pixels: int | None = None
     """Downscale each memory page (aspect kept) to at most this many pixels before the processor,
-    exactly as the training encoder does with `trainer.image_max_pixels`: must match training,
+    exactly as the training encoder does with `optim.image_max_pixels`: must match training,
     or the model reads pages at a size it never saw. null: pages go in at rendered size."""
 
     repetition_penalty: float = 1.0

@@ -36,16 +36,16 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "image_position": ("data.image_position",),
     "max_pixels": ("model.max_pixels",),
     "min_pixels": ("model.min_pixels",),
-    "image_max_pixels": ("trainer.image_max_pixels", "loop.image_max_pixels"),
+    "image_max_pixels": ("optim.image_max_pixels", "loop.image_max_pixels"),
     "benchmarks": ("benchmark.name", "evaluator.benchmarks"),
     "loops": ("loops", "evaluator.loops", "loop.mode"),
     "max_rounds": ("loop.max_rounds", "evaluator.loop.max_rounds"),
     "max_new_tokens": ("loop.max_new_tokens", "evaluator.loop.max_new_tokens"),
-    "lr": ("trainer.lr", "optim.lr", "train.lr"),
-    "max_steps": ("trainer.max_steps",),
+    "lr": ("optim.lr", "train.lr"),
+    "max_steps": ("optim.max_steps",),
     "precision": ("trainer.precision",),
     "strategy": ("trainer.strategy",),
-    "seed": ("seed", "trainer.seed"),
+    "seed": ("seed", "optim.seed"),
 }
 
 

@@ -29,7 +29,7 @@ def state_dir(sweep_dir: str | Path) -> Path:
 
 def raw_overrides(config: Any) -> list[str]:
     """The task overrides as typed, unresolved: an override value may itself be an
-    interpolation (`trainer.max_steps=${hydra:job.num}`) that only resolves inside a job."""
+    interpolation (`optim.max_steps=${hydra:job.num}`) that only resolves inside a job."""
     from omegaconf import OmegaConf
 
     return [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]

@@ -1,4 +1,4 @@
-"""Labels for the auxiliary per-vision-token character loss (`trainer.char_loss_weight > 0`).
+"""Labels for the auxiliary per-vision-token character loss (`optim.char_loss_weight > 0`).
 
 The renderer knows where it drew every glyph (`layouts` column: per page, rows
 `[index, char, x0, y0, x1, y1]` in page pixels). Each merged vision token covers a

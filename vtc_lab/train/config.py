@@ -1,10 +1,10 @@
-"""The train stage's schemas: the `trainer` group (hardware, strategy, optimisation and SFT
-batching in one schema), the `evaluator` group, and `TrainConfig`, the `train` app.
+"""The train stage's schemas: the `trainer` group (the machine), the `optim` group (the
+recipe), the `evaluator` group, and `TrainConfig`, the `train` app.
 
-A preset is a complete recipe for one kind of machine: `cpu` trains the tiny backbones in
-minutes, `deepspeed_zero3` is the paper's 8-GPU setting (lr 1e-5, cosine, 10 % warmup, 1 epoch,
-batch 1 x accumulation 8 per GPU, bf16, cutoff 32,768 tokens, images capped at 262,144 px).
-No torch import here.
+The machine and the recipe are apart so that `trainer=gpu` changes only where a run trains, not
+what it trains: `optim=paper` is the VTC-R1 recipe (lr 1e-5, cosine, 10 % warmup, 1 epoch,
+batch 1 x accumulation 8 per device, cutoff 32,768 tokens, images capped at 262,144 px) on any
+machine. Presets hold only what differs from these defaults. No torch import here.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ TRUNCATIONS = ("truncate", "drop")
 
 @dataclass
 class TrainerConfig:
-    """One preset of the `trainer` group (conf/trainer/*.yaml)."""
+    """The machine a run trains on (`trainer` group, conf/trainer/*.yaml): accelerator, devices,
+    strategy, precision, loader workers. Switching it never changes the experiment's recipe."""
 
     name: str = "cpu"
     """Preset name (shown in MLflow params)."""
@@ -43,7 +44,35 @@ class TrainerConfig:
     """DDP backend override (gloo on CPU, nccl on GPU); null: Lightning's choice."""
     precision: str = "32-true"
     """32-true on CPU (weights are loaded float32); bf16-mixed / bf16-true on GPU."""
-    max_steps: int = 60
+    num_workers: int = 0
+    """DataLoader worker processes (image decoding + processor); 0 = in the training process."""
+    deterministic: bool = False
+    """torch deterministic algorithms (slower; bit-identical reruns)."""
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"trainer.accelerator must be one of {ACCELERATORS}, got {self.accelerator!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"trainer.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("devices", "num_nodes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"trainer.{name} must be an int >= 1, got {value!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"trainer.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class OptimConfig:
+    """The optimisation and SFT recipe (`optim` group, conf/optim/*.yaml): steps, batch, learning
+    rate schedule, cutoff, validation and checkpoint cadence. The defaults train the tiny
+    random-init backbones in minutes on one CPU; `optim=paper` is the VTC-R1 recipe."""
+
+    name: str = "tiny"
+    """Preset name (shown in MLflow params)."""
+    max_steps: int = 40
     """Optimizer steps; -1 = run `max_epochs` over the data."""
     max_epochs: int = 1
     """Epochs when max_steps is -1 (the paper: 1)."""
@@ -51,7 +80,7 @@ class TrainerConfig:
     """Samples per device per micro-batch."""
     grad_accum: int = 1
     """Micro-batches per optimizer step (the paper: 8)."""
-    lr: float = 1e-3
+    lr: float = 2.0e-3
     """Peak learning rate (the paper: 1e-5; a random-init tiny model needs ~1e-3)."""
     weight_decay: float = 0.0
     """AdamW weight decay (not applied to biases and norms)."""
@@ -59,11 +88,11 @@ class TrainerConfig:
     """AdamW betas."""
     warmup_ratio: float = 0.1
     """Linear warmup as a fraction of the optimizer steps, then cosine to `min_lr_ratio`."""
-    min_lr_ratio: float = 0.0
+    min_lr_ratio: float = 0.1
     """Final learning rate as a fraction of `lr`."""
     gradient_clip_val: float = 1.0
     """Clip the global gradient norm; 0 = off."""
-    cutoff_len: int = 4096
+    cutoff_len: int = 2048
     """Longest tokenized sample (prompt incl. vision tokens + target); longer ones follow
     `truncation`. The paper: 32,768."""
     truncation: str = "truncate"
@@ -74,12 +103,10 @@ class TrainerConfig:
     paper: 262,144. null = no cap (the processor's own max_pixels still applies)."""
     val_fraction: float = 0.1
     """Fraction of PROBLEMS held out for val/loss (split by problem id hash, not by sample)."""
-    val_max_samples: int = 64
+    val_max_samples: int = 32
     """Validation samples per evaluation (the first of the held-out split)."""
     val_check_interval: int = 20
     """Validate every N optimizer steps (and at the end)."""
-    num_workers: int = 0
-    """DataLoader worker processes (image decoding + processor); 0 = in the training process."""
     log_every_n_steps: int = 5
     """Logging cadence of train/* metrics, in optimizer steps."""
     checkpoint_every_n_steps: int = 20
@@ -95,47 +122,38 @@ class TrainerConfig:
     """Streaming shuffle buffer (samples); 0 = dataset order."""
     seed: int = 0
     """Seed of data order, dropout and the split."""
-    deterministic: bool = False
-    """torch deterministic algorithms (slower; bit-identical reruns)."""
 
     def __post_init__(self) -> None:
-        if self.accelerator not in ACCELERATORS:
-            raise ValueError(f"trainer.accelerator must be one of {ACCELERATORS}, got {self.accelerator!r}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"trainer.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.truncation not in TRUNCATIONS:
-            raise ValueError(f"trainer.truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
-        for name in ("devices", "num_nodes", "max_epochs", "batch_size", "grad_accum", "cutoff_len",
+            raise ValueError(f"optim.truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
+        for name in ("max_epochs", "batch_size", "grad_accum", "cutoff_len",
                      "val_check_interval", "log_every_n_steps", "checkpoint_every_n_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"trainer.{name} must be an int >= 1, got {value!r}")
+                raise ValueError(f"optim.{name} must be an int >= 1, got {value!r}")
         if not isinstance(self.max_steps, int) or (self.max_steps < 1 and self.max_steps != -1):
-            raise ValueError(f"trainer.max_steps must be >= 1 or -1 (epochs), got {self.max_steps!r}")
+            raise ValueError(f"optim.max_steps must be >= 1 or -1 (epochs), got {self.max_steps!r}")
         if not self.lr > 0:
-            raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"trainer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"trainer.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not 0 <= self.text_memory_fraction <= 1:
-            raise ValueError(f"trainer.text_memory_fraction must be in [0, 1], "
+            raise ValueError(f"optim.text_memory_fraction must be in [0, 1], "
                              f"got {self.text_memory_fraction}")
         if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"trainer.val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ValueError(f"optim.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.image_max_pixels is not None and self.image_max_pixels < 784:
-            raise ValueError(f"trainer.image_max_pixels must be >= 784 or null, got {self.image_max_pixels}")
+            raise ValueError(f"optim.image_max_pixels must be >= 784 or null, got {self.image_max_pixels}")
         for name in ("gradient_clip_val", "char_loss_weight", "weight_decay"):
             if getattr(self, name) < 0:
-                raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
-        if self.num_workers < 0 or self.shuffle_buffer < 0 or self.val_max_samples < 0:
-            raise ValueError("trainer.num_workers, trainer.shuffle_buffer and "
-                             "trainer.val_max_samples must be >= 0")
+                raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        if self.shuffle_buffer < 0 or self.val_max_samples < 0:
+            raise ValueError("optim.shuffle_buffer and optim.val_max_samples must be >= 0")
         self.betas = [float(b) for b in self.betas]
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"trainer.betas must be two numbers in [0, 1), got {self.betas}")
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
 
 
 @dataclass
@@ -217,7 +235,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     """The backbone to fine-tune (conf/model/)."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    """Hardware, strategy and optimisation recipe (conf/trainer/)."""
+    """The machine: accelerator, devices, strategy, precision, workers (conf/trainer/)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """The recipe: steps, batch, learning rate, cutoff, validation cadence (conf/optim/)."""
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     """Optical-memory evaluation during training (conf/evaluator/)."""
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -124,9 +124,9 @@ class SFTStream(IterableDataset):
 
     def _nothing_fits(self) -> str:
         s = self.encoder.stats
-        return (f"no {self.split} sample of {self.dataset.path} fits trainer.cutoff_len="
+        return (f"no {self.split} sample of {self.dataset.path} fits optim.cutoff_len="
                 f"{self.encoder.cutoff_len}: {s.dropped_too_long} of {s.samples} dropped as too "
-                f"long (raise trainer.cutoff_len or use trainer.truncation=truncate)")
+                f"long (raise optim.cutoff_len or use optim.truncation=truncate)")
 
 
 def collate_lists(batches: list[list[dict]], pad_token_id: int) -> dict:
@@ -156,7 +156,7 @@ class SFTDataModule(pl.LightningDataModule):
         if self.train_samples == 0:
             raise ValueError(f"{dataset.path}: no training samples (dataset has "
                              f"{dataset.num_samples} samples, {self.val_samples} held out for val; "
-                             f"lower trainer.val_fraction or build more data)")
+                             f"lower optim.val_fraction or build more data)")
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -37,7 +37,7 @@ def model_signature(cfg) -> dict:
         config = Path(m.path) / "config.json"
         sig["config_json_sha256"] = (hashlib.sha256(config.read_bytes()).hexdigest()
                                      if config.is_file() else None)
-    sig["char_head"] = cfg.trainer.char_loss_weight > 0
+    sig["char_head"] = cfg.optim.char_loss_weight > 0
     return sig
 
 
@@ -187,11 +187,11 @@ def build_strategy(tc, model) -> Any:
 
 
 def _total_steps(cfg, train_samples: int, world: int) -> int:
-    tc = cfg.trainer
-    if tc.max_steps > 0:
-        return tc.max_steps
-    per_step = tc.batch_size * tc.grad_accum * world
-    return max(1, math.ceil(train_samples / per_step)) * tc.max_epochs
+    oc = cfg.optim
+    if oc.max_steps > 0:
+        return oc.max_steps
+    per_step = oc.batch_size * oc.grad_accum * world
+    return max(1, math.ceil(train_samples / per_step)) * oc.max_epochs
 
 
 SUMMARY_EVAL_KEYS = ("accuracy", "read_rate", "compression_ratio", "context_tokens_peak",
@@ -301,31 +301,31 @@ def setup(cfg) -> Setup:
     from vtc_lab.train.datamodule import SFTDataModule
     from vtc_lab.train.module import SFTModule
 
-    tc = cfg.trainer
+    tc, oc = cfg.trainer, cfg.optim
     dataset = _dataset(cfg)
-    reading = reading_of(dataset, tc.image_max_pixels)
+    reading = reading_of(dataset, oc.image_max_pixels)
     cfg.model.dtype = _weights_dtype(cfg)
     backbone = load_backbone(cfg.model)
     encoder = SFTEncoder(backbone.processor, backbone.stop_token_ids,
                          system_prompt=reading.system_prompt, image_position=reading.image_position,
-                         cutoff_len=tc.cutoff_len, truncation=tc.truncation,
+                         cutoff_len=oc.cutoff_len, truncation=oc.truncation,
                          image_max_pixels=reading.image_max_pixels,
-                         text_memory_fraction=tc.text_memory_fraction)
+                         text_memory_fraction=oc.text_memory_fraction)
     char_slots = 1
-    if tc.char_loss_weight > 0:
+    if oc.char_loss_weight > 0:
         from vtc_lab.train.char_loss import CharLabeler, grid_slots
 
         encoder.char_labels = CharLabeler(backbone.tokenizer, backbone.vision_spec,
                                           grid_slots(cfg.renderer, backbone.vision_spec))
         char_slots = encoder.char_labels.num_slots
-    datamodule = SFTDataModule(dataset, encoder, batch_size=tc.batch_size,
-                               val_fraction=tc.val_fraction, val_max_samples=tc.val_max_samples,
-                               shuffle_buffer=tc.shuffle_buffer, num_workers=tc.num_workers,
-                               seed=tc.seed)
+    datamodule = SFTDataModule(dataset, encoder, batch_size=oc.batch_size,
+                               val_fraction=oc.val_fraction, val_max_samples=oc.val_max_samples,
+                               shuffle_buffer=oc.shuffle_buffer, num_workers=tc.num_workers,
+                               seed=oc.seed)
     total = _total_steps(cfg, datamodule.train_samples, tc.devices * tc.num_nodes)
-    module = SFTModule(backbone, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
-                       warmup_ratio=tc.warmup_ratio, min_lr_ratio=tc.min_lr_ratio,
-                       total_steps=total, char_loss_weight=tc.char_loss_weight,
+    module = SFTModule(backbone, lr=oc.lr, weight_decay=oc.weight_decay, betas=oc.betas,
+                       warmup_ratio=oc.warmup_ratio, min_lr_ratio=oc.min_lr_ratio,
+                       total_steps=total, char_loss_weight=oc.char_loss_weight,
                        char_slots=char_slots, model_signature=model_signature(cfg))
     return Setup(dataset, backbone, datamodule, module, total, reading)
 
@@ -339,13 +339,13 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     from vtc_lab.train.callbacks import FinalCheckpoint, SaveOnTerminate
     from vtc_lab.train.checkpoints import AtomicCheckpointIO
 
-    tc = cfg.trainer
+    tc, oc = cfg.trainer, cfg.optim
     callbacks: list = [ModelCheckpoint(dirpath=paths.last.parent, filename="step-{step}",
                                        save_last=True,
                                        auto_insert_metric_name=False,  # step-8, not step-step=8
-                                       every_n_train_steps=tc.checkpoint_every_n_steps,
+                                       every_n_train_steps=oc.checkpoint_every_n_steps,
                                        save_top_k=1, monitor=None),
-                       FinalCheckpoint(paths.last, tc.checkpoint_every_n_steps),
+                       FinalCheckpoint(paths.last, oc.checkpoint_every_n_steps),
                        SaveOnTerminate(paths.last)]
     evaluator = None
     if cfg.evaluator.enabled:
@@ -361,10 +361,10 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     trainer = pl.Trainer(
         accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
         strategy=build_strategy(tc, s.backbone.model), precision=tc.precision,
-        max_steps=s.total_steps, max_epochs=-1, accumulate_grad_batches=tc.grad_accum,
-        gradient_clip_val=tc.gradient_clip_val or None,
-        val_check_interval=tc.val_check_interval * tc.grad_accum, check_val_every_n_epoch=None,
-        log_every_n_steps=tc.log_every_n_steps, logger=logger if logger is not None else False,
+        max_steps=s.total_steps, max_epochs=-1, accumulate_grad_batches=oc.grad_accum,
+        gradient_clip_val=oc.gradient_clip_val or None,
+        val_check_interval=oc.val_check_interval * oc.grad_accum, check_val_every_n_epoch=None,
+        log_every_n_steps=oc.log_every_n_steps, logger=logger if logger is not None else False,
         callbacks=callbacks, enable_progress_bar=cfg.progress, deterministic=tc.deterministic,
         default_root_dir=str(paths.run_dir), num_sanity_val_steps=0, use_distributed_sampler=False,
         # complete-or-absent checkpoint files (DeepSpeed writes its own shard directories)
@@ -450,7 +450,7 @@ def _train(cfg) -> dict:
 
     from vtc_lab.tracking import continue_run, start_run
 
-    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    pl.seed_everything(cfg.optim.seed, workers=True, verbose=False)
     paths = _run_paths(cfg)
     if paths.resuming:  # a resumed attempt logs into the run its checkpoint belongs to
         continue_run(cfg.tracking, paths.info.get("mlflow_run_id"))
