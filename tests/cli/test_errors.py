@@ -25,10 +25,10 @@ def vtc(tmp_path: Path, *args: str, debug: bool = False) -> subprocess.Completed
 
 
 @pytest.mark.parametrize("overrides, messages", [
-    (["trainer.max_steps=-3"], ["trainer.max_steps must be >= 1"]),
-    (["+renderer.fontsize=20", "trainer.lr=inf"],  # both reported at once
+    (["optim.max_steps=-3"], ["optim.max_steps must be >= 1"]),
+    (["+renderer.fontsize=20", "optim.lr=inf"],  # both reported at once
      ["renderer.fontsize is not a setting of renderer (did you mean renderer.font_size?)",
-      "trainer.lr must be a finite number, got inf"]),
+      "optim.lr must be a finite number, got inf"]),
 ])
 def test_bad_config_is_one_message_and_creates_nothing(tmp_path, overrides, messages):
     res = vtc(tmp_path, "train", *overrides)

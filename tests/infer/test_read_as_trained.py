@@ -36,9 +36,9 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         raw = compose("train", overrides=[
-            f"output_root={root}", f"run_dir={root}/run", "data.limit=2", "trainer.max_steps=1",
-            "trainer.batch_size=1", "trainer.val_max_samples=1", "progress=false", "tracking=off",
-            f"trainer.image_max_pixels={CAP}", "data.system_prompt=trained prompt",
+            f"output_root={root}", f"run_dir={root}/run", "data.limit=2", "optim.max_steps=1",
+            "optim.batch_size=1", "optim.val_max_samples=1", "progress=false", "tracking=off",
+            f"optim.image_max_pixels={CAP}", "data.system_prompt=trained prompt",
             "data.image_position=after", "renderer.font_size=8.0"])
     train(OmegaConf.to_object(raw))
     return root / "run"

@@ -140,9 +140,9 @@ def test_training_survives_its_tracking_server_dying(tmp_path, mlflow_server_pro
     server = mlflow_server_proc
     out = tmp_path / "out"
     args = [sys.executable, "-m", "vtc_lab.cli.main", "train", f"output_root={out}",
-            "data.limit=8", "trainer.batch_size=2", "trainer.max_steps=16",
-            "trainer.checkpoint_every_n_steps=4", "trainer.val_check_interval=8",
-            "trainer.val_max_samples=2", "trainer.log_every_n_steps=1", "progress=false",
+            "data.limit=8", "optim.batch_size=2", "optim.max_steps=16",
+            "optim.checkpoint_every_n_steps=4", "optim.val_check_interval=8",
+            "optim.val_max_samples=2", "optim.log_every_n_steps=1", "progress=false",
             "tracking=server", f"tracking.uri={server.base}", "tracking.experiment=outage",
             f"run_dir={tmp_path}/run", f"hydra.run.dir={tmp_path}/hydra"]
     env = {**child_env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

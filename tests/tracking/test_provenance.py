@@ -94,7 +94,7 @@ class _Model:
 
 
 @dataclass
-class _Trainer:
+class _Optim:
     image_max_pixels: int | None = 65536
     lr: float = 1e-3
 
@@ -122,7 +122,7 @@ class _NamedData:
 @dataclass
 class _TrainCfg:
     model: _Model = field(default_factory=_Model)
-    trainer: _Trainer = field(default_factory=_Trainer)
+    optim: _Optim = field(default_factory=_Optim)
     evaluator: _Evaluator = field(default_factory=_Evaluator)
     data: _NamedData = field(default_factory=_NamedData)
 

@@ -135,7 +135,7 @@ def _wait_for_checkpoint(last: Path, proc: subprocess.Popen, at_least: int) -> i
 
 
 def test_sigterm_saves_and_exits_non_zero(tmp_path):
-    args = base_args(tmp_path, "trainer.max_steps=16", "trainer.checkpoint_every_n_steps=4",
+    args = base_args(tmp_path, "optim.max_steps=16", "optim.checkpoint_every_n_steps=4",
                      f"run_dir={tmp_path}/run")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -81,11 +81,11 @@ def test_save_that_runs_out_of_space_leaves_the_previous_checkpoint(tmp_path):
 
 
 def test_absurd_learning_rate_stops_with_a_clear_error_and_exports_nothing(tmp_path):
-    cfg = make_cfg(tmp_path, "trainer.lr=1e6", "trainer.max_steps=12")
+    cfg = make_cfg(tmp_path, "optim.lr=1e6", "optim.max_steps=12")
     with pytest.raises(NonFiniteError) as err:
         train(cfg)
     msg = str(err.value)
-    assert "training stopped at step" in msg and "Lower trainer.lr" in msg
+    assert "training stopped at step" in msg and "Lower optim.lr" in msg
     assert not (tmp_path / "run" / "export").exists()
     for ckpt in (tmp_path / "run" / "checkpoints").glob("*.ckpt"):  # whatever was kept is finite
         assert first_non_finite(torch.load(ckpt, weights_only=False)["state_dict"]) is None
@@ -104,7 +104,7 @@ def test_corrupt_run_json_is_named(tmp_path):
     _ckpt(run / "checkpoints" / "last.ckpt", 8)
     (run / "run.json").write_text('{"mlflow_run_id": "abc"')  # torn
     with pytest.raises(RunDirError, match=f"{run / 'run.json'} is corrupt"):
-        train(make_cfg(tmp_path, "trainer.max_steps=9"))
+        train(make_cfg(tmp_path, "optim.max_steps=9"))
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created
 
 

@@ -242,8 +242,8 @@ class SFTModule(pl.LightningModule):
         lr = self.optimizers().param_groups[0]["lr"] if self._trainer is not None else self.lr
         raise NonFiniteError(
             f"training stopped at step {step}: {what} (learning rate {lr:g}). Nothing "
-            f"non-finite was saved or exported; {kept}. Lower trainer.lr or set "
-            f"trainer.gradient_clip_val, and train into a new run_dir (a resumed run would "
+            f"non-finite was saved or exported; {kept}. Lower optim.lr or set "
+            f"optim.gradient_clip_val, and train into a new run_dir (a resumed run would "
             f"continue with the saved optimizer state).")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
