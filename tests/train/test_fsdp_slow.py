@@ -20,9 +20,9 @@ VTC = str(Path(sys.executable).with_name("vtc-lab"))
 
 def run_train(root: Path, max_steps: int) -> str:
     args = [VTC, "train", f"output_root={root}", "data.limit=8", "trainer=fsdp_cpu",
-            "trainer.batch_size=2", f"trainer.max_steps={max_steps}",
-            "trainer.checkpoint_every_n_steps=2", "trainer.val_check_interval=4",
-            "trainer.val_max_samples=4", "trainer.log_every_n_steps=1", "progress=false",
+            "optim.batch_size=2", f"optim.max_steps={max_steps}",
+            "optim.checkpoint_every_n_steps=2", "optim.val_check_interval=4",
+            "optim.val_max_samples=4", "optim.log_every_n_steps=1", "progress=false",
             f"run_dir={root}/run", f"hydra.run.dir={root}/hydra"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
