@@ -271,7 +271,15 @@ def test_default_preset_equals_the_schema_defaults(group):
     assert composed == expected, f"conf/{group}/{preset}.yaml disagrees with {schema.__name__}()"
 
 
-@pytest.mark.parametrize("group", ["trainer", "optim"])
+GROUPS_WITH_SCHEMAS = ["benchmark", "data", "engine", "evaluator", "loop", "model", "optim",
+                      "renderer", "segmentation", "tracking", "trainer"]
+
+
+def test_every_group_with_a_schema_is_checked_for_restated_defaults():
+    assert sorted(GROUPS_WITH_SCHEMAS) == sorted(_group_schemas())
+
+
+@pytest.mark.parametrize("group", GROUPS_WITH_SCHEMAS)
 def test_presets_restate_no_default(group):
     defaults = _plain(_group_schemas()[group]())
     for path in sorted((CONF / group).glob("*.yaml")):
