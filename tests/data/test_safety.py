@@ -198,3 +198,30 @@ def test_a_question_with_special_tokens_encodes_for_training_and_inference():
         build_messages(question, [Image.new("RGB", (96, 64), "white")], None),
         tokenize=False, add_generation_prompt=True)
     assert prompt.count("<|image_pad|>") == 1 and "< |image_pad|>" in prompt
+
+
+def test_a_second_build_data_writer_is_refused_naming_the_holder(make_cfg, tmp_path):
+    """`vtc-lab build-data` into a directory another live process is building (or overwriting)
+    is refused at once with the holder's pid, not interleaved with it."""
+    import subprocess
+    import sys
+
+    from vtc_lab.data.build import run_build_data
+    from vtc_lab.outputlock import OutputLockedError
+
+    out = tmp_path / "ds"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vtc_lab.outputlock import OutputLock; "
+         "OutputLock(sys.argv[1], job='vtc-lab build-data (other)').acquire(); "
+         "print('held', flush=True); time.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputLockedError, match=rf"pid {holder.pid}|{holder.pid}"):
+            run_build_data(make_cfg(limit=2, output_dir=str(out), overwrite=True))
+        assert not (out / "manifest.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    metrics = run_build_data(make_cfg(limit=2, output_dir=str(out)))  # the lock died with it
+    assert metrics["reused"] is False

@@ -530,9 +530,14 @@ def run_build_data(cfg: Any) -> dict:
     """`vtc-lab build-data`: build the dataset (`cfg`: a `BuildDataConfig`) and record the run
     (params, metrics, stats plot) in MLflow."""
     from vtc_lab.data.stats import dataset_input
+    from vtc_lab.outputlock import OutputLock
     from vtc_lab.tracking import start_run
 
-    with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run:
+    # A second `vtc-lab build-data` into the same directory (an overwrite=true under a running
+    # build included) is refused at once, naming the holder; training ranks that call
+    # `ensure_dataset` instead wait on the builder's own lock and reuse what it built.
+    with start_run(cfg.tracking, cfg, cfg.output_root, run_name=cfg.tracking.run_name) as run, \
+            OutputLock(dataset_dir(cfg), job="vtc-lab build-data"):
         metrics = build_dataset(cfg)
         out = Path(metrics["path"])
         run.log_metrics({k: v for k, v in metrics.items() if k.startswith("data/")})
