@@ -32,7 +32,6 @@ carries the loop's per-sample seed, so which server answers does not change what
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import threading
@@ -54,10 +53,11 @@ class EngineUnavailableError(RuntimeError):
 
 
 def image_data_url(image: Any) -> str:
-    """A PIL image as a lossless PNG data URL (the OpenAI `image_url` content part)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    """A PIL image as a lossless PNG data URL (the OpenAI `image_url` content part), encoded by
+    the project's one PNG encoder; kept in its own mode (the server sees the page's pixels)."""
+    from vtc_lab.render.png import png_bytes
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image, grey=False)).decode("ascii")
 
 
 def to_openai_messages(messages: list[dict]) -> list[dict]:
