@@ -262,17 +262,24 @@ def _restated(preset: dict, defaults: dict, prefix: str = "") -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("group", ["trainer", "optim"])
-def test_default_preset_equals_the_schema_defaults(group):
-    schema = _group_schemas()[group]
-    preset = _default_preset(group)
-    composed = _plain(getattr(_to_object("train"), group))
-    expected = _plain(schema())
-    assert composed == expected, f"conf/{group}/{preset}.yaml disagrees with {schema.__name__}()"
-
-
 GROUPS_WITH_SCHEMAS = ["benchmark", "data", "engine", "evaluator", "loop", "model", "optim",
                       "renderer", "segmentation", "tracking", "trainer"]
+
+
+@pytest.mark.parametrize("group", [
+    pytest.param("model", marks=pytest.mark.xfail(strict=True, reason=(
+        "tiny_qwen3_vl lowers Qwen3-VL's image floor to 4,096 px (min_pixels), which must not "
+        "become ModelConfig's default: qwen3_vl_8b and glyph keep their processor's own floor"))),
+    *[g for g in GROUPS_WITH_SCHEMAS if g != "model"]])
+def test_default_preset_equals_the_schema_defaults(group):
+    """Each group's default preset, composed alone (no app-level or experiment delta on top),
+    is its schema's defaults: the YAML never disagrees with the dataclass."""
+    schema = _group_schemas()[group]
+    preset = _default_preset(group)
+    node = OmegaConf.load(CONF / group / f"{preset}.yaml")
+    composed = _plain(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node)))
+    expected = _plain(schema())
+    assert composed == expected, f"conf/{group}/{preset}.yaml disagrees with {schema.__name__}()"
 
 
 def test_every_group_with_a_schema_is_checked_for_restated_defaults():
