@@ -42,7 +42,7 @@ def test_one_megabyte_text_renders_and_max_pages_truncates() -> None:
 @pytest.mark.slow
 def test_one_megabyte_text_renders_every_page() -> None:
     text = ("The quick brown fox jumps over the lazy dog 12345. " * 20 + "\n") * 1000
-    pages = render_text(text[:1_000_000])
+    pages = render_text(text[:1_000_000], RenderConfig(max_pages=None))  # no default page cap
     assert len(pages) > 100 and all(_ink(p) > 0 for p in pages)
 
 

@@ -72,7 +72,7 @@ def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, 
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "vtc_lab.cli.main", "train", "-m", "experiment=toy",
+    args = [sys.executable, "-m", "vtc_lab.cli.main", "train", "-m", "tracking.experiment=toy",
             "renderer.font_size=7,9",
             "segmentation.max_tokens=64,128", "optim.max_steps=${hydra:job.num}",
             "evaluator=off", "data.limit=16", "optim.val_check_interval=1", "export=false",

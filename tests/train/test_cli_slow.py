@@ -38,8 +38,11 @@ def mlflow_runs(root: Path):
 
 
 def test_ddp_two_cpu_processes(tmp_path):
-    proc = subprocess.run(base_args(tmp_path, "trainer=ddp_cpu", "optim.max_steps=4",
-                                    f"run_dir={tmp_path}/run"),
+    # through the console script: Lightning relaunches rank 1 from sys.argv, which under
+    # `python -m vtc_lab.cli.main` has lost the sub-command (a known limitation, see docs/training.md)
+    args = base_args(tmp_path, "trainer=ddp_cpu", "optim.max_steps=4", f"run_dir={tmp_path}/run")
+    args[:len(VTC)] = [str(Path(sys.executable).with_name("vtc-lab"))]
+    proc = subprocess.run(args,
                           capture_output=True, text=True, env=env(), timeout=600, cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
