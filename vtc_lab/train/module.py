@@ -28,11 +28,23 @@ class NonFiniteError(FloatingPointError):
 MODEL_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw")
 
 
+def _local_parts(tensor: Any) -> list[torch.Tensor]:
+    """The plain tensors this rank holds of a state-dict value: itself, or the local shards of
+    an FSDP sharded state dict (`ShardedTensor`, `DTensor`), which torch ops cannot take whole."""
+    if hasattr(tensor, "local_shards"):  # ShardedTensor
+        return [shard.tensor for shard in tensor.local_shards()]
+    if hasattr(tensor, "to_local"):  # DTensor
+        return [tensor.to_local()]
+    return [tensor] if torch.is_tensor(tensor) else []
+
+
 def first_non_finite(state: dict[str, Any]) -> str | None:
-    """Name of the first floating tensor holding nan/inf, or None."""
-    for name, tensor in state.items():
-        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            return name
+    """Name of the first floating tensor holding nan/inf (this rank's shards of a sharded one),
+    or None."""
+    for name, value in state.items():
+        for tensor in _local_parts(value):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                return name
     return None
 
 
