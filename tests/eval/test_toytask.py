@@ -18,13 +18,31 @@ def test_solution_by_hand():
     assert p.answer == "2.3.8.7" and "C4.8.2.1" in p.question
     t = toytask.make_problem((0, 9), 1, "table")
     assert t.lines == ("B0.9", "A3.5")
+    # shift rule: new[i] = TABLE[s[i+1 mod 4]], TABLE = 3 7 0 9 1 8 2 6 4 5
+    s = toytask.make_problem((4, 8, 2, 1), 2, "shift")
+    assert s.lines == ("C4.8.2.1", "B4.0.7.1", "A3.6.7.1")
 
 
-def test_every_step_is_a_function_of_the_previous_line_only():
-    for p in toytask.training_problems(ToyTaskSpec(digits=5, steps=9, min_steps=3), 50):
+def test_shift_lines_never_repeat_within_a_problem_except_for_periodic_states():
+    """`table` repeats every 10 steps, so with 15 steps a late line can be copied from an old
+    page; `shift` repeats only after 20 steps, except for states that are themselves periodic
+    under the rotation (constant or abab: 100 of the 10,000 4-digit states)."""
+    import itertools
+
+    repeats = {"table": 0, "shift": 0}
+    for state in itertools.product(range(10), repeat=4):
+        for rule in repeats:
+            states = [line[1:] for line in toytask.solve(state, 15, rule)]
+            repeats[rule] += len(set(states)) < len(states)
+    assert repeats == {"table": 10_000, "shift": 100}
+
+
+@pytest.mark.parametrize("rule", toytask.RULES)
+def test_every_step_is_a_function_of_the_previous_line_only(rule):
+    for p in toytask.training_problems(ToyTaskSpec(digits=5, steps=9, min_steps=3, rule=rule), 50):
         for prev, cur in zip(p.lines, p.lines[1:]):
-            assert toytask.next_line(prev, "sum") == cur
-        assert toytask.next_line(p.lines[-1], "sum") is None and p.lines[-1][0] == "A"
+            assert toytask.next_line(prev, rule) == cur
+        assert toytask.next_line(p.lines[-1], rule) is None and p.lines[-1][0] == "A"
 
 
 def test_lines_are_single_tokens_per_character_and_rounds_cut_exactly():
@@ -73,7 +91,7 @@ def test_registered_benchmark_grades_with_the_normal_grader():
     assert len(problems) == 500 and problems.version.startswith("1-")
     p = problems[0]
     lines = toytask.solve(toytask.parse_line(p.question.rsplit(" ", 1)[1])[1],
-                          problems[0].meta["steps"], "sum")
+                          problems[0].meta["steps"], "shift")
     answer = lines[-1][1:]
     assert answer == p.gold
     good = "\n".join(lines) + "</think>\n<answer>" + answer + "</answer>"
@@ -100,3 +118,16 @@ def test_read_checks():
     assert toytask.read_checks(["C4.8.2.1\n", "B2.0.3.6\n"], "sum") == (1, 0)
     # a predecessor that is not a valid line is not checked
     assert toytask.read_checks(["garbage", "B2.0.3.5"], "sum") == (0, 0)
+
+
+def test_read_checks_of_one_long_generation_cut_mid_line():
+    """Text memory's rounds end wherever the token budget ran out: the first line started in
+    round r is checked against the line before it, which straddles the cut."""
+    right = ["C4.8.2.1\nB2.0", ".3.5\nA2.3.8.7</think>"]
+    assert toytask.read_checks(right, "sum", continuous=True) == (1, 1)
+    assert toytask.read_checks(["C4.8.2.1\nB2.0", ".3.5\nA2.3.8.8</think>"], "sum",
+                               continuous=True) == (1, 0)
+    # read as separate turns, the same rounds would compare "B2.0" with ".3.5"
+    assert toytask.read_checks(right, "sum") == (1, 0)
+    # a cut exactly at a line start is the separate-turn case
+    assert toytask.read_checks(["C4.8.2.1\n", "B2.0.3.5\n"], "sum", continuous=True) == (1, 1)

@@ -34,7 +34,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-RULES = ("sum", "table")
+RULES = ("sum", "table", "shift")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TABLE = (3, 7, 0, 9, 1, 8, 2, 6, 4, 5)
 """The `table` rule's fixed digit map (a permutation of 0-9)."""
@@ -55,8 +55,13 @@ class ToyTaskSpec:
     lines_per_round: int = 4
     """Round length in lines: `round_budget(spec)` is the segmentation budget that cuts
     exactly this many lines per round (segmentation.policy=boundary, min_tokens=0)."""
-    rule: str = "sum"
-    """`sum`: new[i] = (s[i] + s[i+1 mod digits]) mod 10; `table`: new[i] = TABLE[s[i]]."""
+    rule: str = "shift"
+    """`sum`: new[i] = (s[i] + s[i+1 mod digits]) mod 10; `table`: new[i] = TABLE[s[i]];
+    `shift`: new[i] = TABLE[s[i+1 mod digits]] (the table step plus a rotation). `table` repeats
+    every 10 steps (TABLE is one 10-cycle), so with more than 9 steps a later line equals an
+    earlier one and can be copied from an old page instead of stepped from the latest line;
+    `shift` repeats only after lcm(10, digits) steps (20 for 4 digits), and going back to the
+    question would need a different position map for every line."""
     heldout_fraction: float = 0.1
     """Share of the (state, steps) space reserved for the held-out benchmark."""
     train_problems: int = 8000
@@ -127,6 +132,9 @@ def step(state: tuple[int, ...], rule: str) -> tuple[int, ...]:
         return tuple((state[i] + state[(i + 1) % n]) % 10 for i in range(n))
     if rule == "table":
         return tuple(TABLE[d] for d in state)
+    if rule == "shift":
+        n = len(state)
+        return tuple(TABLE[state[(i + 1) % n]] for i in range(n))
     raise ValueError(f"unknown toy rule {rule!r}; one of {RULES}")
 
 
@@ -223,24 +231,40 @@ def benchmark_jsonl(spec: ToyTaskSpec | None = None, count: int = 500) -> str:
 # --------------------------------------------------------------------- reading metrics
 
 
-def read_checks(round_texts: list[str], rule: str) -> tuple[int, int]:
+def read_checks(round_texts: list[str], rule: str, continuous: bool = False) -> tuple[int, int]:
     """(rounds checked, rounds read correctly) of one sample's rounds.
 
-    A round r >= 2 "read" its memory when its first line is exactly the line that must follow
-    the last line of round r-1 (what the model itself wrote there): the model recovered the
-    state from memory and applied one step. Rounds whose predecessor does not end in a valid,
-    unfinished line are not checked.
+    A round r >= 2 "read" its memory when the first line it starts is exactly the line that
+    must follow the line before it (what the model itself wrote, now in memory): the state was
+    recovered from memory and stepped once. Checks with no valid, unfinished predecessor line
+    are not counted.
+
+    `continuous=False` (optical and no memory): every round is its own turn and starts a line,
+    so round r's first line is checked against round r-1's last line. `continuous=True` (text
+    memory: one long generation cut into rounds wherever the token budget ran out): the rounds
+    are joined and the first line that starts at or after round r's first character is checked
+    against the line before it, which may straddle the cut.
     """
+    joiner = "" if continuous else "\n"
+    text = joiner.join(round_texts).split("</think>")[0]
+    starts, offset = [], 0
+    for t in round_texts:
+        starts.append(offset)
+        offset += len(t) + len(joiner)
+    # (start offset, line) of every non-blank line of the reasoning
+    lines, pos = [], 0
+    for raw in text.split("\n"):
+        if raw.strip():
+            lines.append((pos, raw.strip()))
+        pos += len(raw) + 1
     checked = ok = 0
-    for prev, cur in zip(round_texts, round_texts[1:]):
-        prev_lines = [ln for ln in prev.split("</think>")[0].splitlines() if ln.strip()]
-        if not prev_lines:
+    for start in starts[1:]:
+        i = next((j for j, (p, _) in enumerate(lines) if p >= start), None)
+        if i is None or i == 0:
             continue
-        want = next_line(prev_lines[-1], rule)
+        want = next_line(lines[i - 1][1], rule)
         if want is None:
             continue
         checked += 1
-        cur_lines = [ln for ln in cur.splitlines() if ln.strip()]
-        first = cur_lines[0].split("</think>")[0].strip() if cur_lines else ""
-        ok += first == want
+        ok += lines[i][1] == want
     return checked, ok

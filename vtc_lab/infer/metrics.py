@@ -39,9 +39,10 @@ def grade_records(records: Sequence[ProblemRecord], problems: Sequence[Any],
 def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> dict[str, float]:
     """How often a round read its memory right, for benchmarks that can tell (the toy task).
 
-    `read_rate`: of the rounds r >= 2 whose predecessor ended in a valid unfinished line, the
-    share whose first line is exactly the next line (`vtc_lab.eval.toytask.read_checks`): the
-    state was recovered from memory and stepped once. Other benchmarks: no keys.
+    `read_rate`: of the rounds r >= 2 whose first line follows a valid unfinished line, the
+    share whose first line is exactly the next line (`vtc_lab.eval.toytask.read_checks`; text
+    memory's rounds are cut mid-line and checked on the joined text): the state was recovered
+    from memory and stepped once. Other benchmarks: no keys.
     """
     from vtc_lab.eval.toytask import read_checks
 
@@ -53,7 +54,7 @@ def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> d
     for rec in records:
         rule = rules.get(rec.problem_id)
         if rule:
-            c, k = read_checks([r.text for r in rec.rounds], rule)
+            c, k = read_checks([r.text for r in rec.rounds], rule, continuous=rec.mode == "text")
             checked, ok = checked + c, ok + k
     return {"read_rate": ok / checked if checked else 0.0, "read_checked": float(checked)}
 
