@@ -130,7 +130,7 @@ def test_text_memory_form_is_what_the_text_loop_feeds(setup):
     bb, eot = setup
     memory = "Step 1: 3+4.\nStep 2: 7.\n"
     sample = row(2, memory_text=memory)
-    item = encoder(bb, text_memory_fraction=1.0).encode(sample)
+    item = encoder(bb, memory="text").encode(sample)
     assert "pixel_values" not in item
     labels = item["labels"]
     assert bb.tokenizer.decode(labels[labels != IGNORE_INDEX]) == TARGET + eot
@@ -142,15 +142,26 @@ def test_text_memory_form_is_what_the_text_loop_feeds(setup):
     start = int((labels != IGNORE_INDEX).nonzero()[0])
     assert item["input_ids"][:start].tolist() == prefix
     assert item["mm_token_type_ids"].shape == item["input_ids"].shape
-    # fraction 0 (or no memory text): the optical form, pages and all
+    # the optical form of the same row: pages and all
     assert "pixel_values" in encoder(bb).encode(sample)
-    assert "pixel_values" not in encoder(bb, text_memory_fraction=1.0).encode(row(0, memory_text=""))
 
 
-def test_text_memory_share_is_a_stable_hash_of_the_sample_id(setup):
-    bb, _ = setup
-    enc = encoder(bb, text_memory_fraction=0.5)
-    chosen = [enc.uses_text_memory({"sample_id": f"p{i}#k2", "memory_text": "x"}) for i in range(400)]
-    assert 150 < sum(chosen) < 250
-    assert chosen == [enc.uses_text_memory({"sample_id": f"p{i}#k2", "memory_text": "x"})
-                      for i in range(400)]
+def test_text_memory_rounds_before_the_last_do_not_end_the_turn(setup):
+    """Text memory is one long generation: a non-final round's target continues the turn (no
+    end-of-turn), so round 1 alone and round 2 after round 1 never ask for different next tokens
+    in the same context; the final round ends the turn. Optical rounds always end it."""
+    bb, eot = setup
+    middle = "Step 2: 7.\n"
+    for memory_text in ("", "Step 1: 3+4.\n"):
+        sample = row(0, target=middle, memory_text=memory_text)
+        labels = encoder(bb, memory="text").encode(sample)["labels"]
+        assert bb.tokenizer.decode(labels[labels != IGNORE_INDEX]) == middle
+        optical = encoder(bb).encode(sample)["labels"]
+        assert bb.tokenizer.decode(optical[optical != IGNORE_INDEX]) == middle + eot
+
+
+def test_memory_mode_is_validated():
+    from vtc_lab.train.config import OptimConfig
+
+    with pytest.raises(ValueError, match=r"optim.memory must be one of \('optical', 'text'\), got 'pages'"):
+        OptimConfig(memory="pages")

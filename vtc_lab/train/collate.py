@@ -14,7 +14,6 @@ Per batch (`collate`): right-pad, concatenate the pixel patches of all images in
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 
 from vtc_lab.data import build_messages
+from vtc_lab.eval.completion import is_final
 from vtc_lab.models.images import cap_pixels
 
 IGNORE_INDEX = -100
@@ -68,11 +68,10 @@ class SFTEncoder:
     char_labels: Any = None
     """Optional callable(sample, original sizes, grid_thw) -> LongTensor per merged vision token
     (`vtc_lab.train.char_loss.CharLabeler`)."""
-    text_memory_fraction: float = 0.0
-    """Share of samples with memory (k > 1) shown with it as text instead of images: no pages,
-    the earlier segments written at the start of the assistant turn (unsupervised) and the
-    segment to learn continuing it, exactly what the `text` loop feeds. Which samples is a hash
-    of their id, so it never changes between epochs or workers."""
+    memory: str = "optical"
+    """`optical`: pages of the earlier rounds, every round ends the turn. `text`: no pages, the
+    earlier rounds open the assistant turn unsupervised and only the final round ends it
+    (`OptimConfig.memory`)."""
     stats: EncodeStats = field(default_factory=EncodeStats)
 
     @property
@@ -110,29 +109,25 @@ class SFTEncoder:
         images = [decode_png(data, f"{where} image {i}") for i, data in enumerate(sample.get("images") or [])]
         return [cap_pixels(img, self.image_max_pixels) for img in images], [img.size for img in images]
 
-    def uses_text_memory(self, sample: dict) -> bool:
-        """Whether this sample is shown with its memory as text (see `text_memory_fraction`)."""
-        if self.text_memory_fraction <= 0 or not sample.get("memory_text"):
-            return False
-        digest = hashlib.sha256(str(sample.get("sample_id")).encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < self.text_memory_fraction
-
     def encode(self, sample: dict) -> dict | None:
         """Tensors for one row, or None when the truncation policy drops it (counted)."""
-        text_memory = self.uses_text_memory(sample)
+        text_memory = self.memory == "text"
         images, sizes = ([], []) if text_memory else self.load_images(sample)
         prompt = self.prompt_text(sample["question"], images)
         enc = self.processor(text=[prompt], images=images or None, add_special_tokens=False,
                              return_tensors="pt")
         prompt_ids = enc["input_ids"][0]
-        if text_memory:  # earlier rounds continue the assistant turn, as the text loop feeds them
+        if text_memory and sample.get("memory_text"):
+            # earlier rounds continue the assistant turn, as the text loop feeds them
             memory = self.tokenizer(sample["memory_text"], add_special_tokens=False)["input_ids"]
             prompt_ids = torch.cat([prompt_ids, torch.tensor(memory, dtype=torch.long)])
             if "mm_token_type_ids" in enc:
                 enc["mm_token_type_ids"] = torch.cat(
                     [enc["mm_token_type_ids"], torch.zeros((1, len(memory)), dtype=torch.long)], 1)
-        completion = torch.tensor(self.completion_ids(sample["question"], images, sample["target"]),
-                                  dtype=torch.long)
+        ids = self.completion_ids(sample["question"], images, sample["target"])
+        if text_memory and not is_final(sample["target"]) and ids[-1] in self.stop_token_ids:
+            ids = ids[:-1]  # the turn goes on: the next round continues it
+        completion = torch.tensor(ids, dtype=torch.long)
         self.stats.samples += 1
         total = len(prompt_ids) + len(completion)
         out: dict[str, Any] = {"sample_id": sample.get("sample_id")}

@@ -23,6 +23,7 @@ STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed_stage_2", "deepspee
               "deepspeed_stage_3_offload")
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed")
 TRUNCATIONS = ("truncate", "drop")
+MEMORIES = ("optical", "text")
 
 
 @dataclass
@@ -48,6 +49,10 @@ class TrainerConfig:
     """DataLoader worker processes (image decoding + processor); 0 = in the training process."""
     deterministic: bool = False
     """torch deterministic algorithms (slower; bit-identical reruns)."""
+    threads: int | None = None
+    """torch intra-op threads of each training process; null = torch's default (one per core).
+    Jobs that run side by side (the toy sweep's two models) set 1 each: two processes whose
+    thread pools both span every core wait on each other at every parallel op."""
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
@@ -60,6 +65,8 @@ class TrainerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"trainer.{name} must be an int >= 1, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"trainer.threads must be null or an int >= 1, got {self.threads!r}")
         if self.num_workers < 0:
             raise ValueError(f"trainer.num_workers must be >= 0, got {self.num_workers}")
 
@@ -114,10 +121,14 @@ class OptimConfig:
     char_loss_weight: float = 0.0
     """Weight of the auxiliary per-vision-token character loss (needs a dataset built with
     `data.include_layouts=true`); 0 = off."""
-    text_memory_fraction: float = 0.0
-    """Share of samples with memory shown with it as TEXT (earlier rounds continued in the
-    assistant turn, what the `text` loop feeds) instead of as rendered pages, so one run trains
-    a model for both loops on the same budget; 0 = optical memory only (the paper's SFT)."""
+    memory: str = "optical"
+    """What the model learns to read its earlier rounds from. `optical` (the paper's SFT):
+    sample k shows the pages of rounds 1..k-1 and its round ends the turn. `text` (the
+    long-context baseline, one long generation cut into rounds): no pages; rounds 1..k-1 open
+    the assistant turn as text (unsupervised) and only the final round ends the turn, exactly
+    what the `text` loop feeds. One model cannot learn both: after round 1 the two ask for
+    different next tokens (end of turn vs. round 2) in the same context, so the text baseline
+    is its own run with the same budget (`conf/experiment/toy.yaml` sweeps this key)."""
     shuffle_buffer: int = 256
     """Streaming shuffle buffer (samples); 0 = dataset order."""
     seed: int = 0
@@ -139,9 +150,8 @@ class OptimConfig:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if not 0 <= self.text_memory_fraction <= 1:
-            raise ValueError(f"optim.text_memory_fraction must be in [0, 1], "
-                             f"got {self.text_memory_fraction}")
+        if self.memory not in MEMORIES:
+            raise ValueError(f"optim.memory must be one of {MEMORIES}, got {self.memory!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"optim.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.image_max_pixels is not None and self.image_max_pixels < 784:
