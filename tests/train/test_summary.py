@@ -21,3 +21,29 @@ def test_summary_tabulates_last_evaluation_per_loop():
 
 def test_summary_without_evaluator_has_no_table():
     assert "last evaluation" not in _summary({"train/loss": 4.5, "steps": 8})
+
+
+def test_sweep_table_labels_each_jobs_loops():
+    """The sweep's table (printed at the end of a multirun) puts every job's loops in one table,
+    each row labelled with the job's run name, in a column wide enough for the longest label."""
+    from vtc_lab.tracking.report import eval_table, eval_table_header
+
+    metrics = {"eval/toy/optical/accuracy": 1.0, "eval/toy/optical/compression_ratio": 2.25,
+               "eval/toy/none/accuracy": 0.0, "eval/toy/none/compression_ratio": 0.0}
+    label = "optim.memory=optical"
+    width = len(label) + 24
+    rows = eval_table(metrics, label, width)
+    assert [r.split()[:3] for r in rows] == [[label, "toy/none", "0"], [label, "toy/optical", "1"]]
+    assert rows[1].split()[4] == "2.25" and rows[0].split()[4] == "-"
+    header = eval_table_header(width)
+    assert header.index("accuracy") + len("accuracy") == rows[0].index(" 0 ") + 2
+
+
+def test_trainer_threads_is_validated():
+    import pytest
+
+    from vtc_lab.train.config import TrainerConfig
+
+    assert TrainerConfig(threads=1).threads == 1 and TrainerConfig().threads is None
+    with pytest.raises(ValueError, match=r"trainer.threads must be null or an int >= 1, got 0"):
+        TrainerConfig(threads=0)

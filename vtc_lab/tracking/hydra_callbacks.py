@@ -124,7 +124,17 @@ class TrackingCallback(Callback):
         log.info("MLflow sweep parent run %s (%s)", parent.run_id, uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        _close_parent(str(config.hydra.sweep.dir), True)
+        sweep_dir = str(config.hydra.sweep.dir)
+        parent = _parents.get(sweep_dir)
+        _close_parent(sweep_dir, True)
+        if parent is not None:
+            try:
+                from vtc_lab.tracking.report import sweep_summary
+
+                print(sweep_summary(parent.tracking_uri, str(config.tracking.experiment),
+                                    parent.run_id), flush=True)
+            except Exception:  # noqa: BLE001 - the summary must not fail a finished sweep
+                log.exception("could not print the sweep's result table")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         runs.set_job_run(None)

@@ -177,3 +177,51 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
         writer.writeheader()
         writer.writerows(rows)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------- the per-loop result table
+
+EVAL_TABLE_KEYS = ("accuracy", "read_rate", "compression_ratio", "context_tokens_peak",
+                   "context_tokens_mean", "round_latency_mean_s")
+"""Columns of the result table printed at the end of `vtc-lab train` and of a sweep: one row
+per benchmark/loop (`eval/<benchmark>/<loop>/<key>`), optical and text side by side."""
+
+
+def eval_table(metrics: dict[str, Any], label: str = "", width: int = 28) -> list[str]:
+    """Rows (without header) of the result table for one run's `eval/<benchmark>/<loop>/*`
+    metrics, each labelled `<label> <benchmark>/<loop>` in a column `width` wide. A loop
+    without rendered memory has no compression ratio (logged as 0): shown as `-`."""
+    rows = sorted({k.rsplit("/", 1)[0] for k in metrics
+                   if k.startswith("eval/") and k.count("/") == 3})
+    lines = []
+    for row in rows:
+        cells = [metrics.get(f"{row}/{k}") for k in EVAL_TABLE_KEYS]
+        cells = [None if k == "compression_ratio" and not c else c
+                 for k, c in zip(EVAL_TABLE_KEYS, cells)]
+        name = (label + " " if label else "") + row[len("eval/"):]
+        lines.append(f"    {name:<{width}}" + "".join(
+            f"{c:>21.4g}" if isinstance(c, (int, float)) else f"{'-':>21}" for c in cells))
+    return lines
+
+
+def eval_table_header(width: int = 28) -> str:
+    return "    " + f"{'run benchmark/loop':<{width}}" + "".join(f"{k:>21}" for k in EVAL_TABLE_KEYS)
+
+
+def sweep_summary(tracking_uri: str, experiment: str, parent_id: str) -> str:
+    """The result table of a sweep's jobs (the latest evaluation of each), for the console at
+    the end of a multirun: every job's loops side by side (e.g. the toy experiment's optical-
+    and text-memory models), with the commands that compare them further."""
+    runs, _, _ = collect_runs(tracking_uri, experiment, parent_id, with_curves=False)
+    runs.sort(key=lambda r: int(r.tags.get("hydra.job.num", "0") or 0))
+    lines = ["", f"=== sweep {parent_id[:8]}: {len(runs)} jobs "
+                 f"({sum(r.status == 'FINISHED' for r in runs)} finished) ==="]
+    width = max([28] + [len(r.name) + 24 for r in runs])
+    table = [row for r in runs for row in eval_table(r.metrics, r.name, width)]
+    if table:
+        lines += ["  last evaluation of each job:", eval_table_header(width), *table]
+    for r in runs:
+        lines.append(f"  {r.name}: run {r.run_id[:8]} {r.status}")
+    lines.append(f"  compare: vtc-lab report tracking.experiment={experiment} sweep={parent_id}")
+    lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {tracking_uri}")
+    return "\n".join(lines)

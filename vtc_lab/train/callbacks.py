@@ -49,3 +49,42 @@ class FinalCheckpoint(Callback):
         step = trainer.global_step
         if step >= trainer.max_steps and step % self.every_n and not trainer.sanity_checking:
             trainer.save_checkpoint(str(self.path))
+
+
+class ProgressLog(Callback):
+    """A plain log line every `every_s` seconds (step, loss, samples/s, ETA) for runs without a
+    progress bar: jobs that run side by side (the toy sweep) would garble each other's bars,
+    and a log file or a Slurm job's output wants lines, not carriage returns."""
+
+    def __init__(self, label: str, total_steps: int, every_s: float = 30.0, samples_per_step: int = 1):
+        self.label = label
+        self.total_steps = total_steps
+        self.every_s = every_s
+        self.samples_per_step = samples_per_step
+        self._t0: float | None = None
+        self._step0 = 0
+        self._last = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import time
+
+        self._t0 = self._last = time.monotonic()
+        self._step0 = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import logging
+        import time
+
+        now = time.monotonic()
+        step = trainer.global_step
+        if self._t0 is None or (now - self._last < self.every_s and step < self.total_steps):
+            return
+        self._last = now
+        done = step - self._step0
+        rate = done / (now - self._t0) if now > self._t0 else 0.0
+        eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
+        loss = trainer.callback_metrics.get("train/loss")
+        logging.getLogger("vtc_lab.train").info(
+            "%s step %d/%d  loss %s  %.1f samples/s  eta %s", self.label, step, self.total_steps,
+            f"{float(loss):.4f}" if loss is not None else "-", rate * self.samples_per_step,
+            f"{eta / 60:.1f} min" if eta == eta else "-")

@@ -194,27 +194,18 @@ def _total_steps(cfg, train_samples: int, world: int) -> int:
     return max(1, math.ceil(train_samples / per_step)) * oc.max_epochs
 
 
-SUMMARY_EVAL_KEYS = ("accuracy", "read_rate", "compression_ratio", "context_tokens_peak",
-                     "context_tokens_mean", "round_latency_mean_s")
-
-
 def _summary(result: dict) -> str:
+    from vtc_lab.tracking.report import eval_table, eval_table_header
+
     lines = ["", "=== vtc-lab train: done ==="]
     for key in ("train/loss", "val/loss", "steps", "checkpoint", "export", "mlflow_run_id"):
         if result.get(key) is not None:
             value = result[key]
             lines.append(f"  {key:<14} {value:.4f}" if isinstance(value, float) else f"  {key:<14} {value}")
     # the last in-training evaluation, one row per benchmark/loop (optical vs text side by side)
-    rows = sorted({k.rsplit("/", 1)[0] for k in result if k.startswith("eval/") and k.count("/") == 3})
-    if rows:
-        lines.append(f"  last evaluation (step {result.get('eval_step')}):")
-        lines.append("    " + f"{'benchmark/loop':<18}" + "".join(f"{k:>21}" for k in SUMMARY_EVAL_KEYS))
-        for row in rows:
-            # a loop without rendered memory has no compression ratio (logged as 0): show "-"
-            cells = [result.get(f"{row}/{k}") for k in SUMMARY_EVAL_KEYS]
-            cells = [None if k == "compression_ratio" and not c else c for k, c in zip(SUMMARY_EVAL_KEYS, cells)]
-            lines.append("    " + f"{row[len('eval/'):]:<18}" + "".join(
-                f"{c:>21.4g}" if isinstance(c, (int, float)) else f"{'-':>21}" for c in cells))
+    table = eval_table(result)
+    if table:
+        lines += [f"  last evaluation (step {result.get('eval_step')}):", eval_table_header(), *table]
     if result.get("tracking_uri"):
         lines.append(f"  open the MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
     return "\n".join(lines)
@@ -302,6 +293,10 @@ def setup(cfg) -> Setup:
     from vtc_lab.train.module import SFTModule
 
     tc, oc = cfg.trainer, cfg.optim
+    if tc.threads:
+        import torch
+
+        torch.set_num_threads(tc.threads)
     dataset = _dataset(cfg)
     reading = reading_of(dataset, oc.image_max_pixels)
     cfg.model.dtype = _weights_dtype(cfg)
@@ -310,7 +305,7 @@ def setup(cfg) -> Setup:
                          system_prompt=reading.system_prompt, image_position=reading.image_position,
                          cutoff_len=oc.cutoff_len, truncation=oc.truncation,
                          image_max_pixels=reading.image_max_pixels,
-                         text_memory_fraction=oc.text_memory_fraction)
+                         memory=oc.memory)
     char_slots = 1
     if oc.char_loss_weight > 0:
         from vtc_lab.train.char_loss import CharLabeler, grid_slots
@@ -336,7 +331,7 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from vtc_lab.tracking import lightning_logger
-    from vtc_lab.train.callbacks import FinalCheckpoint, SaveOnTerminate
+    from vtc_lab.train.callbacks import FinalCheckpoint, ProgressLog, SaveOnTerminate
     from vtc_lab.train.checkpoints import AtomicCheckpointIO
 
     tc, oc = cfg.trainer, cfg.optim
@@ -347,6 +342,10 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
                                        save_top_k=1, monitor=None),
                        FinalCheckpoint(paths.last, oc.checkpoint_every_n_steps),
                        SaveOnTerminate(paths.last)]
+    if not cfg.progress:
+        label = f"run {paths.run_dir.name} ({oc.memory} memory)"
+        callbacks.append(ProgressLog(label, s.total_steps,
+                                     samples_per_step=oc.batch_size * oc.grad_accum * tc.devices))
     evaluator = None
     if cfg.evaluator.enabled:
         from vtc_lab.train.evaluator import OpticalMemoryEvaluator
