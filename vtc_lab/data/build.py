@@ -215,8 +215,8 @@ def _exit_with_parent() -> None:
     from multiprocessing.connection import wait as wait_for
 
     parent = multiprocessing.parent_process()
-    if parent is None:
-        return
+    if parent is None or getattr(parent, "sentinel", None) is None:
+        return  # not a multiprocessing child, or one whose parent handle has no sentinel (loky)
 
     def watch() -> None:
         wait_for([parent.sentinel])
