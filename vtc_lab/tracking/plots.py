@@ -85,6 +85,9 @@ def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[
                                       100 * acc[(run, bench, loop)], run))
     for (bench, loop), pts in sorted(series.items()):
         label = f"{bench} · {loop} loop"
+        if loop == "text":  # no pages, no ratio: the baseline the optical points are read against
+            mean = sum(p[2] for p in pts) / len(pts)
+            axes[1].axhline(mean, linestyle="--", color="gray", label=f"{label} (mean of {len(pts)})")
         axes[0].scatter([p[0] for p in pts], [p[2] for p in pts], marker=MARKERS.get(loop, "D"),
                         label=label, s=40)
         with_ratio = [p for p in pts if p[1]]  # text/none loops have no images: no ratio
