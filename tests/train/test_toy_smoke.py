@@ -10,6 +10,7 @@ jobs side by side, the sweep's table) is the slow test below.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -87,8 +88,12 @@ def test_toy_main_command_runs_both_jobs_side_by_side_and_prints_their_table(tmp
                 "optim.memory=text toy/text", "optim.memory=text toy/none"):
         assert row in table, table
     assert "mlflow ui --backend-store-uri sqlite:///" in table
+    runs = {}
     for job in ("0", "1"):
         assert (tmp_path / "toy" / job / "checkpoints" / "last.ckpt").is_file()
+        runs[job] = json.loads((tmp_path / "toy" / job / "run.json").read_text())["mlflow_run_id"]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resum" in (again.stdout + again.stderr).lower()
+    for job in ("0", "1"):  # each job continued its own checkpoint and MLflow run
+        assert f"resuming {tmp_path / 'toy' / job} from" in again.stdout + again.stderr
+        assert json.loads((tmp_path / "toy" / job / "run.json").read_text())["mlflow_run_id"] == runs[job]

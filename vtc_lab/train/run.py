@@ -257,6 +257,8 @@ def _run_paths(cfg) -> RunPaths:
                               f"run_dir")
     resume_from = resume_checkpoint(last.parent)  # the newest loadable one, saying what it skips
     info = read_run_info(run_dir)
+    if resume_from is not None:
+        log.info("resuming %s from %s", run_dir, resume_from)
     return RunPaths(run_dir, last, run_dir / RUN_INFO, info, resume_from)
 
 
