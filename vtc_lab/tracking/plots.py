@@ -267,7 +267,7 @@ def plot_accuracy_vs_samples(runs: list[RunRecord], path: Path) -> Optional[str]
     """The learning curve: end-to-end accuracy (solid) and read rate (dotted) of each loop at
     each in-training evaluation, against the training samples seen by then."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = plt.subplots(figsize=(12, 4.8))
     labels = run_labels(runs)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = 0
@@ -296,7 +296,7 @@ def plot_accuracy_vs_samples(runs: list[RunRecord], path: Path) -> Optional[str]
     ax.set_ylim(-2, 102)
     ax.set_title("Learning curve: accuracy (solid) and read rate (dotted) per loop")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never over
     _save(fig, path)
     return None
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 # config group (`data=openr1` is an override param of its own: the preset chosen, not its name).
 # `evaluator.*` paths count only when the evaluator is enabled (see key_params).
 KEY_PARAMS: dict[str, tuple[str, ...]] = {
+    "memory": ("optim.memory",),
     "backbone": ("model.name",),
     "arch": ("model.arch",),
     "model_source": ("model.source",),
