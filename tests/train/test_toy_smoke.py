@@ -88,6 +88,9 @@ def test_toy_main_command_runs_both_jobs_side_by_side_and_prints_their_table(tmp
                 "optim.memory=text toy/text", "optim.memory=text toy/none"):
         assert row in table, table
     assert "mlflow ui --backend-store-uri sqlite:///" in table
+    # the sweep's report (learning curves included) is written and logged to the parent run
+    reports = list((tmp_path / "reports" / "toy").glob("sweep-*/report.md"))
+    assert len(reports) == 1 and (reports[0].parent / "accuracy_vs_samples.png").is_file()
     runs = {}
     for job in ("0", "1"):
         assert (tmp_path / "toy" / job / "checkpoints" / "last.ckpt").is_file()

@@ -128,13 +128,7 @@ class TrackingCallback(Callback):
         parent = _parents.get(sweep_dir)
         _close_parent(sweep_dir, True)
         if parent is not None:
-            try:
-                from vtc_lab.tracking.report import sweep_summary
-
-                print(sweep_summary(parent.tracking_uri, str(config.tracking.experiment),
-                                    parent.run_id), flush=True)
-            except Exception:  # noqa: BLE001 - the summary must not fail a finished sweep
-                log.exception("could not print the sweep's result table")
+            _report_sweep(config, parent)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         runs.set_job_run(None)
@@ -192,6 +186,27 @@ class TrackingCallback(Callback):
         runs.finish_run(handle, error)
         if config.hydra.mode == RunMode.MULTIRUN:
             _count_job(config, handle, error)
+
+
+def _report_sweep(config: DictConfig, parent: runs.RunHandle) -> None:
+    """At the end of a sweep: print its result table and write `vtc-lab report sweep=<id>`
+    (table, plots incl. the learning curves) into the parent run's artifacts, so the sweep is
+    compared in the MLflow UI without another command. Neither may fail a finished sweep."""
+    experiment = str(config.tracking.experiment)
+    try:
+        from vtc_lab.tracking.report import sweep_summary
+
+        print(sweep_summary(parent.tracking_uri, experiment, parent.run_id), flush=True)
+    except Exception:  # noqa: BLE001
+        log.exception("could not print the sweep's result table")
+    try:
+        from vtc_lab.tracking.report_app import ReportConfig, make_report
+
+        cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
+        make_report(ReportConfig(tracking=cfg, output_root=str(config.get("output_root", "vtc-runs")),
+                                 sweep=parent.run_id))
+    except Exception:  # noqa: BLE001
+        log.exception("could not write the sweep's report")
 
 
 def _count_job(config: DictConfig, handle: runs.RunHandle, error: Optional[BaseException]) -> None:
