@@ -318,3 +318,10 @@ def test_switching_hardware_changes_only_machine_keys():
     assert machine_keys & recipe_keys == {"name"}
     gpu = _to_object("train", ["trainer=gpu"])
     assert (gpu.trainer.accelerator, gpu.optim) == ("gpu", _to_object("train").optim)
+
+
+@pytest.mark.parametrize("preset", ["paper_glyph", "paper_qwen3_vl", "toy"])
+def test_full_scale_training_presets_train_on_every_problem(preset):
+    """train.yaml limits data to 64 problems for the CPU quick start; a preset meant to train on
+    the whole dataset must lift it (the paper presets once trained on 64 OpenR1 problems)."""
+    assert _to_object("train", [f"experiment={preset}"]).data.limit is None
