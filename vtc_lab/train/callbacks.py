@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
@@ -66,18 +69,14 @@ class ProgressLog(Callback):
         self._last = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
-        import time
-
         self._t0 = self._last = time.monotonic()
         self._step0 = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        import logging
-        import time
-
         now = time.monotonic()
         step = trainer.global_step
-        if self._t0 is None or (now - self._last < self.every_s and step < self.total_steps):
+        if self._t0 is None or not trainer.is_global_zero or (
+                now - self._last < self.every_s and step < self.total_steps):
             return
         self._last = now
         done = step - self._step0
@@ -87,4 +86,4 @@ class ProgressLog(Callback):
         logging.getLogger("vtc_lab.train").info(
             "%s step %d/%d  loss %s  %.1f samples/s  eta %s", self.label, step, self.total_steps,
             f"{float(loss):.4f}" if loss is not None else "-", rate * self.samples_per_step,
-            f"{eta / 60:.1f} min" if eta == eta else "-")
+            "-" if math.isnan(eta) else f"{eta / 60:.1f} min")
