@@ -12,10 +12,42 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 _template: list = []  # the migrated store of this session, made on first use
+
+
+def _migrated_template(tmp_path_factory) -> Path:
+    """One empty MLflow store, migrated once per session by the real `prepare_store`."""
+    from vtc_lab.tracking import store
+
+    if not _template:
+        path = tmp_path_factory.mktemp("mlflow-template") / store.DB_NAME
+        _real_prepare_store(store)("sqlite:///" + str(path))
+        _template.append(path)
+    return _template[0]
+
+
+def _real_prepare_store(store):
+    return getattr(store.prepare_store, "_unseeded", store.prepare_store)
+
+
+@pytest.fixture
+def seed_store(tmp_path_factory):
+    """`seed_store(db_path)`: put a copy of the session's migrated empty store at `db_path`
+    (before a subprocess or a server opens it there), so that process finds a current schema
+    instead of spending ~5-10 s on a fresh migration. The process still runs its own schema
+    check; fresh migration itself stays covered by tests/tracking/test_runs.py."""
+
+    def seed(db_path) -> Path:
+        db_path = Path(db_path)
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_migrated_template(tmp_path_factory), db_path)
+        return db_path
+
+    return seed
 
 
 @pytest.fixture(autouse=True)
@@ -26,17 +58,15 @@ def _copy_of_the_migrated_store(monkeypatch, tmp_path_factory):
     covered: tests/tracking/test_runs.py calls `prepare_store` directly on new stores."""
     from vtc_lab.tracking import store
 
-    real = store.prepare_store
+    real = _real_prepare_store(store)
 
     def seeded(uri: str, timeout_s: float = 5.0) -> None:
         db = store.sqlite_path(uri)
         if db is not None and not db.exists():
-            if not _template:
-                path = tmp_path_factory.mktemp("mlflow-template") / store.DB_NAME
-                real("sqlite:///" + str(path))
-                _template.append(path)
+            template = _migrated_template(tmp_path_factory)
             db.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(_template[0], db)
+            shutil.copyfile(template, db)
         real(uri, timeout_s)
 
+    seeded._unseeded = real
     monkeypatch.setattr(store, "prepare_store", seeded)

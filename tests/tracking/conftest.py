@@ -75,7 +75,8 @@ class MlflowServer:
 
 
 @pytest.fixture
-def mlflow_server_proc(tmp_path):
+def mlflow_server_proc(tmp_path, seed_store):
+    seed_store(tmp_path / "server.db")  # a migrated store: the server only checks its schema
     server = MlflowServer(tmp_path).start()
     try:
         yield server

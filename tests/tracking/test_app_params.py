@@ -13,7 +13,8 @@ from vtc_lab.data.sources import write_openr1_fixture
 from ._helpers import child_env
 
 
-def test_build_data_with_a_group_override_logs_each_param_once(tmp_path):
+def test_build_data_with_a_group_override_logs_each_param_once(tmp_path, seed_store):
+    seed_store(tmp_path / "out" / "mlflow.db")
     traces = write_openr1_fixture(tmp_path / "openr1.jsonl", limit=3)
     proc = subprocess.run(
         [sys.executable, "-m", "vtc_lab.cli.main", "build-data", "data=openr1",

@@ -95,7 +95,8 @@ time.sleep(300)
 """
 
 
-def test_report_marks_runs_of_dead_processes_killed_and_leaves_live_ones(tmp_path):
+def test_report_marks_runs_of_dead_processes_killed_and_leaves_live_ones(tmp_path, seed_store):
+    seed_store(tmp_path / "mlflow.db")
     procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(tmp_path), name],
                               stdout=subprocess.PIPE, text=True, env=child_env())
              for name in ("dead", "alive")]
@@ -119,7 +120,8 @@ def test_report_marks_runs_of_dead_processes_killed_and_leaves_live_ones(tmp_pat
             p.stdout.close()
 
 
-def test_killed_sweep_is_marked_by_the_next_sweep(tmp_path):
+def test_killed_sweep_is_marked_by_the_next_sweep(tmp_path, seed_store):
+    seed_store(tmp_path / "out" / "mlflow.db")
     cmd = [sys.executable, str(Path(__file__).with_name("sweep_app.py")), "-m", "x=1,2",
            "sleep_s=300", f"output_root={tmp_path / 'out'}"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,

@@ -14,7 +14,8 @@ def _uri(tmp_path):
     return f"sqlite:///{(tmp_path / 'out').resolve()}/mlflow.db"
 
 
-def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
+def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path, seed_store):
+    seed_store(tmp_path / "out" / "mlflow.db")
     res = run_sweep_app(tmp_path, "x=1,2", "y=1,2", "fail_when_x=2")
     # Hydra reports the failed job (non-zero exit) only after every job of the sweep ran
     assert res.returncode != 0
@@ -52,7 +53,8 @@ def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
     assert "git.commit" in parent.data.tags and "device" in children[0].data.tags
 
 
-def test_joblib_launcher_jobs_in_other_processes_find_the_parent(tmp_path):
+def test_joblib_launcher_jobs_in_other_processes_find_the_parent(tmp_path, seed_store):
+    seed_store(tmp_path / "out" / "mlflow.db")
     res = run_sweep_app(tmp_path, "x=1,2", "y=3,4", "hydra/launcher=parallel")
     assert res.returncode == 0, res.stderr[-2000:]
     parents, children = runs_by_role(_uri(tmp_path))
