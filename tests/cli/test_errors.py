@@ -39,12 +39,22 @@ def test_bad_config_is_one_message_and_creates_nothing(tmp_path, overrides, mess
     assert not (tmp_path / "out").exists()  # no mlflow.db, no run, no run directory
 
 
-def test_missing_input_is_one_message_and_debug_shows_the_traceback(tmp_path):
-    typo = tmp_path / "no-such-dataset"
-    res = vtc(tmp_path, "train", f"dataset_dir={typo}", "tracking=off")
+@pytest.mark.parametrize("command, args, message", [
+    # the render app imports no torch: the error path through a real process in ~2 s
+    ("render", ["file={missing}", "tracking=off"], "input file not found: {missing}"),
+    # the same handler after the training stack is imported (in-process, the same refusal is
+    # tests/train/test_faults.py::test_mistyped_dataset_dir_is_refused_and_nothing_is_built_there)
+    pytest.param("train", ["dataset_dir={missing}", "tracking=off"],
+                 "dataset_dir={missing} is not a built dataset", marks=pytest.mark.slow),
+], ids=["render", "train"])
+def test_missing_input_is_one_message_and_debug_shows_the_traceback(tmp_path, command, args,
+                                                                    message):
+    missing = tmp_path / "no-such-input"
+    res = vtc(tmp_path, command, *(a.format(missing=missing) for a in args))
     assert res.returncode == 1
-    lines = [line for line in res.stderr.splitlines() if line.startswith("vtc-lab train: error:")]
-    assert len(lines) == 1 and f"dataset_dir={typo} is not a built dataset" in lines[0]
+    lines = [line for line in res.stderr.splitlines()
+             if line.startswith(f"vtc-lab {command}: error:")]
+    assert len(lines) == 1 and message.format(missing=missing) in lines[0]
     assert "Traceback" not in res.stderr and "VTC_LAB_DEBUG=1" in res.stderr
 
 

@@ -4,6 +4,9 @@ second writer on the same run directory."""
 
 from __future__ import annotations
 
+import errno
+import multiprocessing
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,24 +61,36 @@ def test_flipped_byte_inside_a_checkpoint_is_detected(tmp_path):
     assert "CRC" in checkpoint_problem(last)
 
 
-SAVE_UNDER_LIMIT = """
-import resource, signal, sys, torch
-from vtc_lab.train.checkpoints import AtomicCheckpointIO
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
-resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
-try:
-    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.randn(512, 512)}}, sys.argv[1])
-except OSError as exc:
-    print("failed:", exc.errno)
-"""
+def _save_under_a_file_size_limit(checkpoint: dict, path: str) -> None:
+    """In a forked child (torch and Lightning already imported: no ~6 s of re-imports), with a
+    200 KB file-size limit: writes past it fail with EFBIG instead of SIGXFSZ. Exit code: the
+    errno of the failed save, 0 if it did not fail."""
+    import resource
+    import signal
+
+    from vtc_lab.train.checkpoints import AtomicCheckpointIO
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+    try:
+        AtomicCheckpointIO().save_checkpoint(checkpoint, path)
+    except OSError as exc:
+        os._exit(exc.errno or 255)
+    os._exit(0)
 
 
 def test_save_that_runs_out_of_space_leaves_the_previous_checkpoint(tmp_path):
     last = _ckpt(tmp_path / "last.ckpt", 8)  # ~260 KB on disk already, written without limit
     before = last.read_bytes()
-    res = subprocess.run([sys.executable, "-c", SAVE_UNDER_LIMIT, str(last)], capture_output=True,
-                         text=True, timeout=120)
-    assert "failed: 27" in res.stdout, res.stdout + res.stderr  # EFBIG: the write hit the limit
+    checkpoint = {"state_dict": {"w": torch.randn(512, 512)}}  # ~1 MB: past the limit
+    child = multiprocessing.get_context("fork").Process(
+        target=_save_under_a_file_size_limit, args=(checkpoint, str(last)))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    assert child.exitcode == errno.EFBIG  # the write hit the limit and raised
     assert last.read_bytes() == before and checkpoint_problem(last) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary left
 
