@@ -17,6 +17,7 @@ from vtc_lab.tracking import (
     prepare_store,
     resolve_tracking_uri,
     start_run,
+    store,
 )
 
 
@@ -212,7 +213,7 @@ def test_app_run_name_renames_a_single_job_run_but_not_a_sweep_child(tmp_path):
 
     cfg = TrackingConfig(experiment="unit")
     uri = resolve_tracking_uri(cfg, tmp_path)
-    prepare_store(uri)
+    store.prepare_store(uri)  # a copy of the migrated template (tests/conftest.py)
     parent = open_run(cfg, uri, run_name="sweep")
     for parent_id, expected in ((None, "eval-tiny-math500"), (parent.run_id, "x=1")):
         job = open_run(cfg, uri, run_name="x=1", parent_run_id=parent_id)
@@ -229,7 +230,7 @@ def test_experiments_open_on_the_runs_table(tmp_path):
     """New experiments, and ones made before (or by hand without a kind), are marked as model
     development, which the MLflow 3 UI opens on the runs table; a kind someone set is kept."""
     uri = resolve_tracking_uri(TrackingConfig(), tmp_path)
-    prepare_store(uri)
+    store.prepare_store(uri)  # a copy of the migrated template (tests/conftest.py)
     client = MlflowClient(uri)
     old = client.create_experiment("older")
     client.create_experiment("mine", tags={"mlflow.experimentKind": "genai_development"})
