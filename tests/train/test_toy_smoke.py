@@ -40,11 +40,11 @@ def test_toy_main_job_runs_and_its_losses_fall(tmp_path, memory, caplog):
     """One job of the main sweep (`optim.memory` is what the sweep varies), in-process."""
     overrides = [
         "experiment=toy", f"optim.memory={memory}", f"output_root={tmp_path}",
-        f"run_dir={tmp_path}/run", "data.limit=48", "optim.max_steps=24", "optim.batch_size=8",
+        f"run_dir={tmp_path}/run", "data.limit=48", "optim.max_steps=24", "optim.batch_size=4",
         "optim.warmup_ratio=0", "optim.val_check_interval=24", "optim.checkpoint_every_n_steps=24",
         "optim.val_max_samples=8", "optim.log_every_n_steps=1", "optim.val_fraction=0.1",
-        "evaluator.limit=4", "evaluator.loop.max_rounds=2", "evaluator.loop.max_new_tokens=12",
-        "evaluator.loop.batch_size=4", "export=false",
+        "evaluator.limit=2", "evaluator.loop.max_rounds=2", "evaluator.loop.max_new_tokens=8",
+        "evaluator.loop.batch_size=2", "export=false",
     ]
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = OmegaConf.to_object(compose("train", overrides=overrides))
@@ -64,7 +64,7 @@ def test_toy_main_job_runs_and_its_losses_fall(tmp_path, memory, caplog):
             assert f"eval/toy/{loop}/{name}" in result, (loop, name)
     assert not any(k.startswith(f"eval/toy/{other}/") for k in result
                    for other in {"optical", "text"} - {memory})
-    assert result["train/samples_seen"] == 24 * 8
+    assert result["train/samples_seen"] == 24 * 4
     assert _history(tmp_path, run, f"eval/toy/{memory}/accuracy")
     # no progress bar (two jobs side by side): a log line per job instead, the last at the end
     assert f"run run ({memory} memory) step 24/24" in caplog.text
