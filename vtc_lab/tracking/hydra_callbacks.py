@@ -41,15 +41,20 @@ log = logging.getLogger(__name__)
 _parents: dict[str, runs.RunHandle] = {}
 
 
-def _tracking(config: DictConfig) -> tuple[Optional[TrackingConfig], Optional[str]]:
-    """The job's TrackingConfig and prepared URI, or (None, None) when off / not configured."""
+def _tracking_config(config: DictConfig) -> Optional[TrackingConfig]:
+    """The job's TrackingConfig, or None when the app has no tracking node."""
     node = config.get("tracking")
     if node is None:
-        return None, None
+        return None
     data = OmegaConf.to_container(node, resolve=True)
     assert isinstance(data, dict)
-    cfg = TrackingConfig(**data)
-    if cfg.mode == "off":
+    return TrackingConfig(**data)
+
+
+def _tracking(config: DictConfig) -> tuple[Optional[TrackingConfig], Optional[str]]:
+    """The job's TrackingConfig and prepared URI, or (None, None) when off / not configured."""
+    cfg = _tracking_config(config)
+    if cfg is None or cfg.mode == "off":
         return None, None
     return cfg, prepare(cfg, str(config.get("output_root", "vtc-runs")))
 
@@ -192,17 +197,17 @@ def _report_sweep(config: DictConfig, parent: runs.RunHandle) -> None:
     """At the end of a sweep: print its result table and write `vtc-lab report sweep=<id>`
     (table, plots incl. the learning curves) into the parent run's artifacts, so the sweep is
     compared in the MLflow UI without another command. Neither may fail a finished sweep."""
-    experiment = str(config.tracking.experiment)
+    cfg = _tracking_config(config)
+    assert cfg is not None  # a sweep parent exists only for a tracked app
     try:
         from vtc_lab.tracking.report import sweep_summary
 
-        print(sweep_summary(parent.tracking_uri, experiment, parent.run_id), flush=True)
+        print(sweep_summary(parent.tracking_uri, cfg.experiment, parent.run_id), flush=True)
     except Exception:  # noqa: BLE001
         log.exception("could not print the sweep's result table")
     try:
         from vtc_lab.tracking.report_app import ReportConfig, make_report
 
-        cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
         make_report(ReportConfig(tracking=cfg, output_root=str(config.get("output_root", "vtc-runs")),
                                  sweep=parent.run_id))
     except Exception:  # noqa: BLE001
