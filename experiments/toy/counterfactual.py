@@ -69,20 +69,30 @@ def main(argv: list[str] | None = None) -> dict:
     params = GenerationParams(max_new_tokens=12, do_sample=False)
     rng = random.Random(args.seed)
 
-    cases = []  # (round, condition, prompt images, wanted-by-page, wanted-by-question)
+    rendered: dict[str, list[list]] = {}  # problem id -> the pages of each of its rounds
+
+    def round_pages(problem: toytask.ToyProblem) -> list[list]:
+        if problem.id not in rendered:
+            rendered[problem.id] = [render(text)[0]
+                                    for text in round_texts(problem, spec.lines_per_round)]
+        return rendered[problem.id]
+
+    cases = []  # (problem, round, condition, prompt images, wanted-by-page, wanted-by-question)
     for p in problems:
         rounds = round_texts(p, spec.lines_per_round)
+        partners = [x for x in problems[:50] if x.id != p.id and len(x.lines) == len(p.lines)]
         for r in range(2, len(rounds) + 1):
-            q = rng.choice([x for x in problems[:50] if x.id != p.id and len(x.lines) == len(p.lines)])
-            own_last = rounds[r - 2].splitlines()[-1]
-            other_last = round_texts(q, spec.lines_per_round)[r - 2].splitlines()[-1]
-            if toytask.next_line(own_last, spec.rule) == toytask.next_line(other_last, spec.rule):
+            q = rng.choice(partners)
+            by_question = toytask.next_line(rounds[r - 2].splitlines()[-1], spec.rule)
+            by_page = toytask.next_line(round_texts(q, spec.lines_per_round)[r - 2].splitlines()[-1],
+                                        spec.rule)
+            if by_page == by_question:
                 continue  # the swap would not change the answer
-            pages = [page for text in rounds[:r - 1] for page in render(text)[0]]
-            swapped = pages[:-1] + render(round_texts(q, spec.lines_per_round)[r - 2])[0]
-            for condition, images in (("intact", pages), ("swapped", swapped)):
-                cases.append((p, r, condition, images, toytask.next_line(other_last, spec.rule),
-                              toytask.next_line(own_last, spec.rule)))
+            earlier = [page for pages in round_pages(p)[:r - 2] for page in pages]
+            intact = earlier + round_pages(p)[r - 2]
+            swapped = earlier + round_pages(q)[r - 2]
+            for condition, images in (("intact", intact), ("swapped", swapped)):
+                cases.append((p, r, condition, images, by_page, by_question))
 
     counts: dict[str, dict[str, int]] = {}
     for start in range(0, len(cases), args.batch_size):
