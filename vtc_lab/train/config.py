@@ -48,7 +48,9 @@ class TrainerConfig:
     num_workers: int = 0
     """DataLoader worker processes (image decoding + processor); 0 = in the training process."""
     deterministic: bool = False
-    """torch deterministic algorithms (slower; bit-identical reruns)."""
+    """torch deterministic algorithms (`torch.use_deterministic_algorithms`, through Lightning):
+    for GPU kernels that are otherwise nondeterministic; slower, unmeasured here. CPU runs are
+    bit-identical for a seed and thread count without it (docs/training.md, Determinism)."""
     threads: int | None = None
     """torch intra-op threads of each training process; null = torch's default (one per core).
     Jobs that run side by side (the toy sweep's two models) set 1 each: two processes whose

@@ -10,7 +10,10 @@ Its schema, `EvaluatorConfig` (the `evaluator` config group), lives in `vtc_lab.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
+from collections.abc import Iterator
 from typing import Any
 
 from lightning.pytorch import Callback
@@ -93,13 +96,16 @@ class OpticalMemoryEvaluator(Callback):
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
-            engine = HFEngine(backbone)
-            results = evaluate_benchmarks(
-                engine, self._problems,
-                [self.cfg.loop_config(m, reading.image_max_pixels) for m in self.cfg.loops],
-                render_cfg=reading.renderer, system_prompt=reading.system_prompt,
-                image_position=reading.image_position, keep_images=self.cfg.log_images,
-                progress=False, reset_memory_peaks=False)
+            # Training resumes from the random state it had before this evaluation, so a run
+            # with the evaluator on follows the same trajectory as one without it.
+            with preserved_rng(next(model.parameters()).device):
+                engine = HFEngine(backbone)
+                results = evaluate_benchmarks(
+                    engine, self._problems,
+                    [self.cfg.loop_config(m, reading.image_max_pixels) for m in self.cfg.loops],
+                    render_cfg=reading.renderer, system_prompt=reading.system_prompt,
+                    image_position=reading.image_position, keep_images=self.cfg.log_images,
+                    progress=False, reset_memory_peaks=False)
         finally:
             for module, training in modes:
                 module.training = training
@@ -126,3 +132,24 @@ class OpticalMemoryEvaluator(Callback):
                 logger.log_metrics(results.metrics, step=step)
         log.info("evaluator step %d: %s", step, {k: round(v, 4) for k, v in results.metrics.items()
                                                   if k.endswith("/accuracy")})
+
+
+@contextlib.contextmanager
+def preserved_rng(device: Any = None) -> Iterator[None]:
+    """Run the block on a fork of the global random states (torch's CPU generator, the CUDA
+    generator of `device` when it is a GPU, Python's `random` and NumPy's legacy global state),
+    restored on exit. Sampling in the loops draws from per-request generators and greedy
+    decoding draws nothing, but any draw inside an evaluation (a library's own sampling, a
+    dropout left on) must not shift the data order or dropout masks of the training steps
+    that follow."""
+    import numpy as np
+    import torch
+
+    devices = [device] if device is not None and torch.device(device).type == "cuda" else []
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
