@@ -31,8 +31,10 @@ def test_train_logs_optical_eval_and_eval_reads_the_run(tmp_path):
     result = train(OmegaConf.to_object(raw))
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     steps = sorted(m.step for m in client.get_metric_history(
-        result["mlflow_run_id"], "eval/math500/optical/accuracy"))
-    assert steps == [2, 4]
+        result["mlflow_run_id"], "eval/math500/memory/accuracy"))
+    assert steps == [4, 8]  # optimizer steps 2 and 4 at step = samples seen (batch 2)
+    seen = client.get_metric_history(result["mlflow_run_id"], "train/samples_seen")
+    assert sorted((m.step, m.value) for m in seen) == [(4, 4.0), (8, 8.0)]
     assert client.get_metric_history(result["mlflow_run_id"], "eval/math500/none/rounds_mean")
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
@@ -41,5 +43,7 @@ def test_train_logs_optical_eval_and_eval_reads_the_run(tmp_path):
             "loop.max_rounds=2", "loop.max_new_tokens=8", "tracking=off", "progress=false",
             "grade_workers=1"])
     metrics = evaluate(OmegaConf.to_object(raw))
-    assert metrics["eval/math500/optical/num_samples"] == 2
+    # the run records its memory, so eval's keys match the training evaluator's
+    assert metrics["eval/math500/memory/num_samples"] == 2
+    assert not any("/optical/" in k for k in metrics)
     assert Path(result["export"]).is_dir()

@@ -28,6 +28,8 @@ class SweepAppConfig:
     output_root: str = "vtc-runs"
     x: int = 1
     y: int = 1
+    memory: str = "optical"
+    seed: int = 0
     fail_when_x: Optional[int] = None
     objective: str = "score"
     sleep_s: float = 0.0

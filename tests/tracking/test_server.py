@@ -94,8 +94,8 @@ def test_tiny_model_train_sweep_four_jobs_one_injected_failure(tmp_path, store, 
     # job 0's config is invalid: refused before a run was created for it, counted on the parent
     assert len(parents) == 1 and len(children) == 3
     assert {c.info.run_name for c in children} == {
-        f"renderer.font_size={f},segmentation.max_tokens={m}" for f in (7, 9) for m in (64, 128)
-    } - {"renderer.font_size=7,segmentation.max_tokens=64"}
+        f"font_size={f},seg_budget={m}" for f in (7, 9) for m in (64, 128)
+    } - {"font_size=7,seg_budget=64"}
     assert all(c.info.status == "FINISHED" for c in children)
     for c in children:  # validation runs every step; train/loss only every 5 steps
         if c.info.status == "FINISHED":

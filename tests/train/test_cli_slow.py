@@ -51,7 +51,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1, [r.info.run_name for r in runs]  # rank 1 logs nothing
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
-    assert sorted(steps) == [0, 1, 2, 3]
+    assert sorted(steps) == [0, 4, 8, 12]  # step = samples seen: 2 per rank x 2 ranks
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
 
 
@@ -90,13 +90,14 @@ def test_kill_then_resume_continues_at_the_saved_step(tmp_path):
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert len(finished) == 1
     history = client.get_metric_history(finished[0].info.run_id, "train/loss")
-    after = [m.step for m in history if m.timestamp > killed_at]
-    before = [m.step for m in history if m.timestamp <= killed_at]
+    # logged at step = samples seen (batch 2): halved back into optimizer steps
+    after = [m.step // 2 for m in history if m.timestamp > killed_at]
+    before = [m.step // 2 for m in history if m.timestamp <= killed_at]
     # resumed from the saved step in the same run; the steps it replayed up to the kill were
     # already in the run and are not logged again
     assert saved <= max(before) + 1 and min(after) == max(before) + 1 and max(after) == 23
     # one point per step: the steps replayed after the checkpoint are not logged twice
-    assert sorted(m.step for m in history) == list(range(24))
+    assert sorted(m.step for m in history) == list(range(0, 48, 2))
     for key in ("data/compression_ratio", "train_samples"):
         if key in finished[0].data.metrics:
             assert len(client.get_metric_history(finished[0].info.run_id, key)) == 1
@@ -161,4 +162,4 @@ def test_sigterm_saves_and_exits_non_zero(tmp_path):
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert "steps          16" in again.stdout
     steps = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss"))
-    assert steps == list(range(16))
+    assert steps == list(range(0, 32, 2))  # step = samples seen (batch 2)

@@ -28,15 +28,15 @@ def test_sweep_table_labels_each_jobs_loops():
     each row labelled with the job's run name, in a column wide enough for the longest label."""
     from vtc_lab.tracking.report import eval_table, eval_table_header
 
-    metrics = {"eval/toy/optical/accuracy": 1.0, "eval/toy/optical/compression_ratio": 2.25,
+    metrics = {"eval/toy/memory/accuracy": 1.0, "eval/toy/memory/compression_ratio": 2.25,
                "eval/toy/none/accuracy": 0.0, "eval/toy/none/compression_ratio": 0.0}
-    label = "optim.memory=optical"
+    label = "optical"
     width = len(label) + 24
     rows = eval_table(metrics, label, width)
-    assert [r.split()[:3] for r in rows] == [[label, "toy/none", "0"], [label, "toy/optical", "1"]]
-    assert rows[1].split()[4] == "2.25" and rows[0].split()[4] == "-"
+    assert [r.split()[:3] for r in rows] == [[label, "toy/memory", "1"], [label, "toy/none", "0"]]
+    assert rows[0].split()[4] == "2.25" and rows[1].split()[4] == "-"
     header = eval_table_header(width)
-    assert header.index("accuracy") + len("accuracy") == rows[0].index(" 0 ") + 2
+    assert header.index("accuracy") + len("accuracy") == rows[1].index(" 0 ") + 2
 
 
 def test_trainer_threads_is_validated():

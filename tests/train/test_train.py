@@ -92,7 +92,8 @@ def test_resume_continues_in_the_same_run(trained):
     assert again["resumed"] and again["steps"] == 11
     assert again["mlflow_run_id"] == first["mlflow_run_id"]
     steps = [s for s, _ in _history(root, first["mlflow_run_id"], "train/loss")]
-    assert steps == list(range(11))  # 0..7 from the first run, 8..10 after resuming
+    # step = samples seen (batch 2): optimizer steps 0..7 from the first run, 8..10 after resuming
+    assert steps == [2 * s for s in range(11)]
     # the final state is checkpointed even off the every-4-steps cadence
     assert torch.load(again["checkpoint"], map_location="cpu", weights_only=False)["global_step"] == 11
     assert sorted(p.name for p in (root / "run" / "checkpoints").iterdir()) == ["last.ckpt", "step-8.ckpt"]

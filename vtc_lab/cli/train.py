@@ -2,6 +2,7 @@
 
     vtc-lab train                                   # tiny Qwen3-VL, MATH500 fixture, CPU
     vtc-lab train model=tiny_glm4v optim.max_steps=200
+    vtc-lab train experiment=toy seeds=3            # each configuration with seeds 0, 1, 2
     vtc-lab train model=glyph model.path=/ckpt/Glyph trainer=deepspeed_zero3 data=openr1 ...
 """
 
@@ -15,10 +16,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.cli._seeds import expand_seeds
 from vtc_lab.configcheck import validate
 from vtc_lab.train.config import TrainConfig
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+SEED_KEY = "optim.seed"
+"""What `seeds=N` sweeps (see `vtc_lab.cli._seeds`): data order, dropout, the split."""
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -46,6 +50,7 @@ def main() -> float | None:
     # Lightning's DDP launcher starts ranks 1.. by re-running `python sys.argv[0] <args>`; the
     # `vtc-lab` dispatcher leaves a name that is not a file there, so point it at this module.
     sys.argv[0] = os.path.abspath(__file__)
+    sys.argv[1:] = expand_seeds(sys.argv[1:], SEED_KEY)
     sys.argv += _tracking_overrides(sys.argv[1:])
     return _app()
 

@@ -131,6 +131,11 @@ class EvalConfig:
     `renderer`, `system_prompt`, `image_position` and `loop.image_max_pixels`), so pages and
     prompts match training. An explicit `loop.image_max_pixels` that differs is refused. Evaluating
     an export directly (`model=local model.path=<run>/export`) applies its reading.json the same way."""
+    memory: str | None = None
+    """What the model was trained to read its earlier rounds from (optical | text; null:
+    unknown). The loop of that name logs under `eval/<benchmark>/memory/<metric>`, the key the
+    training evaluator uses, so a training run's and an eval run's curves share one chart
+    (`vtc_lab.infer.evaluate.loop_key`). `train_run=` sets it from the run."""
     checkpoint: str | None = None
     """A Lightning checkpoint (.ckpt) from `vtc-lab train` whose weights replace the model's;
     null: the model's own weights."""
@@ -161,6 +166,8 @@ class EvalConfig:
                 raise ValueError(f"loops entries must be in {MODES}, got {mode!r}")
         if len(set(self.loops)) != len(self.loops):
             raise ValueError(f"loops must not repeat a mode, got {self.loops}")
+        if self.memory is not None and self.memory not in ("optical", "text"):
+            raise ValueError(f"memory must be optical, text or null, got {self.memory!r}")
         if self.image_position not in IMAGE_POSITIONS:
             raise ValueError(f"image_position must be one of {IMAGE_POSITIONS}, "
                              f"got {self.image_position!r}")

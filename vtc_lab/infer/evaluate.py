@@ -1,7 +1,9 @@
 """Loops x benchmarks -> graded records, metrics and tables: shared by `vtc-lab eval` and the
 in-training `OpticalMemoryEvaluator` (one code path, so their numbers agree).
 
-Metric keys are `eval/<benchmark>/<loop>/<metric>`. With a `predictions_dir`, every finished
+Metric keys are `eval/<benchmark>/<loop key>/<metric>`, the loop key chosen by `loop_key` (the
+one rule: the model's own memory loop is `memory`, so runs of an optical and a text model
+overlay in one chart). With a `predictions_dir`, every finished
 sample is appended to `<benchmark>__<loop>.jsonl` there as it finishes; a restarted run with the
 same settings skips those samples (see `vtc_lab.infer.predictions`).
 """
@@ -38,12 +40,32 @@ def load_problems(benchmark: str, limit: int = 0, seed: int = 0):
     return load_benchmark(cfg)
 
 
+MEMORY_KEY = "memory"
+"""Metric-key name of the loop that feeds the model the memory it was trained to read."""
+
+
+def loop_key(loop: str, memory: str | None = None) -> str:
+    """The metric-key name of `loop` for a model trained with `memory` (optical | text | None:
+    unknown). The loop equal to the model's own memory is `memory`, so the optical model's
+    optical loop and the text model's text loop share `eval/<benchmark>/memory/<metric>` and
+    selecting both runs in the MLflow UI overlays them; `none` stays `none`; any other loop (a
+    text loop on an optical model) keeps its own name."""
+    if memory is not None and loop == memory and loop != "none":
+        return MEMORY_KEY
+    return loop
+
+
+def metric_key(benchmark: str, loop: str, metric: str, memory: str | None = None) -> str:
+    """`eval/<benchmark>/<loop key>/<metric>` (see `loop_key`)."""
+    return f"eval/{benchmark}/{loop_key(loop, memory)}/{metric}"
+
+
 @dataclass
 class EvalResults:
     """Everything one evaluation produced."""
 
     metrics: dict[str, float] = field(default_factory=dict)
-    """Flat `eval/<benchmark>/<loop>/<metric>` -> value."""
+    """Flat `eval/<benchmark>/<loop key>/<metric>` -> value (see `loop_key`)."""
     records: dict[str, list[ProblemRecord]] = field(default_factory=dict)
     """`<benchmark>/<loop>` -> graded records (resumed + new)."""
 
@@ -80,6 +102,7 @@ def evaluate_benchmarks(
     grade_workers: int = 2,
     grade_timeout_s: float = 5.0,
     reset_memory_peaks: bool = True,
+    model_memory: str | None = None,
 ) -> EvalResults:
     """Run every loop on every benchmark, grade, and compute the metrics.
 
@@ -87,6 +110,8 @@ def evaluate_benchmarks(
     reference samples-per-problem, used when the loop config leaves it null). `header` is what
     identifies the run's settings in the predictions files (refused on mismatch when resuming).
     `reset_memory_peaks=False` leaves the process's peak-memory counters alone (in training).
+    `model_memory` is what the model was trained to read (optical | text; None: unknown): it names
+    the metric keys (`loop_key`).
     """
     from vtc_lab.infer.predictions import PredictionsFile
 
@@ -138,7 +163,8 @@ def evaluate_benchmarks(
             metrics.update(memory.read())
             metrics["resumed_samples"] = float(len(done))
             results.records[key] = records
-            results.metrics.update({f"eval/{key}/{k}": float(v) for k, v in metrics.items()})
+            results.metrics.update({metric_key(bench, loop_cfg.mode, k, model_memory): float(v)
+                                    for k, v in metrics.items()})
     return results
 
 

@@ -1,8 +1,8 @@
 """Offline evaluation of a saved model (`vtc-lab eval`): the loops, resumable, graded, logged.
 
-    evaluate(EvalConfig(...)) -> {"eval/<benchmark>/<loop>/<metric>": value, ...}
+    evaluate(EvalConfig(...)) -> {"eval/<benchmark>/<loop key>/<metric>": value, ...}
 
-Results: metrics `eval/<benchmark>/<loop>/<metric>`, predictions tables and memory images in
+Results: metrics `eval/<benchmark>/<loop key>/<metric>` (`vtc_lab.infer.evaluate.loop_key`), predictions tables and memory images in
 MLflow; a resumable predictions jsonl per loop under `output_dir` (a restart with the same
 config skips finished samples and reaches the same numbers; a different config is refused).
 The loops themselves are `evaluate_benchmarks`, the code the in-training evaluator runs too.
@@ -90,6 +90,8 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
         raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
                          "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
     info = json.loads(info_path.read_text())
+    if info.get("memory") in ("optical", "text"):  # runs from before it was recorded: unknown
+        cfg = replace(cfg, memory=info["memory"])
     model = ModelConfig(name=run.name, source="pretrained", arch="auto", path=str(export),
                         dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
     spec, where = read_reading(export), str(export / "reading.json")
@@ -119,6 +121,12 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
                    image_position=data.get("image_position", cfg.image_position))
 
 
+def resolve_model(cfg: EvalConfig) -> EvalConfig:
+    """`cfg` with the model of `train_run` (and what it was trained to read), or with the
+    reading an export records; unchanged otherwise. Applying it twice changes nothing."""
+    return apply_train_run(cfg) if cfg.train_run else apply_export_reading(cfg)
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, float]:
     """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics.
     The predictions directory is locked for the whole evaluation (a second writer is refused,
@@ -129,7 +137,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     from vtc_lab.infer.engine import HFEngine
     from vtc_lab.models import load_backbone
 
-    cfg = apply_train_run(cfg) if cfg.train_run else apply_export_reading(cfg)
+    cfg = resolve_model(cfg)
     problems = load_benchmark(cfg.benchmark)
     served = None
     if cfg.engine.name == "openai":
@@ -180,7 +188,8 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
             engine, {problems.name: problems}, cfg.loop_configs, cfg.renderer,
             cfg.system_prompt, cfg.image_position, predictions_dir=out_dir, header=header,
             keep_images=cfg.log_images, progress=cfg.progress,
-            grade_workers=cfg.grade_workers, grade_timeout_s=cfg.grade_timeout_s)
+            grade_workers=cfg.grade_workers, grade_timeout_s=cfg.grade_timeout_s,
+            model_memory=cfg.memory)
         metrics = dict(results.metrics)
         metrics[f"eval/{problems.name}/skipped_lines"] = float(len(problems.skipped))
         run.log_metrics(metrics)
@@ -202,11 +211,15 @@ SUMMARY = ("accuracy", "accuracy_lenient", "mean_at_k", "read_rate", "rounds_mea
            "render_share", "final_rate")
 
 
-def summary_table(metrics: dict[str, float], benchmark: str, modes: list[str]) -> str:
-    """A fixed-width table of the headline metrics, one column per loop."""
-    lines = [f"{'eval/' + benchmark:<24}" + "".join(f"{m:>12}" for m in modes)]
+def summary_table(metrics: dict[str, float], benchmark: str, modes: list[str],
+                  memory: str | None = None) -> str:
+    """A fixed-width table of the headline metrics, one column per loop (headed by its
+    metric-key name, `memory` for the model's own loop: see `loop_key`)."""
+    from vtc_lab.infer.evaluate import loop_key, metric_key
+
+    lines = [f"{'eval/' + benchmark:<24}" + "".join(f"{loop_key(m, memory):>12}" for m in modes)]
     for name in SUMMARY:
-        vals = [metrics.get(f"eval/{benchmark}/{m}/{name}") for m in modes]
+        vals = [metrics.get(metric_key(benchmark, m, name, memory)) for m in modes]
         lines.append(f"{name:<24}" + "".join(f"{v:>12.4g}" if v is not None else f"{'-':>12}"
                                              for v in vals))
     return "\n".join(lines)

@@ -5,8 +5,9 @@ Enabled for every app in `conf/common.yaml`. The order of events:
   migrate once, under a lock, before parallel jobs touch it; server: fail now, naming the URI).
   A multirun also opens the parent run and publishes its id in `<sweep dir>/.tracking/`.
 - `on_job_start` (the job's own process, under any launcher): open the job's run, nested under
-  the parent, named by the override string; log overrides, key params, config and `.hydra/`.
-  Apps reach it through `vtc_lab.tracking.start_run`.
+  the parent; log overrides, key params, config and `.hydra/`.
+  Apps reach it through `vtc_lab.tracking.start_run`. A sweep job's run is named by its swept
+  values (`optical`, `text-s1`: `sweep.run_name`) and tagged `vtc.seed` / `vtc.config_key`.
 - `on_job_end`: FINISHED, or FAILED with the traceback artifact; count it on the parent.
 - `on_multirun_end` (or process exit, when Hydra aborts the sweep after a failed job): close the
   parent with the finished/failed counts.
@@ -33,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vtc_lab.tracking import liveness, runs, sweep
 from vtc_lab.tracking.config import TrackingConfig
+from vtc_lab.tracking.provenance import short_name
 from vtc_lab.tracking.store import TrackingUnavailableError, prepare
 
 log = logging.getLogger(__name__)
@@ -115,13 +117,16 @@ class TrackingCallback(Callback):
         _mark_dead_runs(cfg, uri)
         sweep_dir = str(config.hydra.sweep.dir)
         swept = sweep.task_overrides(config)
+        for key, values in (config.hydra.sweeper.get("params") or {}).items():
+            swept.setdefault(str(key), str(values))  # a preset's sweep (experiment=toy)
         spec = " ".join(f"{k}={v}" for k, v in swept.items())
         name = cfg.run_name or f"sweep {config.hydra.job.name}: {spec}"
         parent = runs.open_run(cfg, uri, run_name=name[:250],
                                tags={"vtc.sweep": "true", "sweep.dir": sweep_dir,
                                      "app": str(config.hydra.job.name)},
                                spool_root=_spool_root(config))
-        parent.log_params({f"sweep.{k}": v for k, v in swept.items()})
+        # the parent's params name each swept quantity by its short name (`sweep.memory`)
+        parent.log_params({f"sweep.{short_name(k)}": v for k, v in swept.items()})
         sweep.write_parent(sweep_dir, parent.run_id, uri, parent.experiment_id,
                            sweep.swept_keys(config))
         _parents[sweep_dir] = parent
@@ -147,7 +152,7 @@ class TrackingCallback(Callback):
         ctx = sweep.job_context(config, uri)
         name = cfg.run_name or ctx.name or str(config.hydra.job.name)
         tags = {"app": str(config.hydra.job.name),
-                "hydra.output_dir": str(config.hydra.runtime.output_dir)}
+                "hydra.output_dir": str(config.hydra.runtime.output_dir), **ctx.tags}
         if ctx.job_num is not None:
             tags["hydra.job.num"] = str(ctx.job_num)
         handle = runs.open_run(cfg, uri, run_name=name[:250], parent_run_id=ctx.parent_run_id,
@@ -205,6 +210,16 @@ def _report_sweep(config: DictConfig, parent: runs.RunHandle) -> None:
         print(sweep_summary(parent.tracking_uri, cfg.experiment, parent.run_id), flush=True)
     except Exception:  # noqa: BLE001
         log.exception("could not print the sweep's result table")
+    try:  # the runs table opens on the headline columns (see tracking/ui_view.py)
+        from vtc_lab.tracking.ui_view import experiment_url, publish_runs_view
+
+        children = parent.client.search_runs(
+            [parent.experiment_id], f"tags.`{runs.PARENT_TAG}` = '{parent.run_id}'")
+        view = publish_runs_view(parent.client, parent.experiment_id, children)
+        print("  runs table with the headline columns, once `mlflow ui` serves the store: "
+              + experiment_url("http://127.0.0.1:5000", parent.experiment_id, view), flush=True)
+    except Exception:  # noqa: BLE001
+        log.exception("could not save the experiment's headline view")
     try:
         from vtc_lab.tracking.report_app import ReportConfig, make_report
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 # config group (`data=openr1` is an override param of its own: the preset chosen, not its name).
 # `evaluator.*` paths count only when the evaluator is enabled (see key_params).
 KEY_PARAMS: dict[str, tuple[str, ...]] = {
-    "memory": ("optim.memory",),
+    "memory": ("optim.memory", "memory"),
     "backbone": ("model.name",),
     "arch": ("model.arch",),
     "model_source": ("model.source",),
@@ -46,8 +46,16 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "max_steps": ("optim.max_steps",),
     "precision": ("trainer.precision",),
     "strategy": ("trainer.strategy",),
-    "seed": ("seed", "optim.seed"),
+    "seed": ("seed", "optim.seed", "loop.seed"),
 }
+
+_SHORT = {path: name for name, paths in KEY_PARAMS.items() for path in paths}
+
+
+def short_name(key: str) -> str:
+    """The KEY_PARAMS name of config path `key` (`optim.memory` -> `memory`), else `key`: the
+    one name a swept value is logged, tagged and shown under."""
+    return _SHORT.get(key, key)
 
 
 def to_plain(obj: Any) -> Any:
@@ -124,6 +132,14 @@ def override_params(overrides: list[str]) -> dict[str, str]:
             continue
         out[key.lstrip("+~")] = value
     return out
+
+
+def run_params(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Overrides as run params, each quantity under one name: an override of a key param's
+    config path (`optim.memory=text`) is left out, because `key_params` logs that value under
+    its short name (`memory`) from the effective config (`1e-4` typed, `0.0001` used: one
+    value, not two spellings); the other overrides (`renderer=toy_task`) as typed."""
+    return {k: v for k, v in overrides.items() if short_name(k) == k}
 
 
 @functools.lru_cache(maxsize=1)

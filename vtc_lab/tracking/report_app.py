@@ -1,8 +1,9 @@
 """The `report` app (`vtc-lab report`): compare MLflow runs (an experiment, or one sweep) as
 tables and plots.
 
-`ReportConfig` is the app's schema; `make_report` writes `report.md`, `runs.csv` and PNG plots
-to `output_dir` and logs them as artifacts of the sweep's parent run (or of a `report` run in
+`ReportConfig` is the app's schema; `make_report` writes `report.html` (one page, plots
+embedded: what MLflow's artifact viewer renders), `report.md`, `runs.csv` and PNG plots to
+`output_dir` and logs them as artifacts of the sweep's parent run (or of a `report` run in
 the experiment).
 """
 
@@ -18,6 +19,7 @@ from vtc_lab.tracking.config import TrackingConfig
 from vtc_lab.tracking.plots import make_plots
 from vtc_lab.tracking.report import (
     HEADLINE, collect_runs, select_metrics, table_rows, to_csv, to_markdown, varying_params)
+from vtc_lab.tracking.report_html import to_html
 from vtc_lab.tracking.runs import RunHandle, _client, finish_run, open_run
 from vtc_lab.tracking.store import prepare
 
@@ -84,6 +86,9 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
     if skipped:
         lines += ["", "Not plotted:"] + [f"- `{k}`: {v}" for k, v in skipped.items()]
     atomic.write_text(out / "report.md", "\n".join(lines) + "\n")
+    atomic.write_text(out / "report.html", to_html(
+        title.lstrip("# ").replace("`", ""), lines[2].replace("`", ""),
+        table_rows(runs, params, headline), plots, skipped))
     atomic.write_text(out / "runs.csv", to_csv(table_rows(runs, params, all_metrics)))
     if cfg.log_to_mlflow:
         if parent_id:
@@ -91,7 +96,7 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
         else:
             target = open_run(cfg.tracking, uri, run_name=f"report {time.strftime('%Y-%m-%d %H:%M')}",
                               tags={"vtc.report": "true"})
-        for path in [out / "report.md", out / "runs.csv", *plots]:
+        for path in [out / "report.html", out / "report.md", out / "runs.csv", *plots]:
             target.log_artifact(path, "report")
         if not parent_id:
             finish_run(target)

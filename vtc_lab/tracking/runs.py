@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from vtc_lab.tracking.config import TrackingConfig
-from vtc_lab.tracking.provenance import flatten, key_params, provenance_tags, to_plain
+from vtc_lab.tracking.provenance import flatten, key_params, provenance_tags, run_params, to_plain
 from vtc_lab.tracking.store import artifact_location, prepare
 
 if TYPE_CHECKING:
@@ -375,11 +375,12 @@ def open_run(cfg: TrackingConfig, uri: str, *, run_name: Optional[str],
 def record_config(handle: RunHandle | NullRunHandle, app_cfg: Any,
                   overrides: Optional[Mapping[str, str]] = None,
                   hydra_dir: Optional[Path] = None, log_config: bool = True) -> None:
-    """Key params + overrides as params; the resolved config (and `.hydra/`) as artifacts."""
+    """Key params + overrides as params (each quantity once, under its short name:
+    `run_params`); the resolved config (and `.hydra/`) as artifacts."""
     if not handle.enabled:
         return
     params = dict(key_params(app_cfg)) if app_cfg is not None else {}
-    params.update(overrides or {})
+    params.update(run_params(overrides or {}))
     handle.log_params(params)
     if log_config and app_cfg is not None:
         _log_config_text(handle, app_cfg)
@@ -509,7 +510,8 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
 
     ctx = hydra_job_context(uri)
     handle = open_run(tracking_cfg, uri, run_name=run_name or tracking_cfg.run_name or ctx.name,
-                      parent_run_id=ctx.parent_run_id, spool_root=spool_root(output_root))
+                      parent_run_id=ctx.parent_run_id, tags=ctx.tags,
+                      spool_root=spool_root(output_root))
     record_config(handle, app_cfg, ctx.overrides, ctx.hydra_dir, tracking_cfg.log_config)
     try:
         yield handle
@@ -519,12 +521,17 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
     finish_run(handle)
 
 
-def lightning_logger(handle: RunHandle | NullRunHandle) -> Any:
+def lightning_logger(handle: RunHandle | NullRunHandle, samples_per_step: int = 1) -> Any:
     """A Lightning `MLFlowLogger` writing into `handle`'s run (None when tracking is off).
 
     It never ends the run (the run's owner does, after evaluation too) and routes
     hyper-parameters through `handle.log_params`, so they cannot collide with the params
-    already logged."""
+    already logged. Metrics are logged at step = training samples seen (the optimizer step x
+    `samples_per_step`, the samples one optimizer step consumes on all ranks): the MLflow UI's
+    charts plot against the step by default, and runs with different batch sizes or
+    accumulation then line up by data seen; the in-training evaluator logs at the same step."""
+    if samples_per_step < 1:
+        raise ValueError(f"samples_per_step must be >= 1, got {samples_per_step}")
     if not handle.enabled:
         return None
     from lightning.pytorch.loggers import MLFlowLogger
@@ -557,7 +564,7 @@ def lightning_logger(handle: RunHandle | NullRunHandle) -> Any:
         def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:  # type: ignore[override]
             # through the handle: outage spooling and no duplicate points in a resumed run
             handle.log_metrics({k: v for k, v in metrics.items() if not isinstance(v, str)},
-                               step=step)
+                               step=None if step is None else step * samples_per_step)
 
         def finalize(self, status: str = "success") -> None:
             """Nothing to do: the run's owner ends the run (after evaluation too), and with

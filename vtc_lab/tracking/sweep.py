@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from vtc_lab import atomic
-from vtc_lab.tracking.provenance import override_params
+from vtc_lab.tracking.provenance import KEY_PARAMS, override_params, short_name
 
 STATE_DIR = ".tracking"
 PARENT_FILE = "parent.json"
 JOBS_FILE = "jobs.json"
+SEED_TAG = "vtc.seed"
+"""Run tag: the job's seed (its `seed` key param), so runs of one configuration are told apart."""
+CONFIG_KEY_TAG = "vtc.config_key"
+"""Run tag: the swept values except the seed (`memory=optical`), so the runs of one
+configuration group together across seeds; `default` for a run outside a sweep."""
+SINGLE_RUN_CONFIG_KEY = "default"
 
 
 def state_dir(sweep_dir: str | Path) -> Path:
@@ -117,6 +124,8 @@ class JobContext:
     parent_run_id: Optional[str] = None
     sweep_dir: Optional[Path] = None
     job_num: Optional[int] = None
+    tags: dict[str, str] = field(default_factory=dict)
+    """`vtc.seed` / `vtc.config_key` (see `SEED_TAG`, `CONFIG_KEY_TAG`)."""
 
 
 def task_overrides(config: Any) -> dict[str, str]:
@@ -139,6 +148,10 @@ def job_context(config: Any, tracking_uri: str) -> JobContext:
     overrides = task_overrides(config)
     name = hydra.job.override_dirname or None
     ctx = JobContext(name=name, overrides=overrides)
+    seed = _config_seed(config, overrides)
+    if seed is not None:
+        ctx.tags[SEED_TAG] = seed
+    ctx.tags[CONFIG_KEY_TAG] = SINGLE_RUN_CONFIG_KEY
     runtime_dir = hydra.runtime.get("output_dir")
     if runtime_dir and hydra.output_subdir:
         ctx.hydra_dir = Path(runtime_dir) / str(hydra.output_subdir)
@@ -148,11 +161,56 @@ def job_context(config: Any, tracking_uri: str) -> JobContext:
         ctx.parent_run_id = data.get("run_id")
         ctx.job_num = int(hydra.job.num) if hydra.job.get("num") is not None else None
         swept = [k for k in data.get("swept_keys", []) if k in overrides]
-        if swept:  # run name = what varies across the sweep, in the sweep's order
-            ctx.name = ",".join(f"{k}={overrides[k]}" for k in swept)
-        if ctx.name is None:
-            ctx.name = f"job-{ctx.job_num}"
+        ctx.tags[CONFIG_KEY_TAG] = config_key({k: overrides[k] for k in swept})
+        ctx.name = run_name({k: overrides[k] for k in swept}) or f"job-{ctx.job_num}"
     return ctx
+
+
+def _is_seed(key: str) -> bool:
+    return short_name(key) == "seed"
+
+
+def _config_seed(config: Any, overrides: dict[str, str]) -> Optional[str]:
+    """The job's seed: an override of a seed key, else the first seed key the config has."""
+    from omegaconf import OmegaConf
+
+    for key, value in overrides.items():
+        if _is_seed(key):
+            return str(value)
+    for path in KEY_PARAMS["seed"]:
+        value = OmegaConf.select(config, path, default=None)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def config_key(swept: dict[str, str]) -> str:
+    """The configuration a sweep job runs, without its seed: `short=value` pairs sorted by short
+    name, joined by `,` (`font_size=7,seg_budget=64`); the value of tag `vtc.config_key`."""
+    pairs = sorted((short_name(k), str(v)) for k, v in swept.items() if not _is_seed(k))
+    return ",".join(f"{k}={v}" for k, v in pairs)
+
+
+def run_name(swept: dict[str, str], max_len: int = 60) -> str:
+    """A short run name from the swept values (in the sweep's order), seed last as `-s<seed>`:
+    `optical`, `text-s1`, `toy_task_wide-optical`. Values that are words say what they are; a
+    number does not, and a value holding a `-` would be ambiguous joined by `-`: then the name
+    spells `short=value` pairs (`font_size=7,seg_budget=64-s2`). Empty when nothing is swept.
+    Longer than `max_len`: cut, with a digest of the full name keeping it distinct."""
+    values = [(short_name(k), str(v)) for k, v in swept.items() if not _is_seed(k)]
+    seeds = [str(v) for k, v in swept.items() if _is_seed(k)]
+    if all(re.search(r"[A-Za-z]", v) and "-" not in v for _, v in values):
+        name = "-".join(v for _, v in values)
+    else:
+        name = ",".join(f"{k}={v}" for k, v in values)
+    if seeds:
+        name = f"{name}-s{seeds[0]}" if name else f"s{seeds[0]}"
+    if len(name) > max_len:
+        import hashlib
+
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[:max_len - 9]}~{digest}"
+    return name
 
 
 def hydra_job_context(tracking_uri: str) -> JobContext:

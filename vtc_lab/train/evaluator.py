@@ -2,8 +2,10 @@
 
 It calls the same `vtc_lab.infer` code as `vtc-lab eval` (one code path, so numbers logged
 during training and offline agree), with the weights being trained, on rank 0 only, every N
-optimizer steps and/or at the end of validation. Metrics go to `eval/<benchmark>/<loop>/<name>`;
-a predictions table and a few rendered memory images go to the MLflow run.
+optimizer steps and/or at the end of validation. Metrics go to `eval/<benchmark>/<loop key>/<name>`
+(`vtc_lab.infer.evaluate.loop_key`: the loop of the model's own memory is `memory`), at step =
+training samples seen (the run's x axis, see `vtc_lab.tracking.lightning_logger`); a predictions
+table and a few rendered memory images go to the MLflow run.
 
 Its schema, `EvaluatorConfig` (the `evaluator` config group), lives in `vtc_lab.train.config`.
 """
@@ -34,10 +36,14 @@ class OpticalMemoryEvaluator(Callback):
     callback in a test), the renderer's defaults, no system turn, images first, uncapped pages.
     `run` is the `vtc_lab.tracking` RunHandle;
     without one, metrics go to the trainer's loggers and tables/images are skipped.
+    `memory` is what the model is trained to read (optim.memory; None: unknown), which names
+    the metric keys. `samples_per_step` (training samples per optimizer step, all ranks) turns
+    the step into samples seen; None: the datamodule's batch size x accumulation x world size.
     """
 
     def __init__(self, cfg: EvaluatorConfig, backbone: Any = None, reading: Any = None,
-                 run: Any = None) -> None:
+                 run: Any = None, memory: str | None = None,
+                 samples_per_step: int | None = None) -> None:
         super().__init__()
         if reading is None:
             from vtc_lab.models.reading import ReadingSpec
@@ -48,6 +54,8 @@ class OpticalMemoryEvaluator(Callback):
         self.backbone = backbone
         self.reading = reading
         self.run = run
+        self.memory = memory
+        self.samples_per_step = samples_per_step
         self.history: list[tuple[int, dict[str, float]]] = []
         self._last_step: int | None = None
         self._problems: dict[str, list] | None = None
@@ -105,23 +113,30 @@ class OpticalMemoryEvaluator(Callback):
                     [self.cfg.loop_config(m, reading.image_max_pixels) for m in self.cfg.loops],
                     render_cfg=reading.renderer, system_prompt=reading.system_prompt,
                     image_position=reading.image_position, keep_images=self.cfg.log_images,
-                    progress=False, reset_memory_peaks=False)
+                    progress=False, reset_memory_peaks=False, model_memory=self.memory)
         finally:
             for module, training in modes:
                 module.training = training
         metrics = results.metrics
+        at = step
         if trainer is not None:  # the x axis of the learning curve
-            per_step = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+            per_step = self.samples_per_step
+            if per_step is None:
+                batch = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+                per_step = (batch * trainer.accumulate_grad_batches * trainer.world_size
+                            if batch else None)
             if per_step:
-                metrics["train/samples_seen"] = float(
-                    step * per_step * trainer.accumulate_grad_batches * trainer.world_size)
+                at = step * per_step
+                metrics["train/samples_seen"] = float(at)
         self.history.append((step, metrics))
-        self._log(trainer, results, step)
+        self._log(trainer, results, step, at)
         return metrics
 
-    def _log(self, trainer, results, step: int) -> None:
+    def _log(self, trainer, results, step: int, at: int) -> None:
+        """Metrics into the run at `at` (samples seen); artifacts named by optimizer `step`;
+        the trainer's own loggers get the optimizer step, as Lightning gives them."""
         if self.run is not None:
-            self.run.log_metrics(results.metrics, step=step)
+            self.run.log_metrics(results.metrics, step=at)
             if self.cfg.log_predictions:
                 for key, rows in results.tables.items():
                     self.run.log_table(rows, f"eval/predictions/{key}/step_{step:07d}.json")

@@ -344,10 +344,11 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
                                        save_top_k=1, monitor=None),
                        FinalCheckpoint(paths.last, oc.checkpoint_every_n_steps),
                        SaveOnTerminate(paths.last)]
+    # training samples one optimizer step consumes, all ranks: the x axis of every logged curve
+    samples_per_step = oc.batch_size * oc.grad_accum * tc.devices * tc.num_nodes
     if not cfg.progress:
         label = f"run {paths.run_dir.name} ({oc.memory} memory)"
-        callbacks.append(ProgressLog(label, s.total_steps,
-                                     samples_per_step=oc.batch_size * oc.grad_accum * tc.devices))
+        callbacks.append(ProgressLog(label, s.total_steps, samples_per_step=samples_per_step))
     evaluator = None
     if cfg.evaluator.enabled:
         from vtc_lab.train.evaluator import OpticalMemoryEvaluator
@@ -356,9 +357,10 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
             from vtc_lab.eval.benchmarks import register_toy_benchmark
 
             register_toy_benchmark(cfg.data.toy)  # held out from the task trained on
-        evaluator = OpticalMemoryEvaluator(cfg.evaluator, s.backbone, reading=s.reading, run=run)
+        evaluator = OpticalMemoryEvaluator(cfg.evaluator, s.backbone, reading=s.reading, run=run,
+                                           memory=oc.memory, samples_per_step=samples_per_step)
         callbacks.append(evaluator)
-    logger = lightning_logger(run)
+    logger = lightning_logger(run, samples_per_step)
     trainer = pl.Trainer(
         accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
         strategy=build_strategy(tc, s.backbone.model), precision=tc.precision,
@@ -373,7 +375,7 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     return trainer, evaluator
 
 
-def _record_start(run, s: Setup, paths: RunPaths) -> None:
+def _record_start(run, s: Setup, paths: RunPaths, memory: str) -> None:
     """run.json (what a resume and `eval train_run=` read) and the run's tags and params."""
     dataset_path = Path(s.dataset.path).resolve()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
@@ -382,6 +384,8 @@ def _record_start(run, s: Setup, paths: RunPaths) -> None:
                                         # absolute: `eval train_run=` reads it from any cwd
                                         "dataset": str(dataset_path),
                                         "model_signature": s.module.model_signature,
+                                        # what `eval train_run=` names the metric keys by
+                                        "memory": memory,
                                         "reading": s.reading.to_dict()})
     run.set_tags({"run_dir": str(paths.run_dir.resolve()), "dataset_path": str(dataset_path)})
     run.log_params({"train_samples": s.datamodule.train_samples,
@@ -393,7 +397,7 @@ def fit(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, dict]:
     """Run Lightning (from last.ckpt when resuming); (trainer, final metrics + paths)."""
     trainer, evaluator = _lightning_trainer(cfg, s, paths, run)
     if trainer.is_global_zero:
-        _record_start(run, s, paths)
+        _record_start(run, s, paths, cfg.optim.memory)
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from vtc_lab.train.callbacks import TrainingTerminated

@@ -1,0 +1,155 @@
+"""Open a toy sweep's experiment in the MLflow UI in a real (headless) browser, as a user does.
+
+    python experiments/ui/mlflow_ui_check.py --root /tmp/ui-demo            # build + check
+    python experiments/ui/mlflow_ui_check.py --root /tmp/ui-demo --screenshots docs/img
+
+Builds (unless `<root>/mlflow.db` exists) a tiny two-job toy sweep (`vtc-lab train
+experiment=toy` at 16 steps, 8 evaluation problems: ~10 min on 2 busy CPU cores), starts
+`mlflow server` on a free 127.0.0.1 port, opens the link vtc-lab prints at the end of a sweep
+(runs table, headline view) in Debian's chromium through Playwright, and asserts: the runs
+table (not the GenAI overview) with rows named `optical` and `text`, the headline metric column
+`eval/toy/memory/accuracy` visible, and on the chart view one chart of that metric holding both
+runs. `--screenshots DIR` saves `mlflow_runs_table.png` and `mlflow_chart_overlay.png` there.
+The slow test tests/tracking/test_mlflow_ui.py runs `check` on a sweep it builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator, Optional
+
+CHROMIUM = "/usr/bin/chromium"
+METRIC = "eval/toy/memory/accuracy"
+SWEEP = ["experiment=toy", "data.limit=64", "optim.max_steps=16", "optim.batch_size=4",
+         "optim.val_check_interval=8", "optim.checkpoint_every_n_steps=16",
+         "optim.val_max_samples=8", "optim.log_every_n_steps=2", "evaluator.limit=8",
+         "evaluator.loop.max_rounds=2", "evaluator.loop.max_new_tokens=16",
+         "evaluator.loop.batch_size=8", "evaluator.log_images=1", "export=false"]
+
+
+def build_sweep(root: Path) -> None:
+    """The tiny toy sweep into `<root>/mlflow.db` (skipped when the store exists)."""
+    if (root / "mlflow.db").is_file():
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": ""}
+    cmd = [sys.executable, "-m", "vtc_lab.cli.main", "train", *SWEEP, f"output_root={root}"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3000)
+    if res.returncode != 0:
+        raise RuntimeError(f"toy sweep failed:\n{(res.stdout + res.stderr)[-3000:]}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """`mlflow server` over `<root>/mlflow.db` on a free port; yields its base URL."""
+    port = _free_port()
+    log = open(root / "ui-server.log", "a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("mlflow server did not start: "
+                                       + (root / "ui-server.log").read_text()[-2000:])
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the group this function started
+        proc.wait(timeout=30)
+        log.close()
+
+
+def sweep_link(root: Path, base: str) -> str:
+    """The link `vtc-lab train` prints at the end of the sweep, for the server at `base`."""
+    from mlflow.tracking import MlflowClient
+
+    from vtc_lab.tracking.ui_view import experiment_url
+
+    exp = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("toy")
+    return experiment_url(base, exp.experiment_id)
+
+
+def check(url: str, screenshots: Optional[Path] = None) -> dict[str, object]:
+    """Open `url` and assert what a user must see; returns what was found."""
+    from playwright.sync_api import sync_playwright
+
+    found: dict[str, object] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            page.goto(url)
+            # the runs table, not the GenAI overview
+            page.get_by_role("link", name="optical", exact=True).first.wait_for(timeout=60000)
+            text = page.inner_text("body")
+            assert "Overview" not in text.split("Runs")[0][-200:] or "/runs" in page.url
+            found["url"] = page.url
+            assert "/overview" not in page.url, page.url
+            rows = page.locator("[role=row]")
+            names = {n for n in ("optical", "text")
+                     if page.get_by_role("link", name=n, exact=True).count()}
+            found["run_names"] = sorted(names)
+            assert names == {"optical", "text"}, names
+            header = page.get_by_role("columnheader").all_inner_texts()
+            found["columns"] = header
+            assert any(METRIC in h for h in header), header
+            found["rows"] = rows.count()
+            if screenshots:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshots / "mlflow_runs_table.png"))
+            # the chart view: one chart of the metric, with both runs' traces
+            page.get_by_role("radio", name="Chart view").or_(
+                page.get_by_text("Chart", exact=True)).first.click()
+            card = page.locator("[data-testid='experiment-view-compare-runs-card']").filter(
+                has_text=METRIC).first
+            card.wait_for(timeout=60000)
+            card.scroll_into_view_if_needed()
+            page.wait_for_timeout(3000)
+            traces = card.locator("g.trace.scatter").count()
+            found["chart_traces"] = traces
+            assert traces >= 2, f"chart {METRIC} holds {traces} runs, not both"
+            if screenshots:
+                card.screenshot(path=str(screenshots / "mlflow_chart_overlay.png"))
+        finally:
+            browser.close()
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True, help="output_root of the sweep")
+    parser.add_argument("--screenshots", type=Path, default=None)
+    args = parser.parse_args()
+    root = args.root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    build_sweep(root)
+    with mlflow_server(root) as base:
+        print(check(sweep_link(root, base), args.screenshots))
+
+
+if __name__ == "__main__":
+    main()
