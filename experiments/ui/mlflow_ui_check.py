@@ -87,9 +87,14 @@ def sweep_link(root: Path, base: str) -> str:
     """The link `vtc-lab train` prints at the end of the sweep, for the server at `base`."""
     from mlflow.tracking import MlflowClient
 
-    from vtc_lab.tracking.ui_view import experiment_url
+    from vtc_lab.tracking.ui_view import VIEW_ID, VIEW_TAG_PREFIX, experiment_url, publish_runs_view
 
-    exp = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("toy")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("toy")
+    if VIEW_TAG_PREFIX + VIEW_ID not in exp.tags:  # a store from before the sweep saved it
+        children = [r for r in client.search_runs([exp.experiment_id])
+                    if "mlflow.parentRunId" in r.data.tags]
+        publish_runs_view(client, exp.experiment_id, children)
     return experiment_url(base, exp.experiment_id)
 
 
