@@ -74,3 +74,14 @@ def test_headline_accuracy_credits_only_explicit_final_answer_markers():
     m = summarize(records[:1])
     assert (m["accuracy"], m["accuracy_lenient"]) == (0.0, 1.0)
     assert summarize(records[1:])["accuracy"] == 1.0
+
+
+def test_accuracy_stderr_is_over_problems_beside_the_accuracy():
+    # one sample each: lm-eval's acc_stderr, sd(1,0,1,1) / sqrt(4) = .5 / 2
+    m = summarize([rec(p, 0, ok) for p, ok in zip("abcd", (True, False, True, True))])
+    assert (m["accuracy"], m["accuracy_stderr"]) == (0.75, pytest.approx(0.25, abs=1e-15))
+    # two samples each: the units are problems (means 1, .5, 0), sd .5, se .5 / sqrt(3)
+    m = summarize([rec("a", 0, True), rec("a", 1, True), rec("b", 0, True), rec("b", 1, False),
+                   rec("c", 0, False), rec("c", 1, False)])
+    assert m["accuracy_stderr"] == pytest.approx(0.5 / 3 ** 0.5, rel=1e-12)
+    assert summarize([rec("a", 0, True)])["accuracy_stderr"] == 0.0   # one problem: no spread

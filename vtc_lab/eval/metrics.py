@@ -33,6 +33,9 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("accuracy", True, "mean",
                "the headline: fraction of samples correct, credited only from an explicit "
                "final-answer marker (strict extraction)"),
+    MetricSpec("accuracy_stderr", False, "stderr_over_problems",
+               "standard error of `accuracy` over problems (lm-eval-harness's acc_stderr: sample "
+               "std of the per-problem accuracies / sqrt(problems)); 0 for fewer than 2 problems"),
     MetricSpec("accuracy_lenient", True, "mean",
                "fraction of samples correct with lenient extraction (also unmarked last numbers); "
                "never the headline"),
@@ -118,7 +121,13 @@ def grade_predictions(
 
 
 def summarize(records: Sequence[GradeRecord]) -> dict[str, float]:
-    """The METRICS over graded samples (empty input: counts 0, rates NaN-free 0.0)."""
+    """The METRICS over graded samples (empty input: counts 0, rates NaN-free 0.0).
+
+    `accuracy_stderr` treats problems as the units (a problem's samples are not independent
+    draws): the standard error of the per-problem strict accuracies, which with one sample per
+    problem is exactly lm-eval-harness's acc_stderr."""
+    from vtc_lab.eval.stats import accuracy_stderr
+
     n = len(records)
     per_problem: dict[str, list[GradeRecord]] = defaultdict(list)
     for r in records:
@@ -129,10 +138,12 @@ def summarize(records: Sequence[GradeRecord]) -> dict[str, float]:
         xs = list(xs)
         return sum(xs) / len(xs) if xs else 0.0
 
+    per_problem_acc = [mean(r.correct_strict for r in rs) for rs in per_problem.values()]
     return {
         "accuracy": mean(r.correct_strict for r in records),
+        "accuracy_stderr": accuracy_stderr(per_problem_acc) if n_prob >= 2 else 0.0,
         "accuracy_lenient": mean(r.correct for r in records),
-        "mean_at_k": mean(mean(r.correct_strict for r in rs) for rs in per_problem.values()),
+        "mean_at_k": mean(per_problem_acc),
         "mean_at_k_lenient": mean(mean(r.correct for r in rs) for rs in per_problem.values()),
         "pass_at_k": mean(any(r.correct_strict for r in rs) for rs in per_problem.values()),
         "no_answer": float(sum(r.extracted_strict is None for r in records)),
