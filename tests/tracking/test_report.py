@@ -48,7 +48,8 @@ def test_report_of_a_sweep_writes_table_csv_plots_and_logs_to_parent(tmp_path):
     cfg = ReportConfig(tracking=TrackingConfig(experiment="rep"), output_root=str(tmp_path),
                        sweep="latest", output_dir=str(out))
     result = make_report(cfg)
-    assert result == {"report/runs": 3.0, "report/plots": 4.0}
+    assert result == {"report/runs": 3.0, "report/plots": 4.0, "report/configurations": 3.0,
+                      "report/comparisons": 0.0}   # no predictions tables: nothing to pair
     md = (out / "report.md").read_text()
     assert f"sweep `{parent_id}`" in md and "3 runs (2 finished, 1 failed)" in md
     header = next(line for line in md.splitlines() if line.startswith("| run |"))

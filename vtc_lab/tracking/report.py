@@ -9,6 +9,10 @@ from __future__ import annotations
 import csv
 import fnmatch
 import io
+import json
+import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -24,9 +28,17 @@ HEADLINE = ("*/accuracy", "*/compression_ratio", "*/context_vision_tokens_mean",
 NOISE_PARAMS = ("output_root", "tracking.*", "hparams.*", "progress", "checkpoint", "run_dir",
                 "dataset_dir", "output_dir", "*.progress")
 CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss", "train/samples_seen")
-CURVE_SUFFIXES = ("/accuracy", "/read_rate")
+CURVE_SUFFIXES = ("/accuracy", "/read_rate", "/compression_ratio", "/context_tokens_mean")
 """Evaluation metrics whose history is read too (`eval/<benchmark>/<loop>/accuracy`, ...):
-the learning curves against training samples."""
+the learning curves against training samples, and every evaluation point the report
+aggregates over seeds (`vtc_lab.tracking.aggregate.AGG_METRICS`)."""
+PREDICTIONS = (re.compile(r"^eval/predictions/([^/]+)/([^/]+)/step_(\d+)\.json$"),
+               re.compile(r"^predictions/([^/]+?)__([^/]+)\.json$"))
+"""Predictions tables with per-problem outcomes: the training evaluator's
+(`eval/predictions/<bench>/<loop>/step_<step>.json`) and `vtc-lab eval`'s
+(`predictions/<bench>__<loop>.json`, one evaluation: step 0)."""
+OUTCOME_FIELD = "correct_strict"
+"""The row field the headline `accuracy` is the mean of (strict extraction)."""
 
 
 @dataclass
@@ -115,6 +127,61 @@ def collect_runs(tracking_uri: str, experiment: str, sweep: Optional[str] = None
         found = [r for r in _search(client, exp.experiment_id, "", max_runs)
                  if r.data.tags.get("vtc.sweep") != "true" and r.data.tags.get("vtc.report") != "true"]
     return [_record(client, r, with_curves) for r in found], parent_id, exp.experiment_id
+
+
+def _artifact_files(client: Any, run_id: str, path: str) -> list[str]:
+    out = []
+    for info in client.list_artifacts(run_id, path):
+        out += _artifact_files(client, run_id, info.path) if info.is_dir else [info.path]
+    return out
+
+
+def read_outcomes(table: dict[str, Any], where: str) -> dict[tuple[str, int], float]:
+    """(problem id, sample) -> 1.0/0.0 from a predictions table as MLflow stores it
+    (`{"columns": [...], "data": [[...], ...]}`); an ungraded row (null) counts as wrong."""
+    cols = table.get("columns") or []
+    missing = [c for c in ("problem_id", OUTCOME_FIELD) if c not in cols]
+    if missing:
+        raise ReportInputError(f"predictions table {where} lacks column(s) {missing}")
+    pid, ok = cols.index("problem_id"), cols.index(OUTCOME_FIELD)
+    sample = cols.index("sample") if "sample" in cols else None
+    out = {}
+    for row in table.get("data") or []:
+        key = (str(row[pid]), int(row[sample]) if sample is not None else 0)
+        out[key] = 1.0 if row[ok] is True else 0.0
+    return out
+
+
+def collect_outcomes(tracking_uri: str, runs: list[RunRecord]
+                     ) -> dict[tuple[str, str, str, int], dict[tuple[str, int], float]]:
+    """(run id, benchmark, loop, step) -> per-problem outcomes, from each run's predictions
+    tables (both layouts in PREDICTIONS); the paired tests read these."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    out = {}
+    quiet = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no bar per table
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in runs:
+                for top in ("eval/predictions", "predictions"):
+                    for path in _artifact_files(client, r.run_id, top):
+                        for i, pattern in enumerate(PREDICTIONS):
+                            m = pattern.match(path)
+                            if m:
+                                step = int(m.group(3)) if i == 0 else 0
+                                local = client.download_artifacts(r.run_id, path, tmp)
+                                with open(local, encoding="utf-8") as fh:
+                                    table = json.load(fh)
+                                out[(r.run_id, m.group(1), m.group(2), step)] = read_outcomes(
+                                    table, f"{path} of run {r.run_id}")
+    finally:
+        if quiet is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = quiet
+    return out
 
 
 def _norm(value: Optional[str]) -> Optional[str]:

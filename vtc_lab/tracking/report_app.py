@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Optional
 
 from vtc_lab import atomic
+from vtc_lab.tracking.aggregate import (
+    comparisons_markdown, console_summary, eval_points, paired_tables, parent_metrics,
+    points_markdown)
 from vtc_lab.tracking.config import TrackingConfig
 from vtc_lab.tracking.plots import make_plots
 from vtc_lab.tracking.report import (
-    HEADLINE, collect_runs, select_metrics, table_rows, to_csv, to_markdown, varying_params)
+    HEADLINE, collect_outcomes, collect_runs, select_metrics, table_rows, to_csv, to_markdown,
+    varying_params)
 from vtc_lab.tracking.report_html import to_html
 from vtc_lab.tracking.runs import RunHandle, _client, finish_run, open_run
 from vtc_lab.tracking.store import prepare
@@ -60,7 +64,9 @@ class ReportConfig:
 
 
 def make_report(cfg: ReportConfig) -> dict[str, float]:
-    """Collect the runs, write the Markdown + CSV table and the plots, log them; returns counts."""
+    """Collect the runs, write the Markdown + CSV table, the aggregates over seeds, the paired
+    comparisons and the plots; print the aggregates; log the files (and the aggregates as
+    metrics) to the sweep's parent run or a report run; returns counts."""
 
     uri = prepare(cfg.tracking, cfg.output_root)
     assert uri is not None
@@ -74,6 +80,8 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
     params = cfg.params or varying_params(runs)
     all_metrics = select_metrics(runs, ["*"])
     headline = select_metrics(runs, cfg.metrics or HEADLINE)
+    points = eval_points(runs)
+    comparisons = paired_tables(runs, collect_outcomes(uri, runs))
     plots, skipped = make_plots(runs, out)
     title = f"# Report: experiment `{cfg.tracking.experiment}`" + (
         f", sweep `{parent_id}`" if parent_id else "")
@@ -82,6 +90,15 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
              f"{sum(r.status == 'FAILED' for r in runs)} failed); store `{uri}`; "
              f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
              to_markdown(table_rows(runs, params, headline))]
+    lines += ["## Over seeds: mean and 95 % confidence interval per configuration", "",
+              "Runs are grouped by configuration (the swept values except the seed); each "
+              "seed is one replicate. The interval is Student's t over the seeds' values "
+              "(see docs/tracking.md).", "", points_markdown(points),
+              "## Paired differences (same problems)", "",
+              "Accuracy of A minus B on the same problems, outcomes pooled over the seeds both "
+              "have (seed s of A with seed s of B, problem with problem); 95 % paired bootstrap "
+              "interval and exact McNemar p-value on the discordant problems.", "",
+              comparisons_markdown(comparisons), "## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     if skipped:
         lines += ["", "Not plotted:"] + [f"- `{k}`: {v}" for k, v in skipped.items()]
@@ -98,7 +115,13 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
                               tags={"vtc.report": "true"})
         for path in [out / "report.html", out / "report.md", out / "runs.csv", *plots]:
             target.log_artifact(path, "report")
+        # the aggregates as metrics, at their evaluation steps: the runs table sorts by them
+        for step, values in sorted(parent_metrics(points).items()):
+            target.log_metrics(values, step=step)
         if not parent_id:
             finish_run(target)
+    print(console_summary(points, comparisons), flush=True)
     print(f"[vtc-lab] report of {len(runs)} runs -> {out / 'report.md'}", flush=True)
-    return {"report/runs": float(len(runs)), "report/plots": float(len(plots))}
+    return {"report/runs": float(len(runs)), "report/plots": float(len(plots)),
+            "report/configurations": float(len({p.arm.config for p in points})),
+            "report/comparisons": float(len(comparisons))}
