@@ -3,6 +3,12 @@
 Each plot is drawn only when the runs carry its metrics; `make_plots` says which were skipped
 and why, so an empty figure never pretends to be a result.
 Metric keys follow the eval contract: `eval/<benchmark>/<loop>/<name>`.
+
+One look across every figure: a configuration (`vtc_lab.tracking.aggregate.config_keys`, the
+swept values except the seed) keeps one colour and one marker in all of them, a loop keeps one
+line style; legends name the configurations and loops, nothing else. Accuracy and read rate
+are never on one axis; losses are on a log scale; figures are saved with a tight bounding box
+so no label is clipped.
 """
 
 from __future__ import annotations
@@ -10,44 +16,89 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Union
 
 from vtc_lab import atomic
-from vtc_lab.tracking.report import RunRecord, varying_params
+from vtc_lab.tracking.aggregate import config_keys, eval_points
+from vtc_lab.tracking.report import RunRecord
 
 _EVAL = re.compile(r"^eval/([^/]+)/([^/]+)/(.+)$")
-MARKERS = {"optical": "o", "text": "s", "none": "^"}
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#17becf", "#7f7f7f", "#bcbd22")
+"""Colours by configuration, in sorted-key order (tab10, reordered: the first two contrast)."""
+CONFIG_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LOOP_STYLES = ("-", "--", ":", "-.")
+"""Line styles by loop, in sorted order (`memory` solid, `none` dashed, ...)."""
+
+Drawn = Union[str, Any]
+"""A plot function's result: a matplotlib Figure, or why it was not drawn."""
 
 
-def _short(name: str, limit: int = 38) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+@dataclass(frozen=True)
+class Look:
+    """Who is drawn how, the same in every figure of one report."""
+
+    config_of: dict[str, str]
+    """run id -> configuration key."""
+    colors: dict[str, str]
+    markers: dict[str, str]
+    loop_styles: dict[str, str]
+
+    def color(self, run: RunRecord) -> str:
+        return self.colors[self.config_of[run.run_id]]
 
 
-def run_labels(runs: list[RunRecord]) -> dict[str, str]:
-    """Run name -> what varies about it (`font_size=7, dpi=96`): the short key params when they
-    vary, else every varying param, else the run name."""
-    from vtc_lab.tracking.provenance import KEY_PARAMS
+def look(runs: list[RunRecord]) -> Look:
+    cfg = config_keys(runs)
+    configs = sorted(set(cfg.values()))
+    loops = sorted({m.group(2) for r in runs for k in r.metrics for m in [_EVAL.match(k)] if m})
+    return Look(cfg, {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(configs)},
+                {c: CONFIG_MARKERS[i % len(CONFIG_MARKERS)] for i, c in enumerate(configs)},
+                {lp: LOOP_STYLES[i % len(LOOP_STYLES)] for i, lp in enumerate(loops)})
 
-    keys = varying_params(runs)
-    key_params = [k for k in keys if k in KEY_PARAMS]  # the designed axes, not side effects
-    short = [k for k in keys if "." not in k and "/" not in k]
-    keys = key_params or short or keys
-    out = {}
-    for r in runs:
-        label = ", ".join(f"{k}={r.params.get(k, '-')}" for k in keys[:3])
-        out[r.name] = _short(label or r.name, 44)
-    return out
+
+def _legend(ax, lk: Look, configs: list[str], loops: list[str] = (), extra=(), **kw) -> None:
+    """One legend: a coloured entry per configuration, a grey line-style entry per loop."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=lk.colors[c], marker=lk.markers[c], ls="-", label=c)
+               for c in sorted(configs)]
+    handles += [Line2D([], [], color="0.35", ls=lk.loop_styles[lp], label=f"loop: {lp}")
+                for lp in sorted(loops)]
+    handles += list(extra)
+    kw.setdefault("fontsize", 8)
+    ax.legend(handles=handles, **kw)
+
+
+def _ladder(i: int) -> dict[str, float]:
+    """Line width and marker size of the i-th series drawn: each later one thinner and on top,
+    so curves that coincide still show both (a thin line inside a thick one)."""
+    return {"lw": max(0.9, 3.4 - 0.7 * i), "ms": max(3.5, 9.0 - 1.5 * i), "zorder": 2 + i}
+
+
+def _filled(lk: Look, loop: str) -> bool:
+    """In scatter plots a loop is told by its marker fill: the first loop filled, others hollow."""
+    return lk.loop_styles.get(loop) == LOOP_STYLES[0]
+
+
+def _loop_fill_handles(lk: Look, loops: list[str]) -> list[Any]:
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color="0.35", marker="o", ls="none",
+                   mfc="0.35" if _filled(lk, lp) else "none", label=f"loop: {lp}")
+            for lp in sorted(loops)]
 
 
 def _eval_values(runs: list[RunRecord], metric: str) -> dict[tuple[str, str, str], float]:
-    """(run name, benchmark, loop) -> value of `eval/<b>/<loop>/<metric>`."""
+    """(run id, benchmark, loop) -> value of `eval/<b>/<loop>/<metric>`."""
     out = {}
     for r in runs:
         for key, value in r.metrics.items():
             m = _EVAL.match(key)
             if m and m.group(3) == metric:
-                out[(r.name, m.group(1), m.group(2))] = value
+                out[(r.run_id, m.group(1), m.group(2))] = value
     return out
 
 
@@ -60,174 +111,222 @@ def _plt():
     return plt
 
 
+def _figure(*args, **kw):
+    return _plt().subplots(*args, layout="constrained", **kw)
+
+
 def _save(fig, path: Path) -> None:
-    """Every report plot ends the same way: tight layout, 110 dpi PNG written atomically, figure freed."""
-    fig.tight_layout()
+    """Every report plot ends the same way: 110 dpi PNG cut to its tight bounding box (no
+    clipped label or outside legend), written atomically, figure freed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
     atomic.write_bytes(path, buf.getvalue())
 
 
-def plot_accuracy_vs_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
+def plot_accuracy_vs_compression(runs: list[RunRecord], lk: Look) -> Drawn:
+    """Accuracy against the memory's size in the context and against its compression ratio:
+    one point per run and loop (each seed its own point)."""
     acc = _eval_values(runs, "accuracy")
     vis = _eval_values(runs, "context_vision_tokens_mean")
     ratio = _eval_values(runs, "compression_ratio")
     keys = [k for k in acc if k in vis]
     if not keys:
         return "no run has eval/<benchmark>/<loop>/accuracy with context_vision_tokens_mean"
-    labels = run_labels(runs)
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    series = defaultdict(list)
-    for run, bench, loop in keys:
-        series[(bench, loop)].append((vis[(run, bench, loop)], ratio.get((run, bench, loop)),
-                                      100 * acc[(run, bench, loop)], run))
-    for (bench, loop), pts in sorted(series.items()):
-        label = f"{bench} · {loop} loop"
-        if loop == "text":  # no pages, no ratio: the baseline the optical points are read against
-            mean = sum(p[2] for p in pts) / len(pts)
-            axes[1].axhline(mean, linestyle="--", color="gray", label=f"{label} (mean of {len(pts)})")
-        axes[0].scatter([p[0] for p in pts], [p[2] for p in pts], marker=MARKERS.get(loop, "D"),
-                        label=label, s=40)
-        with_ratio = [p for p in pts if p[1]]  # text/none loops have no images: no ratio
-        axes[1].scatter([p[1] for p in with_ratio], [p[2] for p in with_ratio],
-                        marker=MARKERS.get(loop, "D"), label=label, s=40)
-        if len(keys) <= 12:
-            # runs that land on the same point share one label instead of overprinting
-            at: dict[tuple[float, float], list[str]] = defaultdict(list)
-            for p in (p for p in pts if p[0] > 0):  # text/none loops all sit at 0
-                at[(p[0], p[2])].append(labels[p[3]])
-            for xy, names in at.items():
-                axes[0].annotate("\n".join(names), xy, fontsize=7, alpha=0.7,
-                                 xytext=(3, 3), textcoords="offset points")
+    fig, axes = _figure(1, 2, figsize=(12, 4.8))
+    for run_id, bench, loop in sorted(keys):
+        cfg = lk.config_of[run_id]
+        size = _ladder(sorted(lk.colors).index(cfg))["ms"]
+        style = dict(edgecolors=lk.colors[cfg], marker=lk.markers[cfg], s=size ** 2, alpha=0.8,
+                     zorder=_ladder(sorted(lk.colors).index(cfg))["zorder"],
+                     facecolors=lk.colors[cfg] if _filled(lk, loop) else "none")
+        y = 100 * acc[(run_id, bench, loop)]
+        axes[0].scatter([vis[(run_id, bench, loop)]], [y], **style)
+        if ratio.get((run_id, bench, loop)):  # loops without images have no ratio
+            axes[1].scatter([ratio[(run_id, bench, loop)]], [y], **style)
+    configs = sorted({lk.config_of[k[0]] for k in keys})
+    loops = sorted({k[2] for k in keys})
     axes[0].set_xlabel("vision tokens in context per round (mean, tokens)")
     axes[1].set_xlabel("compression ratio (memory text tokens / vision tokens, ×)")
     for ax in axes:
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, title="benchmark · loop", title_fontsize=8)
-    axes[0].set_title("Accuracy vs optical-memory size")
+    _legend(axes[1], lk, configs, extra=_loop_fill_handles(lk, loops), loc="upper left",
+            bbox_to_anchor=(1.01, 1.0))
+    axes[0].set_title("Accuracy vs optical-memory size (one point per run and loop)")
     axes[1].set_title("Accuracy vs compression")
-    _save(fig, path)
-    return None
+    return fig
 
 
-def plot_data_compression(runs: list[RunRecord], path: Path) -> Optional[str]:
-    """Dataset-level compression (build-data sweeps): one bar per run."""
-    pts = [(r.name, r.metrics["data/compression_ratio"], r.metrics.get("data/mean_segments_per_problem"))
-           for r in runs if "data/compression_ratio" in r.metrics]
+def plot_data_compression(runs: list[RunRecord], lk: Look) -> Drawn:
+    """Dataset-level compression (build-data sweeps): one bar per run, coloured by configuration."""
+    pts = [r for r in runs if "data/compression_ratio" in r.metrics]
     if not pts:
         return "no run has data/compression_ratio"
-    labels = run_labels([r for r in runs if "data/compression_ratio" in r.metrics])
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(pts) + 3), 5.2))
+    fig, ax = _figure(figsize=(max(6, 0.8 * len(pts) + 3), 5.2))
     xs = range(len(pts))
-    bars = ax.bar(xs, [p[1] for p in pts], color="#4C72B0", label="compression ratio")
-    for bar, p in zip(bars, pts):
-        note = f"{p[1]:.2f}×" + (f"\n{p[2]:.1f} rounds" if p[2] is not None else "")
+    vals = [r.metrics["data/compression_ratio"] for r in pts]
+    bars = ax.bar(xs, vals, color=[lk.color(r) for r in pts])
+    for bar, r in zip(bars, pts):
+        seg = r.metrics.get("data/mean_segments_per_problem")
+        note = f"{r.metrics['data/compression_ratio']:.2f}×" + (f"\n{seg:.1f} rounds" if seg is not None else "")
         ax.annotate(note, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                     va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-    ax.axhline(1.0, color="grey", ls="--", lw=1, label="1× (no saving)")
-    ax.set_xticks(list(xs), [labels[p[0]] for p in pts], rotation=30, ha="right", fontsize=7)
-    ax.set_ylim(0, max(1.0, max(p[1] for p in pts)) * 1.25)
+    ax.axhline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xticks(list(xs), [r.name for r in pts], rotation=30, ha="right", fontsize=7)
+    ax.set_ylim(0, max(1.0, max(vals)) * 1.25)
     ax.set_ylabel("compression ratio (text tokens / vision tokens, ×)")
     ax.set_xlabel("run")
-    ax.set_title("Memory compression of the built dataset\n(memory segments, pooled)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Memory compression of the built dataset\n(memory segments, pooled; dashed: 1×, no saving)")
+    _legend(ax, lk, sorted({lk.config_of[r.run_id] for r in pts}), loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
-    return None
+    return fig
 
 
-def plot_latency_vs_length(runs: list[RunRecord], path: Path) -> Optional[str]:
+def plot_latency_vs_length(runs: list[RunRecord], lk: Look) -> Drawn:
     lat = _eval_values(runs, "latency_mean_s")
     gen = _eval_values(runs, "generated_tokens_mean")
     keys = [k for k in lat if k in gen]
     if not keys:
         return "no run has eval/<benchmark>/<loop>/latency_mean_s with generated_tokens_mean"
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    by_loop = defaultdict(list)
-    for k in keys:
-        by_loop[k[2]].append((gen[k], lat[k]))
-    for loop, pts in sorted(by_loop.items()):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=MARKERS.get(loop, "D"),
-                ls="none", ms=7, alpha=0.8, label=f"{loop} loop (one point per run)")
+    fig, ax = _figure(figsize=(8, 4.8))
+    for run_id, bench, loop in sorted(keys):
+        cfg = lk.config_of[run_id]
+        ladder = _ladder(sorted(lk.colors).index(cfg))
+        ax.plot([gen[(run_id, bench, loop)]], [lat[(run_id, bench, loop)]], color=lk.colors[cfg],
+                marker=lk.markers[cfg], ls="none", ms=ladder["ms"], zorder=ladder["zorder"], alpha=0.8,
+                mfc=lk.colors[cfg] if _filled(lk, loop) else "none")
     ax.set_xlabel("reasoning length (generated tokens per problem, mean)")
     ax.set_ylabel("end-to-end latency (s per problem, mean)")
-    ax.set_title("Latency vs reasoning length per loop")
+    ax.set_title("Latency vs reasoning length (one point per run and loop)")
     ax.grid(alpha=0.3)
-    ax.legend(title="loop", fontsize=8)
-    _save(fig, path)
-    return None
+    _legend(ax, lk, sorted({lk.config_of[k[0]] for k in keys}),
+            extra=_loop_fill_handles(lk, sorted({k[2] for k in keys})), loc="upper left",
+            bbox_to_anchor=(1.01, 1.0))
+    return fig
 
 
-def plot_rounds_histogram(runs: list[RunRecord], path: Path, max_series: int = 8) -> Optional[str]:
-    labels = run_labels(runs)
-    series: dict[str, dict[int, float]] = defaultdict(dict)
+def plot_rounds_histogram(runs: list[RunRecord], lk: Look, max_series: int = 8) -> Drawn:
+    """Problems per number of rounds, summed over each configuration's seeds."""
+    series: dict[tuple[str, str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for r in runs:
         for key, value in r.metrics.items():
             m = _EVAL.match(key)
             if m and m.group(3).startswith("rounds_hist/"):
-                series[f"{labels[r.name]} · {m.group(1)} · {m.group(2)}"][
-                    int(m.group(3).split("/")[1])] = value
+                series[(lk.config_of[r.run_id], m.group(1), m.group(2))][
+                    int(m.group(3).split("/")[1])] += value
     series = {k: v for k, v in series.items() if sum(v.values()) > 0}
     if not series:
         return "no run has eval/<benchmark>/<loop>/rounds_hist/<k>"
     names = sorted(series)[:max_series]
+    benches = {n[1] for n in names}
     rounds = sorted({k for n in names for k in series[n]})
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = _figure(figsize=(8, 4.8))
     width = 0.8 / len(names)
-    for i, name in enumerate(names):
+    hatches = ("", "//", "..", "xx")
+    loops = sorted(lk.loop_styles)
+    for i, (cfg, bench, loop) in enumerate(names):
+        label = cfg + (f" · {bench}" if len(benches) > 1 else "") + f" · loop: {loop}"
         ax.bar([k + (i - (len(names) - 1) / 2) * width for k in rounds],
-               [series[name].get(k, 0) for k in rounds], width=width, label=name)
+               [series[(cfg, bench, loop)].get(k, 0) for k in rounds], width=width,
+               color=lk.colors[cfg], edgecolor="black", linewidth=0.4,
+               hatch=hatches[loops.index(loop) % len(hatches)] if loop in loops else "", label=label)
     ax.set_xticks(rounds)
     ax.set_xlabel("rounds used per problem")
-    ax.set_ylabel("problems (count)")
+    ax.set_ylabel("problems (count, summed over seeds)")
     ax.set_title("Rounds histogram" + (f" (first {max_series} series)" if len(series) > max_series else ""))
-    ax.legend(fontsize=7, title="run · benchmark · loop", title_fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
-    return None
+    return fig
 
 
-def plot_training_curves(runs: list[RunRecord], path: Path) -> Optional[str]:
-    with_curves = [r for r in runs if r.curves]
+def plot_training_curves(runs: list[RunRecord], lk: Look) -> Drawn:
+    """Train (solid) and validation (dashed) loss per run, coloured by configuration; log
+    scale, so the late, small differences stay visible."""
+    from matplotlib.lines import Line2D
+
+    with_curves = [r for r in runs if any(r.curves.get(k) for k in
+                                          ("train/loss", "train/loss_step", "val/loss"))]
     if not with_curves:
         return "no run has train/loss or val/loss history"
-    labels = run_labels(runs)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, r in enumerate(with_curves):
-        color = colors[i % len(colors)]
+    fig, ax = _figure(figsize=(8, 4.8))
+    kinds = set()
+    configs = sorted(lk.colors)
+    for r in sorted(with_curves, key=lambda r: configs.index(lk.config_of[r.run_id])):
+        cfg = lk.config_of[r.run_id]
+        ladder = _ladder(configs.index(cfg))
         for key, style in (("train/loss", "-"), ("train/loss_step", "-"), ("val/loss", "--")):
-            pts = r.curves.get(key)
+            pts = [p for p in r.curves.get(key, []) if p[1] > 0]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=style, color=color,
-                        marker="o" if len(pts) < 3 else None,
-                        label=f"{labels[r.name]} · {key}")
+                kinds.add(style)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=style, color=lk.colors[cfg],
+                        marker=lk.markers[cfg], markevery=max(1, len(pts) // 8), alpha=0.85,
+                        **ladder)
+    ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (cross-entropy, nats per target token)")
-    ax.set_title("Training loss (solid: train, dashed: validation)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
-    return None
+    ax.set_ylabel("loss (cross-entropy, nats per target token; log scale)")
+    ax.set_title("Training loss (one line per run)")
+    ax.grid(alpha=0.3, which="both")
+    extra = [Line2D([], [], color="0.35", ls=s, label=n) for s, n in (("-", "train"), ("--", "validation"))
+             if s in kinds]
+    _legend(ax, lk, sorted({lk.config_of[r.run_id] for r in with_curves}), extra=extra,
+            loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
 
 
-def plot_loop_speedup(runs: list[RunRecord], path: Path) -> Optional[str]:
+def plot_accuracy_vs_samples(runs: list[RunRecord], lk: Look) -> Drawn:
+    """The learning curve: accuracy (left column) and read rate (right column, never on the
+    accuracy axis) of each configuration's loops at each in-training evaluation, against the
+    training samples seen by then: the mean over seeds as a line, its 95 % t-interval as a band
+    (none for a single seed). One row per benchmark."""
+    pts = [p for p in eval_points(runs, ("accuracy", "read_rate")) if p.samples_seen is not None]
+    if not pts:
+        return "no run has eval/<benchmark>/<loop>/accuracy histories with train/samples_seen"
+    benches = sorted({p.arm.bench for p in pts})
+    metrics = [m for m in ("accuracy", "read_rate") if any(p.metric == m for p in pts)]
+    fig, axes = _figure(len(benches), len(metrics), figsize=(6.5 * len(metrics), 4.2 * len(benches)),
+                        squeeze=False)
+    series: dict[tuple, list] = defaultdict(list)
+    for p in pts:
+        series[(p.arm.bench, p.metric, p.arm.config, p.arm.loop)].append(p)
+    order = sorted({(cfg, loop) for _, _, cfg, loop in series})
+    for (bench, metric, cfg, loop), ps in sorted(series.items()):
+        ax = axes[benches.index(bench)][metrics.index(metric)]
+        ps.sort(key=lambda p: p.samples_seen)
+        x = [p.samples_seen for p in ps]
+        color = lk.colors[cfg]
+        ax.plot(x, [100 * p.interval.mean for p in ps], color=color, marker=lk.markers[cfg],
+                ls=lk.loop_styles.get(loop, "-"), mfc=color if _filled(lk, loop) else "white",
+                **_ladder(order.index((cfg, loop))))
+        band = [p for p in ps if p.interval.has_interval]
+        if band:
+            ax.fill_between([p.samples_seen for p in band], [100 * p.interval.low for p in band],
+                            [100 * p.interval.high for p in band], color=color, alpha=0.15, lw=0)
+    n_seeds = max(p.interval.n for p in pts)
+    for i, bench in enumerate(benches):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            ax.set_xlabel("training samples seen")
+            ax.set_ylabel("accuracy (% of problems)" if metric == "accuracy"
+                          else "read rate (% of checked rounds)")
+            ax.set_ylim(-2, 102)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{bench}: {metric.replace('_', ' ')}")
+    loops = sorted({p.arm.loop for p in pts})
+    _legend(axes[0][-1], lk, sorted({p.arm.config for p in pts}), loops,
+            title=f"line: mean over seeds; band: 95 % CI (max n={n_seeds})", title_fontsize=7,
+            loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def plot_loop_speedup(runs: list[RunRecord], lk: Look) -> Drawn:
     """The latency benchmark (experiments/perf/loop_latency.py): text/optical speedup vs total
     reasoning length, one line per (model, round length, reuse), and the optical loop's split."""
     points = [r for r in runs if "perf/speedup" in r.metrics and "bench.total_tokens" in r.params]
     if not points:
         return "no run has perf/speedup with param bench.total_tokens (experiments/perf/loop_latency.py)"
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = _figure(1, 2, figsize=(12, 4.8))
     series = defaultdict(list)
     for r in points:
         p = r.params
@@ -259,46 +358,7 @@ def plot_loop_speedup(runs: list[RunRecord], path: Path) -> Optional[str]:
     axes[1].set_title("Where the optical loop's time goes")
     axes[1].legend(fontsize=7)
     axes[1].grid(axis="y", alpha=0.3)
-    _save(fig, path)
-    return None
-
-
-def plot_accuracy_vs_samples(runs: list[RunRecord], path: Path) -> Optional[str]:
-    """The learning curve: end-to-end accuracy (solid) and read rate (dotted) of each loop at
-    each in-training evaluation, against the training samples seen by then."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(12, 4.8))
-    labels = run_labels(runs)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drawn = 0
-    for r in runs:
-        seen = dict(r.curves.get("train/samples_seen", []))
-        if not seen:
-            continue
-        for key, pts in sorted(r.curves.items()):
-            m = _EVAL.match(key)
-            if not m or m.group(3) not in ("accuracy", "read_rate"):
-                continue
-            xy = [(seen[s], 100 * v) for s, v in pts if s in seen]
-            if not xy:
-                continue
-            loop = m.group(2)
-            color = colors[list(MARKERS).index(loop) % len(colors)] if loop in MARKERS else None
-            ax.plot([p[0] for p in xy], [p[1] for p in xy], marker=MARKERS.get(loop, "o"),
-                    ls="-" if m.group(3) == "accuracy" else ":", color=color,
-                    label=f"{labels[r.name]} · {m.group(1)} · {loop} · {m.group(3)}")
-            drawn += 1
-    if not drawn:
-        plt.close(fig)
-        return "no run has eval/<benchmark>/<loop>/accuracy histories with train/samples_seen"
-    ax.set_xlabel("training samples seen")
-    ax.set_ylabel("% of held-out problems (accuracy) / rounds (read rate)")
-    ax.set_ylim(-2, 102)
-    ax.set_title("Learning curve: accuracy (solid) and read rate (dotted) per loop")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never over
-    _save(fig, path)
-    return None
+    return fig
 
 
 PLOTS = {
@@ -312,13 +372,20 @@ PLOTS = {
 }
 
 
+def figures(runs: list[RunRecord]) -> dict[str, Drawn]:
+    """file name -> Figure, or why it is not drawn; one `Look` shared by all of them. The
+    caller closes the figures (`make_plots` saves and closes them)."""
+    lk = look(runs)
+    return {name: fn(runs, lk) for name, fn in PLOTS.items()}
+
+
 def make_plots(runs: list[RunRecord], out_dir: Path) -> tuple[list[Path], dict[str, str]]:
     """Draw every plot the runs have data for; returns (written files, {skipped file: why})."""
     written, skipped = [], {}
-    for name, fn in PLOTS.items():
-        why = fn(runs, out_dir / name)
-        if why is None:
-            written.append(out_dir / name)
+    for name, fig in figures(runs).items():
+        if isinstance(fig, str):
+            skipped[name] = fig
         else:
-            skipped[name] = why
+            _save(fig, out_dir / name)
+            written.append(out_dir / name)
     return written, skipped

@@ -1,0 +1,155 @@
+"""The report's figures as matplotlib objects: legend texts, one colour per configuration in
+every figure, accuracy and read rate on separate axes, loss on a log scale."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+from PIL import Image
+
+from vtc_lab.tracking.plots import PALETTE, figures, make_plots
+from vtc_lab.tracking.report import RunRecord
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STEPS = (10, 20, 30)
+
+
+def acc(memory, loop, seed, step):
+    base = 0.3 if memory == "optical" else 0.2
+    return base + 0.01 * step + 0.02 * seed + (0.0 if loop == "memory" else -0.1)
+
+
+def read(memory, seed, step):
+    return 0.5 + 0.01 * step + (0.05 * seed if memory == "optical" else 0.0)
+
+
+def toy_sweep(tagged=True):
+    """Runs shaped like the toy sweep: optical- and text-memory models x 3 seeds, each
+    evaluated with its own memory loop and without memory."""
+    runs = []
+    for k, memory in enumerate(("optical", "text")):
+        for seed in range(3):
+            params = {"memory": memory, "seed": str(seed), "loops": "['memory', 'none']",
+                      "backbone": "tiny", "output_root": f"/o/{memory}{seed}"}
+            tags = {"vtc.config_key": f"memory={memory}", "vtc.seed": str(seed)} if tagged else {}
+            r = RunRecord(f"{memory}{seed}", f"{memory}-s{seed}", "FINISHED", params=params,
+                          tags=tags, start_time=10 * k + seed)
+            r.curves["train/samples_seen"] = [(s, 8.0 * s) for s in STEPS]
+            r.curves["train/loss"] = [(s, 3.0 / (1 + s + seed)) for s in STEPS]
+            r.curves["val/loss"] = [(s, 3.5 / (1 + s)) for s in STEPS]
+            for loop in ("memory", "none"):
+                r.curves[f"eval/toy/{loop}/accuracy"] = [(s, acc(memory, loop, seed, s)) for s in STEPS]
+                r.curves[f"eval/toy/{loop}/read_rate"] = [(s, read(memory, seed, s)) for s in STEPS]
+                r.metrics.update({f"eval/toy/{loop}/accuracy": acc(memory, loop, seed, 30),
+                                  f"eval/toy/{loop}/read_rate": read(memory, seed, 30),
+                                  f"eval/toy/{loop}/context_vision_tokens_mean":
+                                      100.0 if memory == "optical" and loop == "memory" else 0.0,
+                                  f"eval/toy/{loop}/compression_ratio": 2.5 if memory == "optical" else 0.0,
+                                  f"eval/toy/{loop}/latency_mean_s": 1.0 + seed,
+                                  f"eval/toy/{loop}/generated_tokens_mean": 100.0 + seed,
+                                  f"eval/toy/{loop}/rounds_hist/1": 2.0, f"eval/toy/{loop}/rounds_hist/2": 1.0})
+            r.metrics["train/loss"] = r.curves["train/loss"][-1][1]
+            runs.append(r)
+    return runs
+
+
+def _legend_texts(fig):
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+
+def _legend_colors(fig):
+    out = {}
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        if leg:
+            for handle, text in zip(leg.legend_handles, leg.get_texts()):
+                if text.get_text().startswith("memory="):
+                    color = handle.get_color() if hasattr(handle, "get_color") else handle.get_facecolor()
+                    out[text.get_text()] = to_hex(color)
+    return out
+
+
+@pytest.fixture
+def figs():
+    drawn = figures(toy_sweep())
+    yield drawn
+    plt.close("all")
+
+
+def test_legends_name_only_the_swept_values_and_loops(figs):
+    configs = {"memory=optical", "memory=text"}
+    loops = {"loop: memory", "loop: none"}
+    assert set(_legend_texts(figs["accuracy_vs_samples.png"])) == configs | loops
+    assert set(_legend_texts(figs["accuracy_vs_vision_tokens.png"])) == configs | loops
+    assert set(_legend_texts(figs["latency_vs_reasoning_length.png"])) == configs | loops
+    assert set(_legend_texts(figs["training_loss.png"])) == configs | {"train", "validation"}
+    assert set(_legend_texts(figs["rounds_histogram.png"])) == {
+        f"memory={m} · loop: {lp}" for m in ("optical", "text") for lp in ("memory", "none")}
+    for fig in figs.values():
+        if not isinstance(fig, str):
+            assert not any("loops=" in t or "seed" in t for t in _legend_texts(fig))
+
+
+def test_one_colour_per_configuration_in_every_figure(figs):
+    want = {"memory=optical": PALETTE[0], "memory=text": PALETTE[1]}
+    drawn = [f for f in figs.values() if not isinstance(f, str)]
+    assert len(drawn) == 5
+    for fig in drawn:
+        if fig is figs["rounds_histogram.png"]:
+            colors = {c.get_label(): {to_hex(p.get_facecolor()) for p in c.patches}
+                      for c in fig.axes[0].containers}
+            assert colors == {f"{cfg} · loop: {lp}": {color} for cfg, color in want.items()
+                              for lp in ("memory", "none")}
+            continue
+        assert _legend_colors(fig) == want
+    # the artists themselves: each loss line has its run's configuration colour
+    lines = figs["training_loss.png"].axes[0].get_lines()
+    assert {to_hex(ln.get_color()) for ln in lines} == set(want.values())
+    assert len(lines) == 12     # 6 runs x (train, validation)
+
+
+def test_learning_curve_is_the_mean_over_seeds_with_a_band_on_separate_axes(figs):
+    fig = figs["accuracy_vs_samples.png"]
+    acc_ax, read_ax = fig.axes[:2]
+    assert "accuracy" in acc_ax.get_ylabel() and "read rate" in read_ax.get_ylabel()
+    x = [8.0 * s for s in STEPS]
+    for ax, value in ((acc_ax, lambda m, lp, seed, s: acc(m, lp, seed, s)),
+                      (read_ax, lambda m, lp, seed, s: read(m, seed, s))):
+        got = {(to_hex(ln.get_color()), ln.get_linestyle()): list(ln.get_ydata()) for ln in ax.get_lines()}
+        for k, memory in enumerate(("optical", "text")):
+            for loop, ls in (("memory", "-"), ("none", "--")):
+                mean = [100 * np.mean([value(memory, loop, seed, s) for seed in range(3)]) for s in STEPS]
+                assert got[(PALETTE[k], ls)] == pytest.approx(mean)
+        assert all(list(ln.get_xdata()) == x for ln in ax.get_lines())
+        assert len(ax.collections) == 4   # a CI band per configuration and loop
+    # only accuracy lines on the accuracy axis: its values never read-rate values
+    assert max(max(ln.get_ydata()) for ln in acc_ax.get_lines()) < 70
+
+
+def test_loss_on_log_scale_and_saved_files_uncut(tmp_path):
+    runs = toy_sweep()
+    fig = figures(runs)["training_loss.png"]
+    assert fig.axes[0].get_yscale() == "log"
+    plt.close("all")
+    written, skipped = make_plots(runs, tmp_path)
+    assert {p.name for p in written} == {"accuracy_vs_samples.png", "accuracy_vs_vision_tokens.png",
+                                         "latency_vs_reasoning_length.png", "rounds_histogram.png",
+                                         "training_loss.png"}
+    assert set(skipped) == {"data_compression.png", "loop_speedup_vs_length.png"}
+    # the legend sits beside the axes: the tight box widens the image past the 8-inch figure
+    assert Image.open(tmp_path / "training_loss.png").size[0] > 8 * 110
+
+
+def test_runs_without_tags_get_the_same_legends_and_colours():
+    drawn = figures(toy_sweep(tagged=False))
+    try:
+        assert set(_legend_texts(drawn["accuracy_vs_samples.png"])) == {
+            "memory=optical", "memory=text", "loop: memory", "loop: none"}
+        assert _legend_colors(drawn["training_loss.png"]) == {"memory=optical": PALETTE[0],
+                                                             "memory=text": PALETTE[1]}
+    finally:
+        plt.close("all")
