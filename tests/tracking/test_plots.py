@@ -33,7 +33,9 @@ def toy_sweep(tagged=True):
     runs = []
     for k, memory in enumerate(("optical", "text")):
         for seed in range(3):
-            params = {"memory": memory, "seed": str(seed), "loops": "['memory', 'none']",
+            # as the toy sweep logs them: the swept override, its key param, and the loops it implies
+            params = {"memory": memory, "optim.memory": memory, "seed": str(seed),
+                      "loops": f"['{memory}', 'none']",
                       "backbone": "tiny", "output_root": f"/o/{memory}{seed}"}
             tags = {"vtc.config_key": f"memory={memory}", "vtc.seed": str(seed)} if tagged else {}
             r = RunRecord(f"{memory}{seed}", f"{memory}-s{seed}", "FINISHED", params=params,

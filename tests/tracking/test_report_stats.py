@@ -133,11 +133,13 @@ def _rec(run_id, params, tags=None, metrics=None, start=0):
 
 
 def test_runs_without_tags_are_grouped_by_params_minus_seed():
-    runs = [_rec(f"r{m}{s}", {"memory": m, "seed": str(s), "output_root": f"/o/{m}{s}",
-                              "optim.seed": str(s), "backbone": "tiny"})
+    runs = [_rec(f"r{m}{s}", {"memory": m, "optim.memory": m, "loops": f"['{m}', 'none']",
+                              "seed": str(s), "output_root": f"/o/{m}{s}", "optim.seed": str(s),
+                              "backbone": "tiny"})
             for m in ("optical", "text") for s in (0, 1)]
     runs.append(_rec("new", {"memory": "x"}, tags={"vtc.config_key": "memory=optical", "vtc.seed": "7"}))
     keys = config_keys(runs)
+    # `loops` varies too, but as a consequence of the swept `optim.memory`: not in the key
     assert keys == {"roptical0": "memory=optical", "roptical1": "memory=optical",
                     "rtext0": "memory=text", "rtext1": "memory=text", "new": "memory=optical"}
     # nothing varies but the seed: one configuration
@@ -164,3 +166,23 @@ def test_one_seed_has_no_interval_and_nan_is_skipped():
                  {"eval/t/memory/accuracy": 0.25, "eval/t/memory/read_rate": float("nan")})]
     (point,) = eval_points(runs)
     assert point.metric == "accuracy" and point.interval.n == 1 and not point.interval.has_interval
+
+
+def test_a_loop_without_pages_has_no_compression_point():
+    runs = [_rec(f"r{s}", {}, {"vtc.config_key": "k=a", "vtc.seed": str(s)},
+                 {"eval/t/text/compression_ratio": 0.0, "eval/t/optical/compression_ratio": 2.0 + s})
+            for s in range(2)]
+    (point,) = eval_points(runs)
+    assert (point.arm.loop, point.interval.mean, point.interval.n) == ("optical", 2.5, 2)
+
+
+def test_configuration_as_metric_name_is_one_valid_path_segment():
+    from mlflow.utils.validation import _validate_metric_name
+
+    from vtc_lab.tracking.aggregate import metric_name
+
+    assert metric_name("lr=0.001,memory=optical") == "lr:0.001 memory:optical"
+    for key in ("lr=0.001,memory=optical", 'loops=["a", "b"]', "path=a/b,x=1+2"):
+        name = metric_name(key)
+        assert "/" not in name
+        _validate_metric_name(f"stats/{name}/toy/memory/accuracy_mean")   # raises when invalid

@@ -22,7 +22,7 @@ from itertools import combinations
 from typing import Optional
 
 from vtc_lab.eval.stats import Interval, PairedDiff, mean_ci, paired_comparison
-from vtc_lab.tracking.report import NOISE_PARAMS, RunRecord, varying_params
+from vtc_lab.tracking.report import NOISE_PARAMS, RunRecord, norm_param
 
 CONFIG_TAG = "vtc.config_key"
 SEED_TAG = "vtc.seed"
@@ -40,16 +40,30 @@ def _is_seed(key: str) -> bool:
     return any(fnmatch.fnmatch(key, p) for p in SEED_PARAMS)
 
 
+def _varying(runs: list[RunRecord]) -> list[str]:
+    """Params that differ between the runs (noise and seed params left out)."""
+    keys = sorted({k for r in runs for k in r.params})
+    return [k for k in keys if not _is_seed(k) and not any(fnmatch.fnmatch(k, p) for p in NOISE_PARAMS)
+            and len({norm_param(r.params.get(k)) for r in runs}) > 1]
+
+
 def config_keys(runs: list[RunRecord]) -> dict[str, str]:
     """run_id -> configuration key: the `vtc.config_key` tag, or for runs without it the
-    params that vary between the runs (designed key params first, seed and noise left out),
-    `key=value` sorted and joined by `,`; `default` when nothing but the seed varies."""
+    params that vary between the runs, seed and noise left out, `key=value` sorted and joined
+    by `,` (`default` when nothing but the seed varies). Of the varying params, the designed
+    key params (`memory`, `font_size`, ...) that mirror a varying dotted param (the override
+    that was swept, `optim.memory`) are taken; failing that every varying key param, then the
+    short params, then all: so a side effect of the swept value (the `loops` an `optim.memory`
+    implies) does not end up in legends."""
     from vtc_lab.tracking.provenance import KEY_PARAMS
 
     untagged = [r for r in runs if CONFIG_TAG not in r.tags]
-    keys = [k for k in varying_params(untagged) if not _is_seed(k)
-            and not any(fnmatch.fnmatch(k, p) for p in NOISE_PARAMS)] if len(untagged) > 1 else []
-    keys = ([k for k in keys if k in KEY_PARAMS] or [k for k in keys if "." not in k] or keys)
+    varying = _varying(untagged) if len(untagged) > 1 else []
+    key = [k for k in varying if k in KEY_PARAMS]
+    dotted = [k for k in varying if "." in k]
+    mirrored = [k for k in key if any(all(norm_param(r.params.get(k)) == norm_param(r.params.get(d))
+                                          for r in untagged) for d in dotted)]
+    keys = mirrored or key or [k for k in varying if "." not in k] or varying
     out = {}
     for r in runs:
         if CONFIG_TAG in r.tags:
@@ -130,6 +144,8 @@ def eval_points(runs: list[RunRecord], metrics: tuple[str, ...] = AGG_METRICS) -
                     seen[(arm.config, step)].append(samples[step])
     out = []
     for (arm, metric, step), by_seed in values.items():
+        if metric == "compression_ratio" and not any(by_seed.values()):
+            continue  # a loop without rendered memory logs ratio 0: nothing to aggregate
         seeds = tuple(sorted(by_seed, key=_seed_order))
         xs = seen.get((arm.config, step))
         out.append(Point(arm, metric, step, sum(xs) / len(xs) if xs else None,
@@ -186,9 +202,9 @@ def paired_tables(runs: list[RunRecord],
 
 
 def metric_name(config: str) -> str:
-    """A configuration key as an MLflow metric path segment (`=` -> `:`, `,` -> space; MLflow
-    allows neither `=` nor `,` in metric names)."""
-    return config.replace("=", ":").replace(",", " ")
+    """A configuration key as an MLflow metric path segment (`=` -> `:`, `,` -> space, any other
+    character MLflow refuses in a metric name -> `_`)."""
+    return re.sub(r"[^\w.\- :]", "_", config.replace("=", ":").replace(",", " "))
 
 
 def parent_metrics(points: list[Point]) -> dict[int, dict[str, float]]:
@@ -247,11 +263,16 @@ def comparisons_markdown(comps: list[Comparison]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CONSOLE_METRICS = ("accuracy", "read_rate")
+
+
 def console_summary(points: list[Point], comps: list[Comparison]) -> str:
     """What `vtc-lab report` prints: per benchmark and evaluation point, each arm's accuracy
-    (and the other headline metrics) as mean ± 95 % CI with n seeds, then the paired
-    differences."""
-    lines = ["mean ± 95 % CI half-width [low, high] over seeds (Student t), n = seeds:"]
+    and read rate as mean ± 95 % CI with n seeds (report.md has every headline metric), then
+    the paired differences."""
+    points = [p for p in points if p.metric in CONSOLE_METRICS]
+    lines = ["mean ± 95 % CI half-width [low, high] over seeds (Student t), n = seeds "
+             "(report.md: every headline metric):"]
     last = None
     width = max([20] + [len(p.arm.label) for p in points])
     for p in points:
@@ -267,5 +288,5 @@ def console_summary(points: list[Point], comps: list[Comparison]) -> str:
             r = c.result
             lines.append(f"  {c.a.bench} step {c.step}: {c.a.label} − {c.b.label}: {r.diff:+.3f} "
                          f"[{r.low:+.3f}, {r.high:+.3f}] p={r.p_value:.3g} ({r.only_a}/{r.only_b}; "
-                         f"{r.n} pairs over {len(c.seeds)} seeds)")
+                         f"{r.n} pairs over {len(c.seeds)} seed{'s' if len(c.seeds) != 1 else ''})")
     return "\n".join(lines)

@@ -184,7 +184,7 @@ def collect_outcomes(tracking_uri: str, runs: list[RunRecord]
     return out
 
 
-def _norm(value: Optional[str]) -> Optional[str]:
+def norm_param(value: Optional[str]) -> Optional[str]:
     try:
         return repr(float(value)) if value is not None else None
     except ValueError:
@@ -200,11 +200,11 @@ def varying_params(runs: list[RunRecord]) -> list[str]:
     for key in keys:
         if any(fnmatch.fnmatch(key, pat) for pat in NOISE_PARAMS):
             continue
-        if len({_norm(r.params[key]) for r in runs if key in r.params}) > 1:
+        if len({norm_param(r.params[key]) for r in runs if key in r.params}) > 1:
             out.append(key)
     short = [k for k in out if "." not in k]
     return [k for k in out if "." not in k or not any(
-        all(_norm(r.params.get(k)) == _norm(r.params.get(s)) for r in runs) for s in short)]
+        all(norm_param(r.params.get(k)) == norm_param(r.params.get(s)) for r in runs) for s in short)]
 
 
 def select_metrics(runs: list[RunRecord], patterns: list[str] | tuple[str, ...]) -> list[str]:
