@@ -155,3 +155,12 @@ def test_runs_without_tags_get_the_same_legends_and_colours():
                                                              "memory=text": PALETTE[1]}
     finally:
         plt.close("all")
+
+
+def test_the_no_memory_loop_always_gets_the_last_line_style():
+    from vtc_lab.tracking.plots import look
+
+    runs = [RunRecord("a", "a", "FINISHED", metrics={"eval/t/none/accuracy": 0.1,
+                                                     "eval/t/optical/accuracy": 0.2,
+                                                     "eval/t/text/accuracy": 0.3})]
+    assert look(runs).loop_styles == {"optical": "-", "text": "--", "none": ":"}

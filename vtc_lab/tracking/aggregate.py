@@ -84,6 +84,11 @@ def seed_of(run: RunRecord) -> str:
     return run.run_id
 
 
+def loop_order(loop: str) -> tuple[bool, str]:
+    """Memory loops first, `none` (no memory: the baseline) last, in tables and legends."""
+    return (loop == "none", loop)
+
+
 def _seed_order(seed: str) -> tuple[int, float, str]:
     try:
         return (0, float(seed), seed)
@@ -151,7 +156,8 @@ def eval_points(runs: list[RunRecord], metrics: tuple[str, ...] = AGG_METRICS) -
         out.append(Point(arm, metric, step, sum(xs) / len(xs) if xs else None,
                          mean_ci([by_seed[s] for s in seeds]), seeds))
     order = {m: i for i, m in enumerate(metrics)}
-    return sorted(out, key=lambda p: (p.arm.bench, order[p.metric], p.arm.config, p.arm.loop, p.step))
+    return sorted(out, key=lambda p: (p.arm.bench, order[p.metric], p.arm.config,
+                                      loop_order(p.arm.loop), p.step))
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,7 @@ def paired_tables(runs: list[RunRecord],
             arms[(bench, step)][Arm(cfg[run_id], bench, loop)][seed_of(run)] = rows
     out = []
     for (bench, step), at in sorted(arms.items()):
-        for a, b in combinations(sorted(at, key=lambda x: (x.config, x.loop)), 2):
+        for a, b in combinations(sorted(at, key=lambda x: (x.config, loop_order(x.loop))), 2):
             seeds = tuple(sorted(set(at[a]) & set(at[b]), key=_seed_order))
             xa: list[float] = []
             xb: list[float] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from vtc_lab import atomic
-from vtc_lab.tracking.aggregate import config_keys, eval_points
+from vtc_lab.tracking.aggregate import config_keys, eval_points, loop_order
 from vtc_lab.tracking.report import RunRecord
 
 _EVAL = re.compile(r"^eval/([^/]+)/([^/]+)/(.+)$")
@@ -30,7 +30,7 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 """Colours by configuration, in sorted-key order (tab10, reordered: the first two contrast)."""
 CONFIG_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LOOP_STYLES = ("-", "--", ":", "-.")
-"""Line styles by loop, in sorted order (`memory` solid, `none` dashed, ...)."""
+"""Line styles by loop, memory loops first and `none` last (`memory` solid, `none` dashed)."""
 
 Drawn = Union[str, Any]
 """A plot function's result: a matplotlib Figure, or why it was not drawn."""
@@ -53,7 +53,8 @@ class Look:
 def look(runs: list[RunRecord]) -> Look:
     cfg = config_keys(runs)
     configs = sorted(set(cfg.values()))
-    loops = sorted({m.group(2) for r in runs for k in r.metrics for m in [_EVAL.match(k)] if m})
+    loops = sorted({m.group(2) for r in runs for k in r.metrics for m in [_EVAL.match(k)] if m},
+                   key=loop_order)
     return Look(cfg, {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(configs)},
                 {c: CONFIG_MARKERS[i % len(CONFIG_MARKERS)] for i, c in enumerate(configs)},
                 {lp: LOOP_STYLES[i % len(LOOP_STYLES)] for i, lp in enumerate(loops)})
@@ -66,7 +67,7 @@ def _legend(ax, lk: Look, configs: list[str], loops: list[str] = (), extra=(), *
     handles = [Line2D([], [], color=lk.colors[c], marker=lk.markers[c], ls="-", label=c)
                for c in sorted(configs)]
     handles += [Line2D([], [], color="0.35", ls=lk.loop_styles[lp], label=f"loop: {lp}")
-                for lp in sorted(loops)]
+                for lp in sorted(loops, key=loop_order)]
     handles += list(extra)
     kw.setdefault("fontsize", 8)
     ax.legend(handles=handles, **kw)
@@ -88,7 +89,7 @@ def _loop_fill_handles(lk: Look, loops: list[str]) -> list[Any]:
 
     return [Line2D([], [], color="0.35", marker="o", ls="none",
                    mfc="0.35" if _filled(lk, lp) else "none", label=f"loop: {lp}")
-            for lp in sorted(loops)]
+            for lp in sorted(loops, key=loop_order)]
 
 
 def _eval_values(runs: list[RunRecord], metric: str) -> dict[tuple[str, str, str], float]:
@@ -225,7 +226,7 @@ def plot_rounds_histogram(runs: list[RunRecord], lk: Look, max_series: int = 8) 
     fig, ax = _figure(figsize=(8, 4.8))
     width = 0.8 / len(names)
     hatches = ("", "//", "..", "xx")
-    loops = sorted(lk.loop_styles)
+    loops = list(lk.loop_styles)
     for i, (cfg, bench, loop) in enumerate(names):
         label = cfg + (f" · {bench}" if len(benches) > 1 else "") + f" · loop: {loop}"
         ax.bar([k + (i - (len(names) - 1) / 2) * width for k in rounds],
@@ -290,7 +291,7 @@ def plot_accuracy_vs_samples(runs: list[RunRecord], lk: Look) -> Drawn:
     series: dict[tuple, list] = defaultdict(list)
     for p in pts:
         series[(p.arm.bench, p.metric, p.arm.config, p.arm.loop)].append(p)
-    order = sorted({(cfg, loop) for _, _, cfg, loop in series})
+    order = sorted({(cfg, loop) for _, _, cfg, loop in series}, key=lambda x: (x[0], loop_order(x[1])))
     for (bench, metric, cfg, loop), ps in sorted(series.items()):
         ax = axes[benches.index(bench)][metrics.index(metric)]
         ps.sort(key=lambda p: p.samples_seen)
