@@ -106,7 +106,7 @@ def test_report_prints_mean_ci_paired_table_and_logs_aggregates_to_parent(tmp_pa
                 f"[{boot.low:+.3f}, {boot.high:+.3f}] p={p:.3g} ({only_a}/{only_b}; 36 pairs over 3 seeds)")
     assert expected in printed
     assert (f"| toy | step 20 | memory=optical · memory | memory=text · memory | {diff:+.4f} | "
-            f"[{boot.low:+.4f}, {boot.high:+.4f}] | {p:.4g} | {only_a}/{only_b} | 36 = 3 seeds |") in md
+            f"[{boot.low:+.4f}, {boot.high:+.4f}] | {p:.4g} | {only_a}/{only_b} | 36 = 3 seeds | 0 |") in md
     # the "none" loop of one configuration against its own memory loop is a pair too
     assert "memory=optical · memory − memory=optical · none" in printed
 

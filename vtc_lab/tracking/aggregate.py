@@ -255,14 +255,14 @@ def points_markdown(points: list[Point]) -> str:
 def _diff_cells(c: Comparison) -> list[str]:
     r = c.result
     return [f"{r.diff:+.4f}", f"[{r.low:+.4f}, {r.high:+.4f}]", f"{r.p_value:.4g}",
-            f"{r.only_a}/{r.only_b}", f"{r.n} = {len(c.seeds)} seeds"]
+            f"{r.only_a}/{r.only_b}", f"{r.n} = {len(c.seeds)} seeds", str(c.unpaired)]
 
 
 def comparisons_markdown(comps: list[Comparison]) -> str:
     if not comps:
         return "_no pair of configurations has per-problem outcomes on the same problems_\n"
     lines = ["| benchmark | eval point | A | B | accuracy A − B | 95 % bootstrap CI | McNemar p (exact) "
-             "| right only A / only B | pairs |", "|---|---|---|---|---|---|---|---|---|"]
+             "| right only A / only B | pairs | left out (no partner) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in comps:
         lines.append(f"| {c.a.bench} | step {c.step} | {c.a.label} | {c.b.label} | "
                      + " | ".join(_diff_cells(c)) + " |")
