@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from vtc_lab.data.config import DataConfig
+from vtc_lab.data.config import BuildDataConfig, DataConfig
 from vtc_lab.infer.config import MODES, LoopConfig
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.render.config import RenderConfig
@@ -272,6 +272,17 @@ class TrainConfig:
     """Write a `save_pretrained` export (model + processor) to `<run_dir>/export` at the end."""
     progress: bool = True
     """Show Lightning's progress bar."""
+
+    def dataset_spec(self) -> BuildDataConfig:
+        """The build-data config of this run's dataset, the one place where train's settings
+        become the builder's: `data` (its builder settings included), segmentation, renderer
+        and model decide the config hash and so the directory; `dataset_dir`, `build_workers`
+        and `progress` say where and how it is built when missing."""
+        return BuildDataConfig(data=self.data, segmentation=self.segmentation,
+                               renderer=self.renderer, model=self.model,
+                               tracking=self.tracking, output_root=self.output_root,
+                               output_dir=self.dataset_dir, num_workers=self.build_workers,
+                               progress=self.progress)
 
     def __post_init__(self) -> None:
         if self.resume not in RESUME:

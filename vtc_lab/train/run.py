@@ -55,7 +55,6 @@ def _run_dir(cfg) -> Path:
 def _dataset(cfg):
     """Open the configured dataset, building it first (build-data's config-hash rules)."""
     from vtc_lab.data.build import ensure_dataset
-    from vtc_lab.data.config import BuildDataConfig
     from vtc_lab.data.shards import open_dataset
 
     if cfg.dataset_dir and not (Path(cfg.dataset_dir) / "manifest.json").is_file():
@@ -65,10 +64,7 @@ def _dataset(cfg):
             f"Check the path, build it first (vtc-lab build-data output_dir={cfg.dataset_dir} "
             f"data=...), or leave dataset_dir unset to train on the data config's own dataset "
             f"under <output_root>/datasets/ (built when missing).")
-    build = BuildDataConfig(data=cfg.data, segmentation=cfg.segmentation, renderer=cfg.renderer,
-                            model=cfg.model, tracking=cfg.tracking, output_root=cfg.output_root,
-                            output_dir=cfg.dataset_dir, num_workers=cfg.build_workers,
-                            progress=cfg.progress)
+    build = cfg.dataset_spec()
     if launched_rank() == 0:
         path = ensure_dataset(build)
     else:  # torchrun / Slurm start every rank at once: only rank 0 builds, the others wait
