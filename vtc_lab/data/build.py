@@ -37,9 +37,12 @@ from vtc_lab.data.stats import compression_warning, format_stats, plot_stats, su
 from vtc_lab.tracking.provenance import config_diff
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 3
-"""Bumped when the row layout changes (part of the config hash). 2: pages stored once per shard
-in a page table, rows reference them (`page_ids`). 3: `memory_text` (text-memory samples)."""
+FORMAT_VERSION = 4
+"""Bumped when the row layout or the choice of traces changes (part of the config hash). 2:
+pages stored once per shard in a page table, rows reference them (`page_ids`). 3: `memory_text`
+(text-memory samples). 4: a generation's reasoning ends at its last `</think>` (the completion
+format's one rule), so one with two is skipped as `bad_trace` instead of cut at the first; the
+shards of a build begun before would not line up with those built after."""
 
 
 CONFIG_HASH_FIELD = "{config_hash}"
