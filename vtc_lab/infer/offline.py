@@ -21,9 +21,8 @@ from typing import Any
 from vtc_lab import atomic
 from vtc_lab.infer.config import EvalConfig
 from vtc_lab.models.checkpoint import load_checkpoint_weights
-from vtc_lab.models.config import ModelConfig
-from vtc_lab.models.reading import ReadingSpec, read_reading
-from vtc_lab.render.config import RenderConfig, config_hash
+from vtc_lab.models.reading import ReadingSpec, read_reading, run_export_model, run_reading
+from vtc_lab.render.config import config_hash
 
 log = logging.getLogger(__name__)
 
@@ -80,43 +79,10 @@ def apply_export_reading(cfg: EvalConfig) -> EvalConfig:
 
 def apply_train_run(cfg: EvalConfig) -> EvalConfig:
     """`cfg` with the model of `cfg.train_run` (its export) and what that model was trained to
-    read: the export's reading.json, else run.json's `reading`, else (runs from before the
-    record existed) the dataset manifest's renderer / prompt / image position, cap unknown."""
-    run = Path(cfg.train_run)
-    info_path, export = run / "run.json", run / "export"
-    if not info_path.is_file():
-        raise ValueError(f"train_run: {info_path} not found (not a `vtc-lab train` run directory)")
-    if not (export / "config.json").is_file():
-        raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
-                         "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
-    info = json.loads(info_path.read_text())
-    model = ModelConfig(name=run.name, source="pretrained", arch="auto", path=str(export),
-                        dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
-    spec, where = read_reading(export), str(export / "reading.json")
-    if spec is None and "reading" in info:
-        spec, where = ReadingSpec.from_dict(info["reading"], str(info_path)), str(info_path)
-    if spec is not None:
-        return apply_reading(replace(cfg, model=model, train_run=None), spec, where)
-    log.warning("train_run: %s records no reading (a run from an older vtc-lab): renderer, "
-                "system prompt and image position come from the dataset manifest; the training "
-                "pixel cap is unknown, loop.image_max_pixels=%s is used", run, cfg.loop.image_max_pixels)
-    dataset = Path(str(info.get("dataset", "")))
-    if not dataset.is_absolute() and (run / dataset).is_dir():
-        dataset = run / dataset  # recorded relative to the run directory
-    manifest_path = dataset / "manifest.json"
-    if not manifest_path.is_file():
-        raise ValueError(f"train_run: the training dataset's manifest {manifest_path} is missing; "
-                         "set renderer / system_prompt / image_position by hand and use "
-                         f"model=local model.path={export}")
-    built = json.loads(manifest_path.read_text()).get("config", {})
-    data = built.get("data", {})
-    try:
-        renderer = RenderConfig(**built["renderer"])
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"train_run: {manifest_path}: unreadable renderer config ({err})") from None
-    return replace(cfg, model=model, renderer=renderer, train_run=None,
-                   system_prompt=data.get("system_prompt", cfg.system_prompt),
-                   image_position=data.get("image_position", cfg.image_position))
+    read (`vtc_lab.models.reading.run_reading`: the export's reading.json, else run.json's)."""
+    model = run_export_model(cfg.train_run, cfg.model)
+    spec, where = run_reading(cfg.train_run)
+    return apply_reading(replace(cfg, model=model, train_run=None), spec, where)
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, float]:

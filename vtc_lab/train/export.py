@@ -9,11 +9,12 @@ def export(cfg, s, paths, run) -> Path:
     """The `save_pretrained` export under <run_dir>/export (sharded strategies: rebuilt from
     the consolidated checkpoint), tagged on the run."""
     from vtc_lab.models import save_backbone
+    from vtc_lab.models.reading import EXPORT_DIR
 
     if cfg.trainer.strategy.startswith(("fsdp", "deepspeed")):
-        out = export_from_checkpoint(cfg.model, paths.last, paths.run_dir / "export")
+        out = export_from_checkpoint(cfg.model, paths.last, paths.run_dir / EXPORT_DIR)
     else:
-        out = save_backbone(s.backbone, paths.run_dir / "export")
+        out = save_backbone(s.backbone, paths.run_dir / EXPORT_DIR)
     s.reading.write(out)  # what `vtc-lab eval` of this export feeds it
     run.set_tags({"export_path": str(out.resolve())})
     return out

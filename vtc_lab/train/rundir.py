@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from vtc_lab.models.reading import RUN_INFO
+
 log = logging.getLogger(__name__)
 
-RUN_INFO = "run.json"
 
 
 def resolve_run_dir(cfg) -> Path:
