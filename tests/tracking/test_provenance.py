@@ -92,11 +92,11 @@ class _Model:
     name: str = "tiny_qwen3_vl"
     max_pixels: int | None = 262144
     min_pixels: int | None = 4096
+    image_max_pixels: int | None = 65536
 
 
 @dataclass
 class _Optim:
-    image_max_pixels: int | None = 65536
     lr: float = 1e-3
 
 

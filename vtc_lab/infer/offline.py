@@ -55,17 +55,17 @@ def apply_reading(cfg: EvalConfig, spec: ReadingSpec, where: str) -> EvalConfig:
     """`cfg` feeding the model what it was trained to read (`spec`, recorded at `where`).
 
     The record wins over the renderer / system_prompt / image_position presets. An explicit
-    `loop.image_max_pixels` (the loop's default is null) that differs from the trained cap is
+    `model.image_max_pixels` (eval's default is null) that differs from the trained cap is
     refused rather than silently replaced: pages of another size are not what the model read."""
-    cap = cfg.loop.image_max_pixels
+    cap = cfg.model.image_max_pixels
     if cap is not None and cap != spec.image_max_pixels:
-        raise ValueError(f"loop.image_max_pixels={cap} contradicts the pixel cap the model was "
+        raise ValueError(f"model.image_max_pixels={cap} contradicts the pixel cap the model was "
                          f"trained with ({spec.image_max_pixels}, recorded in {where}); drop the "
                          "override, or evaluate the weights with settings of your own via "
                          "model=local model.path=<export dir> after deleting its reading.json")
     return replace(cfg, renderer=spec.renderer, system_prompt=spec.system_prompt,
                    image_position=spec.image_position,
-                   loop=replace(cfg.loop, image_max_pixels=spec.image_max_pixels))
+                   model=replace(cfg.model, image_max_pixels=spec.image_max_pixels))
 
 
 def apply_export_reading(cfg: EvalConfig) -> EvalConfig:
@@ -144,7 +144,8 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
         run.log_dataset(**benchmark_input(problems), context="evaluation")
         results = evaluate_benchmarks(
             engine, {problems.name: problems}, cfg.loop_configs, cfg.renderer,
-            cfg.system_prompt, cfg.image_position, predictions_dir=out_dir, header=header,
+            cfg.system_prompt, cfg.image_position, image_max_pixels=cfg.model.image_max_pixels,
+            predictions_dir=out_dir, header=header,
             keep_images=cfg.log_images, progress=cfg.progress,
             grade_workers=cfg.grade_workers, grade_timeout_s=cfg.grade_timeout_s)
         metrics = dict(results.metrics)

@@ -74,7 +74,7 @@ def read_reading(directory: str | os.PathLike) -> ReadingSpec | None:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: unreadable ({err}); delete it and set renderer / system_prompt "
-                         "/ image_position / loop.image_max_pixels by hand") from None
+                         "/ image_position / model.image_max_pixels by hand") from None
     return ReadingSpec.from_dict(data, str(path))
 
 
@@ -100,12 +100,14 @@ def run_export(run_dir: str | os.PathLike) -> Path:
 
 def run_export_model(run_dir: str | os.PathLike, like: Any) -> Any:
     """The `ModelConfig` of a run's export (named after the run directory), keeping `like`'s
-    dtype and attention implementation (how to load it, not what it is)."""
+    dtype, attention implementation and page cap (how to load and feed it, not what it is;
+    eval checks the cap against the run's reading record)."""
     from vtc_lab.models.config import ModelConfig
 
     return ModelConfig(name=Path(run_dir).name, source="pretrained", arch="auto",
                        path=str(run_export(run_dir)), dtype=like.dtype,
-                       attn_implementation=like.attn_implementation)
+                       attn_implementation=like.attn_implementation,
+                       image_max_pixels=like.image_max_pixels)
 
 
 def run_reading(run_dir: str | os.PathLike) -> tuple[ReadingSpec, str]:
@@ -126,5 +128,5 @@ def run_reading(run_dir: str | os.PathLike) -> tuple[ReadingSpec, str]:
             f"train_run: {Path(run_dir)} records no reading (neither {export / READING_FILE} nor "
             f"a `reading` in {info_path}: a run from an older vtc-lab). Evaluate its export with "
             f"settings of your own: model=local model.path={export} renderer=... "
-            "system_prompt=... image_position=... loop.image_max_pixels=...")
+            "system_prompt=... image_position=... model.image_max_pixels=...")
     return ReadingSpec.from_dict(info["reading"], str(info_path)), str(info_path)

@@ -38,7 +38,7 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "image_position": ("data.image_position",),
     "max_pixels": ("model.max_pixels",),
     "min_pixels": ("model.min_pixels",),
-    "image_max_pixels": ("optim.image_max_pixels", "loop.image_max_pixels"),
+    "image_max_pixels": ("model.image_max_pixels",),
     "benchmarks": ("benchmark.name", "evaluator.benchmarks"),
     "loops": ("loops", "evaluator.loops", "loop.mode"),
     "max_rounds": ("loop.max_rounds", "evaluator.loop.max_rounds"),

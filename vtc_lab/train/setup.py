@@ -112,7 +112,7 @@ def setup(cfg) -> Setup:
 
         torch.set_num_threads(tc.threads)
     dataset = _dataset(cfg)
-    reading = reading_of(dataset, oc.image_max_pixels)
+    reading = reading_of(dataset, cfg.model.image_max_pixels)
     cfg.model.dtype = _weights_dtype(cfg)
     backbone = load_backbone(cfg.model)
     encoder = SFTEncoder(backbone.processor, backbone.stop_token_ids,
