@@ -157,14 +157,14 @@ def test_paper_recipe(model):
     t, o = cfg.trainer, cfg.optim
     assert (o.lr, o.warmup_ratio, o.max_epochs, o.max_steps) == (1e-5, 0.1, 1, -1)
     assert (o.batch_size, o.grad_accum, t.devices) == (1, 8, 8)
-    assert (o.cutoff_len, o.image_max_pixels) == (32768, 262144)
+    assert (o.cutoff_len, cfg.model.image_max_pixels) == (32768, 262144)
     assert (t.strategy, t.precision) == ("deepspeed_stage_3", "bf16-true")
     assert cfg.model.source == "pretrained" and cfg.model.trust_remote_code is False
     assert cfg.data.source == "openr1"
     ev = _to_object("eval", [f"experiment=paper_{model}_eval"])
     assert (ev.loop.mode, ev.loop.max_rounds, ev.loop.max_new_tokens) == ("optical", 8, 8192)
     assert (ev.loop.temperature, ev.loop.top_p) == (0.6, 0.95)
-    assert ev.loop.image_max_pixels == cfg.optim.image_max_pixels  # read as trained
+    assert ev.model.image_max_pixels == cfg.model.image_max_pixels  # read as trained
     sweep = _compose("eval", [f"experiment=paper_{model}_eval"], hydra=True).hydra.sweeper.params
     assert set(sweep["benchmark"].split(",")) == {"math500", "aime25", "amc23", "gpqa_diamond"}
 

@@ -39,10 +39,8 @@ def _unknown_keys(node: Any, prefix: str, out: list[str]) -> None:
                 out.append(f"{name} is not a setting of {prefix.rstrip('.') or 'this app'} "
                            f"({hint})")
                 continue
-            child = node._get_node(key)
-            if child is not None and not child._is_missing() and not child._is_interpolation():
-                _unknown_keys(node[key] if isinstance(child, (DictConfig, ListConfig)) else None,
-                              name + ".", out)
+            if not OmegaConf.is_missing(node, key) and not OmegaConf.is_interpolation(node, key):
+                _unknown_keys(node[key], name + ".", out)
     elif isinstance(node, ListConfig):
         for i, item in enumerate(node):
             _unknown_keys(item, f"{prefix.rstrip('.')}[{i}].", out)

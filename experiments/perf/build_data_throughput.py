@@ -31,10 +31,11 @@ from vtc_lab.data.config import DataConfig
 from vtc_lab.segment import SegmentationConfig
 from vtc_lab.tracking.config import TrackingConfig
 root, limit, workers, max_tokens, src, per_shard = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
-data = DataConfig(limit=limit) if src == "-" else DataConfig(source="openr1", path=src, limit=limit)
+kw = dict(limit=limit, problems_per_shard=per_shard, render_cache=False)
+data = DataConfig(**kw) if src == "-" else DataConfig(source="openr1", path=src, **kw)
 cfg = BuildDataConfig(data=data, tracking=TrackingConfig(mode="off"),
     segmentation=SegmentationConfig(max_tokens=max_tokens, min_tokens=16, max_segments=8, on_overflow="merge"),
-    output_root=root, num_workers=workers, problems_per_shard=per_shard, progress=False, render_cache=False)
+    output_root=root, num_workers=workers, progress=False)
 t = time.perf_counter()
 m = build_dataset(cfg)
 from pathlib import Path
@@ -48,7 +49,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "samples": m["data/samples
 SOURCE = "-"
 """`-` = the packaged fixture; else an OpenR1-schema file (see --repeat)."""
 PER_SHARD = 16
-"""problems_per_shard of the builds (--shard-problems)."""
+"""data.problems_per_shard of the builds (--shard-problems)."""
 
 
 def run_build(limit: int, workers: int, max_tokens: int) -> dict:
@@ -80,12 +81,13 @@ def cost_split(limit: int, max_tokens: int) -> dict[str, float]:
         ("data/stats.py", "plot_stats"): "stats plot",
     }
     with tempfile.TemporaryDirectory() as root:
-        data = DataConfig(limit=limit) if SOURCE == "-" else DataConfig(source="openr1", path=SOURCE, limit=limit)
+        kw = dict(limit=limit, problems_per_shard=16, render_cache=False)
+        data = DataConfig(**kw) if SOURCE == "-" else DataConfig(source="openr1", path=SOURCE, **kw)
         cfg = BuildDataConfig(
             data=data, tracking=TrackingConfig(mode="off"),
             segmentation=SegmentationConfig(max_tokens=max_tokens, min_tokens=16, max_segments=8,
                                             on_overflow="merge"),
-            output_root=root, problems_per_shard=16, progress=False, render_cache=False)
+            output_root=root, progress=False)
         # Fixed start-up costs (imports of transformers/matplotlib/pandas) are measured by the
         # end-to-end runs above; keep them out of the per-item split.
         import matplotlib.pyplot  # noqa: F401
@@ -117,7 +119,7 @@ def main() -> None:
                     help="long traces: each problem's reasoning is N consecutive MATH500 solutions "
                          "(with --max-tokens 512: many page-sized rounds, as in the paper)")
     ap.add_argument("--shard-problems", type=int, default=16,
-                    help="problems_per_shard (the builder's default is 64)")
+                    help="data.problems_per_shard (the builder's default is 64)")
     ap.add_argument("--size-only", action="store_true",
                     help="only the end-to-end builds (time, samples, dataset bytes): no profile")
     args = ap.parse_args()

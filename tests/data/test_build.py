@@ -27,10 +27,10 @@ def built(tmp_path_factory):
     from vtc_lab.tracking.config import TrackingConfig
 
     root = tmp_path_factory.mktemp("build")
-    cfg = BuildDataConfig(data=DataConfig(limit=10), tracking=TrackingConfig(mode="off"),
+    cfg = BuildDataConfig(data=DataConfig(limit=10, problems_per_shard=4), tracking=TrackingConfig(mode="off"),
                           segmentation=SegmentationConfig(max_tokens=96, min_tokens=16,
                                                           max_segments=8, on_overflow="merge"),
-                          output_root=str(root), problems_per_shard=4, progress=False)
+                          output_root=str(root), progress=False)
     metrics = build_dataset(cfg)
     return cfg, metrics, Path(metrics["path"])
 

@@ -184,3 +184,19 @@ def test_gzipped_jsonl_shards(tmp_path):
         fh.write("\n".join(json.dumps(r) for r in rows) + "\n")
     traces, skips = split(list(iter_traces(DataConfig(source="openr1", path=str(tmp_path)))))
     assert [t.problem_id for t in traces] == [r["uuid"] for r in rows] and not skips
+
+
+def test_a_generation_ends_its_reasoning_where_the_parser_does(tmp_path):
+    """One rule for where reasoning ends (issue 22 §5): the last `</think>`, as the loop and the
+    grader read it (vtc_lab.eval.completion.parse). A generation with two `</think>` has one
+    inside its reasoning: skipped as `bad_trace`, not cut at the first one."""
+    from vtc_lab.data.sources import extract_reasoning
+    from vtc_lab.eval.completion import parse
+
+    for text in ["<think>a</think>b", "<think>\nplain\n</think>\nok", "no tags at all",
+                 "<think>a</think>b</think>c"]:
+        assert extract_reasoning(text, True) == parse(text).reasoning.replace("<think>", "", 1).strip()
+    twice = "<think>first</think> then more </think>\nSo $\\boxed{2}$."
+    path = write_openr1_fixture(tmp_path / "x.jsonl", [_row("t", [twice], [True])])
+    traces, skips = split(list(iter_traces(DataConfig(source="openr1", path=str(path)))))
+    assert traces == [] and skips == Counter({"bad_trace": 1})

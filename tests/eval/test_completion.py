@@ -90,3 +90,30 @@ def test_hostile_round_parses_in_linear_time(shape, fn):
     assert 35_000 < len(small) <= 36_000 and len(large) > 3.99 * len(small)
     ratio = _scaling(fn, small, large)
     assert ratio < 8, f"{shape}: 4x the text took {ratio:.1f}x the time (quadratic?)"
+
+
+MARKER_OWNER = "vtc_lab/eval/completion.py"
+
+
+def test_the_format_markers_are_spelt_in_one_module():
+    """`<think>`, `</think>`, `<answer>`, `</answer>` as string literals (docstrings aside) appear
+    only in vtc_lab.eval.completion; every other module imports them (issue 22 §5)."""
+    import ast
+    from pathlib import Path
+
+    import vtc_lab
+    from vtc_lab.eval import completion
+
+    assert completion.MARKERS == ("<think>", "</think>", "<answer>", "</answer>")
+    root = Path(vtc_lab.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)}  # docstrings and bare strings
+        rel = path.relative_to(root.parent).as_posix()
+        found += [f"{rel}:{node.lineno}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and id(node) not in docs and any(m in node.value for m in completion.MARKERS)
+                  and rel != MARKER_OWNER]
+    assert found == []

@@ -56,13 +56,14 @@ def test_evaluator_config_names_the_bad_field(kwargs, field):
         EvaluatorConfig(**kwargs)
 
 
-def test_evaluator_loop_reaches_each_mode_with_the_training_cap():
+def test_evaluator_loop_reaches_each_mode():
+    """(The page cap is no loop setting: `model.image_max_pixels`, handed to the loops through
+    the run's reading spec.)"""
     cfg = EvaluatorConfig(loop=LoopConfig(max_rounds=3, max_new_tokens=17, do_sample=False,
-                                          batch_size=2, image_max_pixels=5000))
+                                          batch_size=2))
     loop = cfg.loop_config("none")
-    assert (loop.mode, loop.max_rounds, loop.max_new_tokens, loop.do_sample, loop.batch_size,
-            loop.image_max_pixels) == ("none", 3, 17, False, 2, 5000)
-    assert cfg.loop_config("text", image_max_pixels=1024).image_max_pixels == 1024
+    assert (loop.mode, loop.max_rounds, loop.max_new_tokens, loop.do_sample, loop.batch_size) == (
+        "none", 3, 17, False, 2)
     assert cfg.loop.mode == "optical"  # each mode is a copy; the nested loop is not changed
 
 

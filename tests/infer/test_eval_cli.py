@@ -90,19 +90,21 @@ def test_bad_config_names_the_field(tmp_path):
 
 
 def test_train_run_supplies_model_renderer_and_prompt(tmp_path):
-    """A train run dir (export + run.json -> dataset manifest) drives the eval settings."""
+    """A train run dir (export + run.json's reading record) drives the eval settings; a run
+    without a reading record (an older vtc-lab) is refused, naming the way out."""
     from vtc_lab.infer.offline import apply_train_run
     from vtc_lab.models import ModelConfig, load_backbone, save_backbone
 
     run = tmp_path / "run-7"
     save_backbone(load_backbone(ModelConfig()), run / "export")
-    dataset = tmp_path / "ds"
-    dataset.mkdir()
     renderer = {**OmegaConf.to_container(OmegaConf.structured(make_cfg(tmp_path).renderer)),
                 "font_size": 8.0}
-    (dataset / "manifest.json").write_text(json.dumps({"config": {
-        "renderer": renderer, "data": {"system_prompt": "trained prompt", "image_position": "after"}}}))
-    (run / "run.json").write_text(json.dumps({"dataset": str(dataset)}))
+    (run / "run.json").write_text(json.dumps({"dataset": str(tmp_path / "ds")}))
+    with pytest.raises(ValueError, match=r"records no reading .* model=local model.path="):
+        apply_train_run(make_cfg(tmp_path, f"train_run={run}"))
+    (run / "run.json").write_text(json.dumps({"dataset": str(tmp_path / "ds"), "reading": {
+        "renderer": renderer, "system_prompt": "trained prompt", "image_position": "after",
+        "image_max_pixels": None}}))
     cfg = apply_train_run(make_cfg(tmp_path, f"train_run={run}"))
     assert (cfg.model.source, cfg.model.path, cfg.model.name) == ("pretrained", str(run / "export"), "run-7")
     assert cfg.renderer.font_size == 8.0

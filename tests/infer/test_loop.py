@@ -152,6 +152,22 @@ def test_greedy_with_several_samples_is_refused():
     assert eng.calls == []
 
 
+def test_predictions_of_another_page_cap_are_not_resumed(tmp_path):
+    """The page cap is part of what a predictions file was written with (it left the loop
+    config for `model.image_max_pixels`): resuming under another cap is refused, naming it."""
+    from vtc_lab.infer.evaluate import evaluate_benchmarks
+
+    def run(cap):
+        return evaluate_benchmarks(ScriptedEngine({"a": [FINAL]}), {"toy": problems("a")},
+                                   [cfg("none")], image_max_pixels=cap, predictions_dir=tmp_path,
+                                   progress=False, grade_workers=1)
+
+    run(65536)
+    run(65536)  # the same cap resumes
+    with pytest.raises(ValueError, match=r"image_max_pixels: 65536 -> 16384"):
+        run(16384)
+
+
 def test_hostile_markup_goes_through_the_real_renderer():
     """Markup, control characters, emoji, bidi overrides and a 20k-char unbroken line are drawn
     (or counted as lossy), never a crash; every non-final round becomes at least one page."""
@@ -199,7 +215,7 @@ def test_pages_are_capped_like_the_training_encoder():
 
     long_text = "the sum of the first terms is computed step by step " * 300
     eng = ScriptedEngine({"q": [long_text, FINAL]})
-    run_loop(eng, problems("q"), cfg("optical", image_max_pixels=100_000), RenderConfig(), None,
+    run_loop(eng, problems("q"), cfg("optical"), RenderConfig(), None, image_max_pixels=100_000,
              progress=False)
     fed = images_of(eng.calls[1][0])
     expected = [cap_pixels(p, 100_000) for p in render_text(long_text, RenderConfig())]

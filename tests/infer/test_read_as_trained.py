@@ -38,14 +38,14 @@ def run_dir(tmp_path_factory):
         raw = compose("train", overrides=[
             f"output_root={root}", f"run_dir={root}/run", "data.limit=2", "optim.max_steps=1",
             "optim.batch_size=1", "optim.val_max_samples=1", "progress=false", "tracking=off",
-            f"optim.image_max_pixels={CAP}", "data.system_prompt=trained prompt",
+            f"model.image_max_pixels={CAP}", "data.system_prompt=trained prompt",
             "data.image_position=after", "renderer.font_size=8.0"])
     train(OmegaConf.to_object(raw))
     return root / "run"
 
 
 def check_applied(cfg):
-    assert [c.image_max_pixels for c in cfg.loop_configs] == [CAP]
+    assert cfg.model.image_max_pixels == CAP
     assert (cfg.system_prompt, cfg.image_position, cfg.renderer.font_size) == (
         "trained prompt", "after", 8.0)
 
@@ -65,15 +65,15 @@ def test_train_records_what_the_model_reads(run_dir):
 
 def test_eval_of_the_run_or_its_export_feeds_the_loop_as_trained(tmp_path, run_dir):
     defaults = eval_cfg(tmp_path)
-    assert defaults.loop.image_max_pixels is None and defaults.image_position == "before"
+    assert defaults.model.image_max_pixels is None and defaults.image_position == "before"
     check_applied(apply_train_run(eval_cfg(tmp_path, f"train_run={run_dir}")))
     check_applied(apply_export_reading(eval_cfg(
         tmp_path, "model=local", f"model.path={run_dir / 'export'}")))
     # the same value given explicitly agrees; another is refused, naming both
     check_applied(apply_train_run(eval_cfg(tmp_path, f"train_run={run_dir}",
-                                           f"loop.image_max_pixels={CAP}")))
-    with pytest.raises(ValueError, match=rf"loop.image_max_pixels=9999 contradicts .*\({CAP}"):
-        apply_train_run(eval_cfg(tmp_path, f"train_run={run_dir}", "loop.image_max_pixels=9999"))
+                                           f"model.image_max_pixels={CAP}")))
+    with pytest.raises(ValueError, match=rf"model.image_max_pixels=9999 contradicts .*\({CAP}"):
+        apply_train_run(eval_cfg(tmp_path, f"train_run={run_dir}", "model.image_max_pixels=9999"))
 
 
 def test_run_json_record_serves_when_the_export_lacks_its_file(tmp_path, run_dir):

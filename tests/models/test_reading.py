@@ -35,3 +35,29 @@ def test_no_record_and_damaged_records(tmp_path):
         (tmp_path / READING_FILE).write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=match):
             read_reading(tmp_path)
+
+
+def test_a_train_run_resolves_to_its_export_in_one_place(tmp_path):
+    """`train_run=` means the same export to eval and serve (issue 22 §5), with the same refusals."""
+    import json
+
+    from vtc_lab.models.config import ModelConfig
+    from vtc_lab.models.reading import run_export, run_export_model
+    from vtc_lab.serve.config import ServeConfig
+    from vtc_lab.serve.run import resolve_model
+
+    run = tmp_path / "run-3"
+    with pytest.raises(ValueError, match=r"run-3/run.json not found"):
+        run_export(run)
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({}))
+    with pytest.raises(ValueError, match=r"run-3/export holds no exported model"):
+        resolve_model(ServeConfig(train_run=str(run)))
+    (run / "export").mkdir()
+    (run / "export" / "config.json").write_text("{}")
+    like = ModelConfig(dtype="bfloat16")
+    model = run_export_model(run, like)
+    assert (model.name, model.source, model.path, model.dtype) == (
+        "run-3", "pretrained", str(run / "export"), "bfloat16")
+    served = resolve_model(ServeConfig(train_run=str(run), model=like))
+    assert served.model == model and served.train_run is None

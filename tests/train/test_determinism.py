@@ -25,7 +25,7 @@ torch.set_num_threads(1)
 # What decides a greedy loop's outputs (the rest is bookkeeping or throughput).
 # (samples_per_problem: greedy loops refuse more than one sample, so it is always 1 here.)
 DECODING = ("max_rounds", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k",
-            "repetition_penalty", "seed", "max_context_tokens", "image_max_pixels")
+            "repetition_penalty", "seed", "max_context_tokens")
 
 
 def _compose(app: str, overrides: list[str]):
@@ -53,6 +53,8 @@ def test_toy_eval_decodes_like_the_toy_jobs_evaluator():
     offline = _compose("eval", ["experiment=toy_eval"])
     for name in DECODING:
         assert getattr(offline.loop, name) == getattr(train.evaluator.loop, name), name
+    # the page cap is the model's setting (the eval of a train_run takes the recorded one)
+    assert offline.model.image_max_pixels == train.model.image_max_pixels
     assert offline.benchmark.limit == train.evaluator.limit
     assert offline.benchmark.seed == train.evaluator.subset_seed
     assert offline.benchmark.name == train.evaluator.benchmarks[0]

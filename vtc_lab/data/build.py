@@ -37,9 +37,12 @@ from vtc_lab.data.stats import compression_warning, format_stats, plot_stats, su
 from vtc_lab.tracking.provenance import config_diff
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 3
-"""Bumped when the row layout changes (part of the config hash). 2: pages stored once per shard
-in a page table, rows reference them (`page_ids`). 3: `memory_text` (text-memory samples)."""
+FORMAT_VERSION = 4
+"""Bumped when the row layout or the choice of traces changes (part of the config hash). 2:
+pages stored once per shard in a page table, rows reference them (`page_ids`). 3: `memory_text`
+(text-memory samples). 4: a generation's reasoning ends at its last `</think>` (the completion
+format's one rule), so one with two is skipped as `bad_trace` instead of cut at the first; the
+shards of a build begun before would not line up with those built after."""
 
 
 CONFIG_HASH_FIELD = "{config_hash}"
@@ -64,6 +67,8 @@ def _plain(obj: Any) -> Any:
 
 
 TINY_DATA_FIELDS = ("vocab_size", "patch_size", "merge_size", "temporal_patch_size")
+BUILDER_KEYS = ("token_counter", "problems_per_shard")
+"""`data` settings that the hash records at its top level (where they lived before)."""
 
 
 def identity_config(cfg: Any) -> dict:
@@ -71,10 +76,13 @@ def identity_config(cfg: Any) -> dict:
 
     Left out: names, worker counts, tracking, export and cache settings: changing them does not
     change a single sample. Model training switches are left out too; only what the tokenizer
-    and the vision-token rule depend on stays.
+    and the vision-token rule depend on stays. The builder settings of `data`
+    (`problems_per_shard`, `token_counter`) keep their top-level keys, so datasets built before
+    they moved into `data` keep their hash.
     """
     data = _plain(cfg.data)
-    data.pop("name", None)
+    for name in ("name", "render_cache", "render_cache_dir", *BUILDER_KEYS):
+        data.pop(name, None)
     model = _plain(cfg.model)
     keep = {"source", "arch", "path", "min_pixels", "max_pixels", "trust_remote_code"}
     model_id = {k: v for k, v in model.items() if k in keep}
@@ -90,8 +98,7 @@ def identity_config(cfg: Any) -> dict:
         "renderer": _plain(cfg.renderer),
         "renderer_hash": _render_hash(cfg.renderer),  # + renderer version and font bytes
         "model": model_id,
-        "token_counter": cfg.token_counter,
-        "problems_per_shard": cfg.problems_per_shard,
+        **{name: getattr(cfg.data, name) for name in BUILDER_KEYS},
     }
 
 
@@ -285,7 +292,7 @@ def _run_shards(cfg: Any, settings: SampleSettings, out: Path, done: set[int],
     results: dict[int, dict] = {}
     bar = tqdm(total=cfg.data.limit, unit="problem", desc="build-data", disable=not cfg.progress)
     n_shards = 0
-    chunks = _chunks(iter_traces(cfg.data), cfg.problems_per_shard, skips, examples)
+    chunks = _chunks(iter_traces(cfg.data), cfg.data.problems_per_shard, skips, examples)
     if cfg.num_workers <= 1:
         ready = False  # the tokenizer loads only if some shard is still missing
         for index, traces in chunks:
@@ -432,7 +439,7 @@ def _build_locked(cfg: Any, out: Path, chash: str, t0: float, fingerprint: dict 
         done = verified if verified is not None else _verify_shards(out, sh.completed_shards(out))
     settings = SampleSettings(
         segmentation=cfg.segmentation, render=cfg.renderer, model=cfg.model,
-        token_counter=cfg.token_counter, include_layouts=cfg.data.include_layouts,
+        token_counter=cfg.data.token_counter, include_layouts=cfg.data.include_layouts,
         stats_only=cfg.stats_only, cache_dir=_cache_dir(cfg), render_hash=_render_hash(cfg.renderer))
     skips: Counter = Counter()
     examples: dict[str, list[str]] = {}
@@ -488,9 +495,9 @@ def _render_hash(render_cfg: Any) -> str:
 
 
 def _cache_dir(cfg: Any) -> str | None:
-    if not cfg.render_cache:
+    if not cfg.data.render_cache:
         return None
-    return cfg.render_cache_dir or str(Path(cfg.output_root) / "cache" / "render")
+    return cfg.data.render_cache_dir or str(Path(cfg.output_root) / "cache" / "render")
 
 
 DATASET_METRIC_KEYS = ("problems", "samples", "compression_ratio", "compression_ratio_with_delimiters",

@@ -15,6 +15,7 @@ from vtc_lab.tracking.config import TrackingConfig
 
 SOURCES = ("openr1", "jsonl", "math500_fixture", "toy")
 GENERATION_MODES = ("first", "all")
+TOKEN_COUNTERS = ("model", "qwen")
 
 
 @dataclass
@@ -81,6 +82,22 @@ class DataConfig:
     """Knobs of the synthetic task (`source: toy` only): state size, steps, round length, rule,
     number of training problems. The run's evaluator grades the held-out set of the same knobs."""
 
+    problems_per_shard: int = 64
+    """Traces per dataset shard: the unit of the builder's resumption and of its peak memory
+    (part of the dataset's config hash: the shards differ)."""
+
+    token_counter: str = "model"
+    """Text tokens counted with the `model`'s own tokenizer, or `qwen` (the offline Qwen BPE of
+    Qwen2/2.5/3(-VL); extra `qwen`) to quote the paper's numbers with a tiny model (part of
+    the config hash: rounds are cut by this count)."""
+
+    render_cache: bool = True
+    """Reuse rendered pages across builds, keyed by (segment text hash, render config hash).
+    Not part of the config hash: the pages are the same either way."""
+
+    render_cache_dir: str | None = None
+    """Where the render cache lives; null = `<output_root>/cache/render`."""
+
     def __post_init__(self) -> None:
         if isinstance(self.toy, dict):
             self.toy = ToyTaskSpec(**self.toy)
@@ -107,9 +124,12 @@ class DataConfig:
         for name in ("question_field", "trace_field", "answer_field"):
             if not getattr(self, name):
                 raise ValueError(f"data.{name} must be a non-empty field name")
+        if not isinstance(self.problems_per_shard, int) or self.problems_per_shard < 1:
+            raise ValueError(f"data.problems_per_shard must be an int >= 1, got {self.problems_per_shard!r}")
+        if self.token_counter not in TOKEN_COUNTERS:
+            raise ValueError(f"data.token_counter must be one of {TOKEN_COUNTERS}, got {self.token_counter!r}")
 
 
-TOKEN_COUNTERS = ("model", "qwen")
 EXPORTS = (None, "llamafactory")
 
 
@@ -136,31 +156,18 @@ class BuildDataConfig:
     # vtc_lab.data.build.dataset_dir and docs/data.md.
     num_workers: int = 1
     """Worker processes (each renders whole shards); the result is identical for any value."""
-    problems_per_shard: int = 64
-    """Traces per shard: the unit of resumption and of peak memory."""
-    token_counter: str = "model"
-    """Text tokens counted with the `model`'s own tokenizer, or `qwen` (the offline Qwen BPE of
-    Qwen2/2.5/3(-VL); extra `qwen`) to quote the paper's numbers with a tiny model."""
     stats_only: bool = False
     """Only segment, render in memory and count: stats.json + stats.png, no images written."""
     export: str | None = None
     """`llamafactory`: also write the LLaMA-Factory sharegpt export under <dataset>/llamafactory."""
     overwrite: bool = False
     """Delete an existing dataset in output_dir (one with a manifest) and build from scratch."""
-    render_cache: bool = True
-    """Reuse rendered pages across runs, keyed by (segment text hash, render config hash)."""
-    render_cache_dir: str | None = None
-    """Where the cache lives; null = `<output_root>/cache/render`."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_workers, int) or self.num_workers < 1:
             raise ValueError(f"num_workers must be an int >= 1, got {self.num_workers!r}")
-        if not isinstance(self.problems_per_shard, int) or self.problems_per_shard < 1:
-            raise ValueError(f"problems_per_shard must be an int >= 1, got {self.problems_per_shard!r}")
-        if self.token_counter not in TOKEN_COUNTERS:
-            raise ValueError(f"token_counter must be one of {TOKEN_COUNTERS}, got {self.token_counter!r}")
         if self.export not in EXPORTS:
             raise ValueError(f"export must be one of {EXPORTS}, got {self.export!r}")
         if self.stats_only and self.export:

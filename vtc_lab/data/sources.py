@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vtc_lab.data.special_tokens import neutralise
+from vtc_lab.eval.completion import ANSWER_CLOSE, THINK_END, THINK_START, parse
 from vtc_lab.render.textio import clean_value, decode_utf8
 
 if TYPE_CHECKING:  # the config validates names against this module's registry, not back
     from vtc_lab.data.config import DataConfig
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
 READ_BATCH_ROWS = 256
 _EXTENSIONS = (".parquet", ".jsonl", ".jsonl.gz", ".json")
 
@@ -271,21 +270,20 @@ def input_fingerprint(cfg: DataConfig) -> dict | None:
 
 
 def extract_reasoning(text: str, require_think_end: bool) -> str | Skip:
-    """The reasoning of a generation: what lies inside `<think>...</think>`, stripped.
+    """The reasoning of a generation: what lies between its first `<think>` and its last
+    `</think>` (the completion format's rule, `vtc_lab.eval.completion.parse`), stripped.
 
     A text without any think tag is all reasoning (plain traces). A text that opens `<think>`
-    but never closes it is a truncated generation: skipped when `require_think_end`.
+    but never closes it is a truncated generation: skipped when `require_think_end`. Reasoning
+    that still holds a `</think>` (a generation with two) is refused later, in `_check_trace`.
     """
-    close = text.find(THINK_CLOSE)
-    if close < 0:
-        if THINK_OPEN in text and require_think_end:
-            return Skip("no_think_end", "", "generation opens <think> but has no </think>")
-        body = text
-    else:
-        body = text[:close]
-    open_at = body.find(THINK_OPEN)
+    parsed = parse(text)
+    if parsed.tail is None and THINK_START in text and require_think_end:
+        return Skip("no_think_end", "", f"generation opens {THINK_START} but has no {THINK_END}")
+    body = parsed.reasoning
+    open_at = body.find(THINK_START)
     if open_at >= 0:
-        body = body[open_at + len(THINK_OPEN):]
+        body = body[open_at + len(THINK_START):]
     return body.strip()
 
 
@@ -296,14 +294,14 @@ def _check_trace(problem_id: Any, question: Any, reasoning: str, answer: Any, or
     if answer is None or not str(answer).strip():
         return Skip("missing_field", origin, "answer")
     answer = str(answer).strip()
-    if "</answer>" in answer or THINK_CLOSE in answer:
+    if ANSWER_CLOSE in answer or THINK_END in answer:
         return Skip("bad_answer", origin, answer[:80])
     if not reasoning:
         return Skip("empty_trace", origin)
     if len(reasoning) > cfg.max_trace_chars:
         return Skip("too_long", origin, f"{len(reasoning)} chars > data.max_trace_chars={cfg.max_trace_chars}")
-    if THINK_CLOSE in reasoning:
-        return Skip("bad_trace", origin, "reasoning contains </think>")
+    if THINK_END in reasoning:
+        return Skip("bad_trace", origin, f"reasoning contains {THINK_END}")
     return Trace(str(problem_id), question, reasoning, answer, origin, invalid_utf8=invalid_utf8)
 
 
@@ -398,7 +396,7 @@ def math500_fixture_rows() -> Iterator[dict]:
 
     for row in packaged_rows("math500.jsonl"):
         answer = row["answer"]
-        generation = (f"{THINK_OPEN}\n{row['solution']}\n{THINK_CLOSE}\n\n"
+        generation = (f"{THINK_START}\n{row['solution']}\n{THINK_END}\n\n"
                       f"The final answer is $\\boxed{{{answer}}}$.")
         yield {
             "uuid": row["unique_id"],

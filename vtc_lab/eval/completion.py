@@ -9,7 +9,11 @@ A round is **final** when it holds `</think>` followed by a non-empty `<answer>.
 (the first pair after the last `</think>`). Training targets are built with `format_target`
 (vtc_lab.data.samples), the optical-memory loop stops on `is_final` (vtc_lab.infer.loop), and the
 grader reads the same `<answer>` slot (vtc_lab.eval.extract): three users, one definition here.
-It lives in `eval/`, a leaf package, so that `data/` and `infer/` above it can both import it.
+The trace sources cut a generation's reasoning by the same rule (`parse`: at the last
+`</think>`; vtc_lab.data.sources.extract_reasoning). The markers are spelt only here (a test
+scans the package for the literals); the tiny tokenizer adds `MARKERS` as tokens.
+It lives in `eval/`, a leaf package, so that `models/`, `data/` and `infer/` above it can all
+import it.
 
 The parser is linear in the text: `str.rfind` for the last `</think>`, then `str.find` for tag
 pairs, each character visited a bounded number of times. A lazy regex such as
@@ -24,9 +28,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+THINK_START: str = "<think>"
 THINK_END: str = "</think>"
 ANSWER_OPEN: str = "<answer>"
 ANSWER_CLOSE: str = "</answer>"
+MARKERS: tuple[str, ...] = (THINK_START, THINK_END, ANSWER_OPEN, ANSWER_CLOSE)
+"""Every tag of the format, in the order they appear in a final round."""
 FINAL_SEPARATOR: str = THINK_END + "\n" + ANSWER_OPEN
 
 

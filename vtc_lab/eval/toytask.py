@@ -34,6 +34,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+from vtc_lab.eval.completion import parse
+
 RULES = ("sum", "table", "shift")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TABLE = (3, 7, 0, 9, 1, 8, 2, 6, 4, 5)
@@ -246,7 +248,7 @@ def read_checks(round_texts: list[str], rule: str, continuous: bool = False) -> 
     against the line before it, which may straddle the cut.
     """
     joiner = "" if continuous else "\n"
-    text = joiner.join(round_texts).split("</think>")[0]
+    text = parse(joiner.join(round_texts)).reasoning
     starts, offset = [], 0
     for t in round_texts:
         starts.append(offset)

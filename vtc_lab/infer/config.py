@@ -65,11 +65,6 @@ class LoopConfig:
     """Stop a problem (counted as `context_overflow`) when a round's context would exceed this
     many tokens; 0 = no limit. Guards the text baseline against unbounded prompts."""
 
-    image_max_pixels: int | None = None
-    """Downscale each memory page (aspect kept) to at most this many pixels before the processor,
-    exactly as the training encoder does with `optim.image_max_pixels`: must match training,
-    or the model reads pages at a size it never saw. null: pages go in at rendered size."""
-
     repetition_penalty: float = 1.0
     """transformers' repetition penalty; 1.0 = off (the reference protocol)."""
 
@@ -97,9 +92,6 @@ class LoopConfig:
         if self.max_context_tokens < 0:
             raise ValueError(
                 f"loop.max_context_tokens must be >= 0, got {self.max_context_tokens}")
-        if self.image_max_pixels is not None and self.image_max_pixels < 1:
-            raise ValueError(
-                f"loop.image_max_pixels must be >= 1 or null, got {self.image_max_pixels}")
         if self.repetition_penalty <= 0:
             raise ValueError(
                 f"loop.repetition_penalty must be > 0, got {self.repetition_penalty}")
@@ -128,8 +120,8 @@ class EvalConfig:
     train_run: str | None = None
     """A `vtc-lab train` run directory: evaluate its export with what it was trained to read
     (its recorded renderer, system prompt, image position and page pixel cap replace `model`,
-    `renderer`, `system_prompt`, `image_position` and `loop.image_max_pixels`), so pages and
-    prompts match training. An explicit `loop.image_max_pixels` that differs is refused. Evaluating
+    `renderer`, `system_prompt`, `image_position` and `model.image_max_pixels`), so pages and
+    prompts match training. An explicit `model.image_max_pixels` that differs is refused. Evaluating
     an export directly (`model=local model.path=<run>/export`) applies its reading.json the same way."""
     memory: str | None = None
     """What the model was trained to read its earlier rounds from (optical | text; null:

@@ -23,6 +23,7 @@ import torch
 from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.reuse import (Clock, EngineStats, PrefixCache, VisionCache, caching_processor,
                                  image_spans, page_key, sync)
+from vtc_lab.models.internals import reset_rope_deltas
 
 
 _LOOP = LoopConfig()
@@ -272,9 +273,7 @@ class HFEngine:
         if self.static_cache:
             kwargs["cache_implementation"] = "static"
         self._encode_pages(batch, kwargs, keys, sum(1 for p in pages or [] if p[0] < reused))
-        base = getattr(self.model, "model", None)
-        if getattr(base, "rope_deltas", None) is not None:
-            base.rope_deltas = None  # M-RoPE offsets of an earlier call: recomputed from the ids
+        reset_rope_deltas(self.model)  # M-RoPE offsets of an earlier call: recomputed from the ids
         clock.start = time.perf_counter()
         out = self.model.generate(**batch, **kwargs)
         sync(device)

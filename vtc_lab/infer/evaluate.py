@@ -95,6 +95,7 @@ def evaluate_benchmarks(
     system_prompt: str | None = None,
     image_position: str = "before",
     *,
+    image_max_pixels: int | None = None,
     predictions_dir: str | Path | None = None,
     header: dict[str, Any] | None = None,
     keep_images: int = 2,
@@ -110,8 +111,9 @@ def evaluate_benchmarks(
     reference samples-per-problem, used when the loop config leaves it null). `header` is what
     identifies the run's settings in the predictions files (refused on mismatch when resuming).
     `reset_memory_peaks=False` leaves the process's peak-memory counters alone (in training).
-    `model_memory` is what the model was trained to read (optical | text; None: unknown): it names
-    the metric keys (`loop_key`).
+    `system_prompt`, `image_position` and `image_max_pixels` (the page cap) are what the model
+    was trained to read (`vtc_lab.models.reading.ReadingSpec`). `model_memory` is the memory it
+    was trained with (optical | text; None: unknown): it names the metric keys (`loop_key`).
     """
     from vtc_lab.infer.predictions import PredictionsFile
 
@@ -132,7 +134,8 @@ def evaluate_benchmarks(
             if predictions_dir is not None:
                 store = PredictionsFile(Path(predictions_dir) / f"{bench}__{loop_cfg.mode}.jsonl",
                                         {**(header or {}), "benchmark": bench,
-                                         "loop": _loop_dict(loop_cfg), "samples": samples})
+                                         "loop": _loop_dict(loop_cfg), "samples": samples,
+                                         "image_max_pixels": image_max_pixels})
                 done = store.open()
                 wanted = {(p.id, s) for p in probs for s in range(samples)}
                 done = [r for r in done if r.key in wanted]
@@ -140,7 +143,8 @@ def evaluate_benchmarks(
             memory = PeakMemory(reset=reset_memory_peaks)
             memory.start()
             new = run_loop(engine, probs, loop_cfg, render_cfg, system_prompt,
-                           image_position=image_position, samples_per_problem=samples,
+                           image_position=image_position, image_max_pixels=image_max_pixels,
+                           samples_per_problem=samples,
                            skip={r.key for r in done},
                            on_record=store.append if store is not None else None,
                            keep_images=keep_images, progress=progress, stats=stats)

@@ -98,6 +98,7 @@ def run_loop(
     system_prompt: str | None = None,
     *,
     image_position: str = "before",
+    image_max_pixels: int | None = None,
     samples_per_problem: int | None = None,
     skip: Iterable[tuple[str, int]] = (),
     on_record: Callable[[ProblemRecord], None] | None = None,
@@ -109,7 +110,8 @@ def run_loop(
     """Run `loop_cfg.mode` over `problems` (`vtc_lab.eval.Problem`s); one record per sample.
 
     `system_prompt` / `image_position` must match the training data (build_messages is the one
-    prompt builder). `samples_per_problem` overrides `loop_cfg.samples_per_problem`, which
+    prompt builder), and `image_max_pixels` the training encoder's page cap (optical pages are
+    downscaled to it; None: rendered size). `samples_per_problem` overrides `loop_cfg.samples_per_problem`, which
     overrides 1. `skip` holds (problem_id, sample) keys already done (resumption);
     `on_record` is called for each record when its batch has finished (the eval CLI appends it
     to its jsonl), so an interrupted run resumes at a batch boundary.
@@ -124,7 +126,7 @@ def run_loop(
     # benchmark text never injects special tokens (build_messages neutralises it): count them
     stats.special_tokens += sum(neutralise(p.question)[1] for p in problems)
     chunks = _chunks(problems, samples, loop_cfg, set(skip))
-    memory = make_memory(loop_cfg, engine, render_cfg, renderer)
+    memory = make_memory(loop_cfg, engine, render_cfg, renderer, image_max_pixels)
     params = generation_params(loop_cfg)
     kv_per_token = engine.kv_bytes_per_token()
     records: list[ProblemRecord] = []
@@ -192,12 +194,12 @@ def stop_reason(rec: RoundRecord, round_: int, cfg: LoopConfig) -> str | None:
 
 
 def make_memory(cfg: LoopConfig, engine: Engine, render_cfg: Any = None,
-                renderer: Renderer | None = None) -> NoMemory:
+                renderer: Renderer | None = None, image_max_pixels: int | None = None) -> NoMemory:
     """The memory strategy of `cfg.mode` (optical pages are drawn with `renderer`, default: the
-    run's renderer config through vtc_lab.render)."""
+    run's renderer config through vtc_lab.render, and capped at `image_max_pixels`)."""
     if cfg.mode == "optical":
         return OpticalMemory(renderer or default_renderer(render_cfg), engine.count_text_tokens,
-                             cfg.image_max_pixels)
+                             image_max_pixels)
     return TextMemory() if cfg.mode == "text" else NoMemory()
 
 

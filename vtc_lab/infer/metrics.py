@@ -18,6 +18,7 @@ import resource
 from collections.abc import Sequence
 from typing import Any
 
+from vtc_lab.eval.completion import THINK_END, parse
 from vtc_lab.infer.records import STATUSES, ProblemRecord
 
 
@@ -122,7 +123,7 @@ def efficiency_metrics(records: Sequence[ProblemRecord], max_rounds: int,
     for status in STATUSES:
         out[f"status/{status}"] = float(sum(rec.status == status for rec in records))
     out["final_rate"] = mean(rec.status == "final" for rec in records)
-    out["bad/no_think_end"] = float(sum("</think>" not in rec.output for rec in records))
+    out["bad/no_think_end"] = float(sum(THINK_END not in rec.output for rec in records))
     out["bad/empty_answer"] = float(sum(_empty_answer(rec.output) for rec in records))
     out["bad/empty_rounds"] = float(sum(not r.text.strip() for r in rounds))
     out["bad/all_rounds_empty"] = float(sum(
@@ -135,8 +136,6 @@ def efficiency_metrics(records: Sequence[ProblemRecord], max_rounds: int,
 
 def _empty_answer(text: str) -> bool:
     """`</think>` followed by an `<answer>` block with nothing in it."""
-    from vtc_lab.eval.completion import parse
-
     return parse(text).empty_answer
 
 

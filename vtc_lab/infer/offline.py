@@ -21,9 +21,9 @@ from typing import Any
 from vtc_lab import atomic
 from vtc_lab.infer.config import EvalConfig
 from vtc_lab.models.checkpoint import load_checkpoint_weights
-from vtc_lab.models.config import ModelConfig
-from vtc_lab.models.reading import ReadingSpec, read_reading
-from vtc_lab.render.config import RenderConfig, config_hash
+from vtc_lab.models.reading import (RUN_INFO, ReadingSpec, read_reading, run_export_model,
+                                    run_reading)
+from vtc_lab.render.config import config_hash
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,17 @@ def apply_reading(cfg: EvalConfig, spec: ReadingSpec, where: str) -> EvalConfig:
     """`cfg` feeding the model what it was trained to read (`spec`, recorded at `where`).
 
     The record wins over the renderer / system_prompt / image_position presets. An explicit
-    `loop.image_max_pixels` (the loop's default is null) that differs from the trained cap is
+    `model.image_max_pixels` (eval's default is null) that differs from the trained cap is
     refused rather than silently replaced: pages of another size are not what the model read."""
-    cap = cfg.loop.image_max_pixels
+    cap = cfg.model.image_max_pixels
     if cap is not None and cap != spec.image_max_pixels:
-        raise ValueError(f"loop.image_max_pixels={cap} contradicts the pixel cap the model was "
+        raise ValueError(f"model.image_max_pixels={cap} contradicts the pixel cap the model was "
                          f"trained with ({spec.image_max_pixels}, recorded in {where}); drop the "
                          "override, or evaluate the weights with settings of your own via "
                          "model=local model.path=<export dir> after deleting its reading.json")
     return replace(cfg, renderer=spec.renderer, system_prompt=spec.system_prompt,
                    image_position=spec.image_position,
-                   loop=replace(cfg.loop, image_max_pixels=spec.image_max_pixels))
+                   model=replace(cfg.model, image_max_pixels=spec.image_max_pixels))
 
 
 def apply_export_reading(cfg: EvalConfig) -> EvalConfig:
@@ -80,45 +80,14 @@ def apply_export_reading(cfg: EvalConfig) -> EvalConfig:
 
 def apply_train_run(cfg: EvalConfig) -> EvalConfig:
     """`cfg` with the model of `cfg.train_run` (its export) and what that model was trained to
-    read: the export's reading.json, else run.json's `reading`, else (runs from before the
-    record existed) the dataset manifest's renderer / prompt / image position, cap unknown."""
-    run = Path(cfg.train_run)
-    info_path, export = run / "run.json", run / "export"
-    if not info_path.is_file():
-        raise ValueError(f"train_run: {info_path} not found (not a `vtc-lab train` run directory)")
-    if not (export / "config.json").is_file():
-        raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
-                         "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
-    info = json.loads(info_path.read_text())
+    read (`vtc_lab.models.reading.run_reading`: the export's reading.json, else run.json's);
+    the run's `memory` (run.json) names the metric keys (`eval/<b>/memory/...`)."""
+    model = run_export_model(cfg.train_run, cfg.model)
+    spec, where = run_reading(cfg.train_run)
+    info = json.loads((Path(cfg.train_run) / RUN_INFO).read_text())
     if info.get("memory") in ("optical", "text"):  # runs from before it was recorded: unknown
         cfg = replace(cfg, memory=info["memory"])
-    model = ModelConfig(name=run.name, source="pretrained", arch="auto", path=str(export),
-                        dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
-    spec, where = read_reading(export), str(export / "reading.json")
-    if spec is None and "reading" in info:
-        spec, where = ReadingSpec.from_dict(info["reading"], str(info_path)), str(info_path)
-    if spec is not None:
-        return apply_reading(replace(cfg, model=model, train_run=None), spec, where)
-    log.warning("train_run: %s records no reading (a run from an older vtc-lab): renderer, "
-                "system prompt and image position come from the dataset manifest; the training "
-                "pixel cap is unknown, loop.image_max_pixels=%s is used", run, cfg.loop.image_max_pixels)
-    dataset = Path(str(info.get("dataset", "")))
-    if not dataset.is_absolute() and (run / dataset).is_dir():
-        dataset = run / dataset  # recorded relative to the run directory
-    manifest_path = dataset / "manifest.json"
-    if not manifest_path.is_file():
-        raise ValueError(f"train_run: the training dataset's manifest {manifest_path} is missing; "
-                         "set renderer / system_prompt / image_position by hand and use "
-                         f"model=local model.path={export}")
-    built = json.loads(manifest_path.read_text()).get("config", {})
-    data = built.get("data", {})
-    try:
-        renderer = RenderConfig(**built["renderer"])
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"train_run: {manifest_path}: unreadable renderer config ({err})") from None
-    return replace(cfg, model=model, renderer=renderer, train_run=None,
-                   system_prompt=data.get("system_prompt", cfg.system_prompt),
-                   image_position=data.get("image_position", cfg.image_position))
+    return apply_reading(replace(cfg, model=model, train_run=None), spec, where)
 
 
 def resolve_model(cfg: EvalConfig) -> EvalConfig:
@@ -186,7 +155,8 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
         run.log_dataset(**benchmark_input(problems), context="evaluation")
         results = evaluate_benchmarks(
             engine, {problems.name: problems}, cfg.loop_configs, cfg.renderer,
-            cfg.system_prompt, cfg.image_position, predictions_dir=out_dir, header=header,
+            cfg.system_prompt, cfg.image_position, image_max_pixels=cfg.model.image_max_pixels,
+            predictions_dir=out_dir, header=header,
             keep_images=cfg.log_images, progress=cfg.progress,
             grade_workers=cfg.grade_workers, grade_timeout_s=cfg.grade_timeout_s,
             model_memory=cfg.memory)

@@ -85,19 +85,22 @@ def is_sharded_checkpoint(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / ".metadata").is_file()
 
 
-def _sharded_weights(path: Path) -> dict[str, Any]:
+def sharded_weights(path: Path) -> dict[str, Any]:
     """The full model weights of a sharded checkpoint, read in this one process: every rank's
     shards are stitched back per tensor (the optimizer state, also in the directory, is not
-    read)."""
-    # the private loader is the one torch's own dcp_to_torch_save and Lightning's checkpoint
-    # consolidation use: the public `dcp.load` fills only keys the caller already holds
+    read). The one user of torch's private `_load_state_dict` and `_EmptyStateDictLoadPlanner`
+    (the loader torch's own dcp_to_torch_save and Lightning's checkpoint consolidation use: the
+    public `dcp.load` fills only keys the caller already holds); vtc_lab.compat.PRIVATE says
+    which torch versions it was verified with."""
     from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
-    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
+    from vtc_lab.compat import private
+
+    load = private("torch.dcp._load_state_dict")
+    planner = private("torch.dcp._EmptyStateDictLoadPlanner")
     state: dict[str, Any] = {}
-    _load_state_dict(state, storage_reader=FileSystemReader(str(path)),
-                     planner=_EmptyStateDictLoadPlanner(keys={"model"}), no_dist=True)
+    load(state, storage_reader=FileSystemReader(str(path)), planner=planner(keys={"model"}),
+         no_dist=True)
     if "model" not in state:
         raise ValueError(f"sharded checkpoint {path} holds no model weights (keys: {sorted(state)})")
     return state["model"]
@@ -115,7 +118,7 @@ def load_checkpoint_weights(model: Any, path: str | Path, *, weights_only: bool 
     weight when the checkpoint is of another model.
     """
     if is_sharded_checkpoint(path):
-        state = _sharded_weights(Path(path))
+        state = sharded_weights(Path(path))
     else:
         state = load_checkpoint_file(path, weights_only=weights_only)
         state = state.get("state_dict", state)

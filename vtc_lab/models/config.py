@@ -112,6 +112,12 @@ class ModelConfig:
     """Processor lower bound on pixels per image (None: the processor's own default)."""
     max_pixels: int | None = None
     """Processor upper bound on pixels per image (None: the processor's own default)."""
+    image_max_pixels: int | None = None
+    """Downscale each page (aspect kept) to at most this many pixels before the processor: the
+    training encoder and every evaluation loop read pages at this size, and training records
+    it with what the model reads (`reading`), so `vtc-lab eval train_run=` reuses it (a
+    different explicit value is refused). null = no cap (the processor's `max_pixels` still
+    applies); `vtc-lab train` sets the paper's 262,144 (conf/train.yaml)."""
     freeze_vision: bool = False
     """Freeze the vision transformer (the paper freezes it for Glyph / Qwen3-VL SFT)."""
     freeze_projector: bool = False
@@ -159,6 +165,10 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"model.{name} must be a positive int or null, got {value!r}")
+        cap = self.image_max_pixels
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 784):
+            raise ValueError(f"model.image_max_pixels must be an int >= 784 (28 x 28) or null, "
+                             f"got {cap!r}")
         if not isinstance(self.lora_rank, int) or self.lora_rank < 0:
             raise ValueError(f"model.lora_rank must be an int >= 0, got {self.lora_rank!r}")
         if self.lora_rank and not self.lora_targets:

@@ -74,5 +74,59 @@ def read_reading(directory: str | os.PathLike) -> ReadingSpec | None:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: unreadable ({err}); delete it and set renderer / system_prompt "
-                         "/ image_position / loop.image_max_pixels by hand") from None
+                         "/ image_position / model.image_max_pixels by hand") from None
     return ReadingSpec.from_dict(data, str(path))
+
+
+RUN_INFO = "run.json"
+"""The record of a `vtc-lab train` run directory (MLflow run, dataset, `reading`)."""
+EXPORT_DIR = "export"
+"""Where `vtc-lab train` writes its `save_pretrained` export inside the run directory."""
+
+
+def run_export(run_dir: str | os.PathLike) -> Path:
+    """The export of a `vtc-lab train` run directory (`<run_dir>/export`), checked: the one
+    place `train_run=` (eval, serve) becomes a model directory."""
+    run = Path(run_dir)
+    if not (run / RUN_INFO).is_file():
+        raise ValueError(f"train_run: {run / RUN_INFO} not found (not a `vtc-lab train` run "
+                         "directory)")
+    export = run / EXPORT_DIR
+    if not (export / "config.json").is_file():
+        raise ValueError(f"train_run: {export} holds no exported model (train with export=true, "
+                         "or evaluate checkpoints/last.ckpt with checkpoint=... and its model)")
+    return export
+
+
+def run_export_model(run_dir: str | os.PathLike, like: Any) -> Any:
+    """The `ModelConfig` of a run's export (named after the run directory), keeping `like`'s
+    dtype, attention implementation and page cap (how to load and feed it, not what it is;
+    eval checks the cap against the run's reading record)."""
+    from vtc_lab.models.config import ModelConfig
+
+    return ModelConfig(name=Path(run_dir).name, source="pretrained", arch="auto",
+                       path=str(run_export(run_dir)), dtype=like.dtype,
+                       attn_implementation=like.attn_implementation,
+                       image_max_pixels=like.image_max_pixels)
+
+
+def run_reading(run_dir: str | os.PathLike) -> tuple[ReadingSpec, str]:
+    """What a run's model was trained to read, and the file it was read from: the export's
+    reading.json, else run.json's `reading`. A run without either (from a vtc-lab before the
+    record existed) is refused: nothing else says the pixel cap it was trained with."""
+    export = run_export(run_dir)
+    spec = read_reading(export)
+    if spec is not None:
+        return spec, str(export / READING_FILE)
+    info_path = Path(run_dir) / RUN_INFO
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"train_run: {info_path}: unreadable ({err})") from None
+    if not isinstance(info, dict) or "reading" not in info:
+        raise ValueError(
+            f"train_run: {Path(run_dir)} records no reading (neither {export / READING_FILE} nor "
+            f"a `reading` in {info_path}: a run from an older vtc-lab). Evaluate its export with "
+            f"settings of your own: model=local model.path={export} renderer=... "
+            "system_prompt=... image_position=... model.image_max_pixels=...")
+    return ReadingSpec.from_dict(info["reading"], str(info_path)), str(info_path)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from vtc_lab.eval.completion import MARKERS
+
 # Tags of the VTC-R1 completion format: single, non-special tokens (decoded like text) so the
 # model emits `</think>` / `<answer>` in one step and a stop check needs no sub-word logic.
-FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+FORMAT_TAGS = MARKERS
 
 QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")

@@ -8,7 +8,7 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
-from vtc_lab.models.config import ModelConfig
+from vtc_lab.models.reading import run_export_model
 from vtc_lab.serve.config import ServeConfig
 
 
@@ -16,13 +16,7 @@ def resolve_model(cfg: ServeConfig) -> ServeConfig:
     """`cfg` with `train_run` turned into the model config of its export."""
     if not cfg.train_run:
         return cfg
-    export = Path(cfg.train_run) / "export"
-    if not (export / "config.json").is_file():
-        raise ValueError(f"train_run: {export} holds no exported model (train with export=true)")
-    model = ModelConfig(name=Path(cfg.train_run).name, source="pretrained", arch="auto",
-                        path=str(export), dtype=cfg.model.dtype,
-                        attn_implementation=cfg.model.attn_implementation)
-    return replace(cfg, model=model, train_run=None)
+    return replace(cfg, model=run_export_model(cfg.train_run, cfg.model), train_run=None)
 
 
 def serve(cfg: ServeConfig) -> None:

@@ -20,16 +20,17 @@ from typing import Any, Mapping
 # Short readable name -> config paths tried in order (first one present wins). Apps without a
 # group simply do not get that param. One name per quantity in every app, and no name equal to a
 # config group (`data=openr1` is an override param of its own: the preset chosen, not its name).
-# `evaluator.*` paths count only when the evaluator is enabled (see key_params).
+# `evaluator.*` paths count only when the evaluator is enabled (see key_params). Every path is
+# a field of some app's schema (tests/tracking/test_provenance.py checks it).
 KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "memory": ("optim.memory", "memory"),
     "backbone": ("model.name",),
     "arch": ("model.arch",),
     "model_source": ("model.source",),
-    "font": ("renderer.font", "renderer.font_family", "renderer.font_name", "renderer.font_path"),
+    "font": ("renderer.font",),
     "font_size": ("renderer.font_size",),
     "dpi": ("renderer.dpi",),
-    "page_width": ("renderer.page_width", "renderer.width"),
+    "page_width": ("renderer.page_width",),
     "seg_policy": ("segmentation.policy",),
     "seg_budget": ("segmentation.max_tokens",),
     "dataset": ("data.name",),
@@ -37,16 +38,16 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "image_position": ("data.image_position",),
     "max_pixels": ("model.max_pixels",),
     "min_pixels": ("model.min_pixels",),
-    "image_max_pixels": ("optim.image_max_pixels", "loop.image_max_pixels"),
+    "image_max_pixels": ("model.image_max_pixels",),
     "benchmarks": ("benchmark.name", "evaluator.benchmarks"),
     "loops": ("loops", "evaluator.loops", "loop.mode"),
     "max_rounds": ("loop.max_rounds", "evaluator.loop.max_rounds"),
     "max_new_tokens": ("loop.max_new_tokens", "evaluator.loop.max_new_tokens"),
-    "lr": ("optim.lr", "train.lr"),
+    "lr": ("optim.lr",),
     "max_steps": ("optim.max_steps",),
     "precision": ("trainer.precision",),
     "strategy": ("trainer.strategy",),
-    "seed": ("seed", "optim.seed", "loop.seed"),
+    "seed": ("optim.seed", "loop.seed"),
 }
 
 _SHORT = {path: name for name, paths in KEY_PARAMS.items() for path in paths}

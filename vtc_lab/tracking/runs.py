@@ -553,7 +553,7 @@ def lightning_logger(handle: RunHandle | NullRunHandle, samples_per_step: int = 
 
             before = os.environ.get("MLFLOW_TRACKING_URI")
             try:
-                return MLFlowLogger.experiment.fget(self)
+                return super().experiment
             finally:
                 mlflow.set_tracking_uri(before)
 

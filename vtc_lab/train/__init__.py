@@ -12,7 +12,7 @@ _LAZY = {
     "SFTModule": "vtc_lab.train.module",
     "CharLabeler": "vtc_lab.train.char_loss",
     "train": "vtc_lab.train.run",
-    "export_from_checkpoint": "vtc_lab.train.run",
+    "export_from_checkpoint": "vtc_lab.train.export",
 }
 
 __all__ = ["TrainerConfig", *_LAZY]

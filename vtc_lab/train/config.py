@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from vtc_lab.data.config import DataConfig
+from vtc_lab.data.config import BuildDataConfig, DataConfig
 from vtc_lab.infer.config import MODES, LoopConfig
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.render.config import RenderConfig
@@ -107,9 +107,6 @@ class OptimConfig:
     truncation: str = "truncate"
     """Samples over `cutoff_len`: `truncate` the target's tail (only if every vision token and at
     least one target token still fit, else dropped) or `drop` them. Both are counted and logged."""
-    image_max_pixels: int | None = 262144
-    """Downscale images with more pixels than this before the processor (aspect kept); the
-    paper: 262,144. null = no cap (the processor's own max_pixels still applies)."""
     val_fraction: float = 0.1
     """Fraction of PROBLEMS held out for val/loss (split by problem id hash, not by sample)."""
     val_max_samples: int = 32
@@ -156,8 +153,6 @@ class OptimConfig:
             raise ValueError(f"optim.memory must be one of {MEMORIES}, got {self.memory!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"optim.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.image_max_pixels is not None and self.image_max_pixels < 784:
-            raise ValueError(f"optim.image_max_pixels must be >= 784 or null, got {self.image_max_pixels}")
         for name in ("gradient_clip_val", "char_loss_weight", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
@@ -198,8 +193,8 @@ class EvaluatorConfig:
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
         max_rounds=2, max_new_tokens=256, do_sample=False, samples_per_problem=1))
     """Decoding settings and budgets of every evaluation loop (the `loop` schema itself, so each
-    setting is declared once): `loop.mode` is replaced by each entry of `loops`, and
-    `loop.image_max_pixels` by the training encoder's cap when training sets one. Cheap by
+    setting is declared once): `loop.mode` is replaced by each entry of `loops`; pages are capped
+    like training's (`model.image_max_pixels`, through the run's reading spec). Cheap by
     default: 2 rounds x 256 tokens, greedy (successive evaluations differ only through the
     weights), one sample per problem."""
 
@@ -224,11 +219,9 @@ class EvaluatorConfig:
         if self.log_images < 0:
             raise ValueError(f"evaluator.log_images must be >= 0, got {self.log_images}")
 
-    def loop_config(self, mode: str, image_max_pixels: int | None = None) -> LoopConfig:
-        """`loop` for one loop mode, its pages capped like training (`image_max_pixels`, when
-        training caps them; else `loop.image_max_pixels`)."""
-        cap = self.loop.image_max_pixels if image_max_pixels is None else image_max_pixels
-        return replace(self.loop, mode=mode, image_max_pixels=cap)
+    def loop_config(self, mode: str) -> LoopConfig:
+        """`loop` for one loop mode."""
+        return replace(self.loop, mode=mode)
 
 
 RESUME = ("auto", "never")
@@ -272,6 +265,17 @@ class TrainConfig:
     """Write a `save_pretrained` export (model + processor) to `<run_dir>/export` at the end."""
     progress: bool = True
     """Show Lightning's progress bar."""
+
+    def dataset_spec(self) -> BuildDataConfig:
+        """The build-data config of this run's dataset, the one place where train's settings
+        become the builder's: `data` (its builder settings included), segmentation, renderer
+        and model decide the config hash and so the directory; `dataset_dir`, `build_workers`
+        and `progress` say where and how it is built when missing."""
+        return BuildDataConfig(data=self.data, segmentation=self.segmentation,
+                               renderer=self.renderer, model=self.model,
+                               tracking=self.tracking, output_root=self.output_root,
+                               output_dir=self.dataset_dir, num_workers=self.build_workers,
+                               progress=self.progress)
 
     def __post_init__(self) -> None:
         if self.resume not in RESUME:

@@ -110,9 +110,10 @@ class OpticalMemoryEvaluator(Callback):
                 engine = HFEngine(backbone)
                 results = evaluate_benchmarks(
                     engine, self._problems,
-                    [self.cfg.loop_config(m, reading.image_max_pixels) for m in self.cfg.loops],
+                    [self.cfg.loop_config(m) for m in self.cfg.loops],
                     render_cfg=reading.renderer, system_prompt=reading.system_prompt,
-                    image_position=reading.image_position, keep_images=self.cfg.log_images,
+                    image_position=reading.image_position,
+                    image_max_pixels=reading.image_max_pixels, keep_images=self.cfg.log_images,
                     progress=False, reset_memory_peaks=False, model_memory=self.memory)
         finally:
             for module, training in modes:

@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from vtc_lab.models.internals import vision_tokens, vision_tower
 from vtc_lab.train.collate import IGNORE_INDEX
 
 class NonFiniteError(FloatingPointError):
@@ -56,14 +57,6 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _visual(model):
-    """The vision tower of a Qwen-VL / GLM-4.1V model, also under a peft (LoRA) wrapper."""
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    inner = getattr(model, "model", model)
-    return getattr(inner, "visual", None)
-
-
 class SFTModule(pl.LightningModule):
     """Wraps a `vtc_lab.models.Backbone`; `backbone.model` is the trained module."""
 
@@ -93,10 +86,7 @@ class SFTModule(pl.LightningModule):
 
     # -- forward -----------------------------------------------------------------------------
     def _capture_vision(self, _module, _inputs, output) -> None:
-        hidden = output.pooler_output if hasattr(output, "pooler_output") else output
-        if isinstance(hidden, (tuple, list)):
-            hidden = hidden[0]
-        self._vision_out.append(hidden)
+        self._vision_out.append(vision_tokens(output))
 
     def _dummy_vision(self) -> torch.Tensor:
         """A zero-weighted pass of a tiny blank image through the vision tower.
@@ -107,21 +97,20 @@ class SFTModule(pl.LightningModule):
         shards in the same order as a rank whose batch has images (tower first, then the
         language model), frozen or not, in training and validation alike: so it runs before
         the model's forward, whenever a batch has no images."""
-        visual = _visual(self.model)
+        visual = vision_tower(self.model)
         spec = self.backbone.vision_spec
         m = spec.merge_size
         dim = 3 * spec.temporal_patch_size * spec.patch_size ** 2
         pixels = torch.zeros((m * m, dim), device=self.device, dtype=self.model.dtype)
         grid = torch.tensor([[1, m, m]], device=self.device)
         out = visual(pixels, grid_thw=grid)
-        tensors = [t for t in (out.values() if hasattr(out, "values") else [out])
-                   if isinstance(t, torch.Tensor)]
+        tensors = [t for t in out.values() if isinstance(t, torch.Tensor)]
         return sum(t.float().sum() for t in tensors) * 0.0
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
         hook = None
-        visual = _visual(self.model)
+        visual = vision_tower(self.model)
         if self.char_head is not None and "pixel_values" in batch and visual is not None:
             self._vision_out = []
             hook = visual.register_forward_hook(self._capture_vision)
