@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--functions", nargs="*", help="mutate only inside these functions")
     ap.add_argument("--timeout", type=int, default=240, help="seconds per mutant's test run")
     ap.add_argument("--limit", type=int, default=0, help="at most this many mutants (0: all)")
+    ap.add_argument("--only", type=int, nargs="*", help="run only these mutant numbers")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
 
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         shown = ast.unparse(new_node).splitlines()[0] if new_node is not None else "(removed)"
         mutants.append((Mutant(len(mutants), line, func, kind, lines[line - 1].strip(), shown),
                         text))
+    if args.only:
+        mutants = [(m, text) for m, text in mutants if m.index in set(args.only)]
     if args.limit:
         mutants = mutants[:args.limit]
     with tempfile.TemporaryDirectory(prefix="vtc-mutate-") as tmp:
