@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("module", help="source file, relative to the repository root")
     ap.add_argument("tests", nargs="+", help="test files / node ids that cover the module")
     ap.add_argument("--functions", nargs="*", help="mutate only inside these functions")
-    ap.add_argument("--timeout", type=int, default=240, help="seconds per mutant's test run")
+    ap.add_argument("--timeout", type=int, default=0,
+                    help="seconds per mutant's test run (0: three times the baseline's + 15; a "
+                         "mutant that loops forever counts as killed)")
     ap.add_argument("--limit", type=int, default=0, help="at most this many mutants (0: all)")
     ap.add_argument("--only", type=int, nargs="*", help="run only these mutant numbers")
     ap.add_argument("--out", help="write the results as JSON here")
@@ -198,14 +200,15 @@ def main(argv: list[str] | None = None) -> int:
         _copy_repo(work)
         target = work / args.module
         target.write_text(baseline)  # the unparsed original must pass, or nothing below counts
-        status, took = _run_tests(work, args.tests, args.timeout)
+        status, took = _run_tests(work, args.tests, args.timeout or 600)
+        timeout = args.timeout or int(3 * took + 15)
         if status != "survived":
             print(f"baseline fails ({status}): fix the tests first", file=sys.stderr)
             return 2
         print(f"{args.module}: {len(mutants)} mutants, baseline tests {took:.1f} s", flush=True)
         for mutant, text in mutants:
             target.write_text(text)
-            mutant.status, mutant.seconds = _run_tests(work, args.tests, args.timeout)
+            mutant.status, mutant.seconds = _run_tests(work, args.tests, timeout)
             print(f"  #{mutant.index:3d} L{mutant.line:<4d} {mutant.kind:13s} {mutant.status:20s} "
                   f"{mutant.function}: {mutant.original[:70]}", flush=True)
     survivors = [m for m, _ in mutants if m.status == "survived"]
