@@ -306,3 +306,21 @@ def test_the_registry_refuses_a_second_family_of_the_same_name_or_model_type():
         _add(dataclasses.replace(spec, name="other"), into, owners, "c")
     with pytest.raises(KeyError, match="unknown backbone 'llava'; registered: glm4v"):
         get_backbone("llava")
+
+
+def test_build_data_reads_the_vision_rule_without_weights(tmp_path):
+    """`vision_spec_for`: the tiny patch sizes for a tiny config, the family's released rule for
+    a checkpoint (`arch: auto` read off its config.json), a clear error for an unknown family."""
+    import dataclasses
+    import json
+
+    from vtc_lab.models import vision_spec_for
+
+    tiny = vision_spec_for(ModelConfig(arch="glm4v", tiny=TinySpec(patch_size=8, merge_size=3)))
+    assert tiny == dataclasses.replace(VISION_SPECS["glm4v"], patch_size=8, merge_size=3)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    auto = ModelConfig(name="local", source="pretrained", arch="auto", path=str(tmp_path))
+    assert vision_spec_for(auto) == VISION_SPECS["qwen2_5_vl"]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(ValueError, match="model.arch='llava' has no vision-token rule"):
+        vision_spec_for(auto)
