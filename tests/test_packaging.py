@@ -112,3 +112,12 @@ sys.exit(1 if bad else 0)
                            ",".join(sorted(sys.stdlib_module_names))],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_source_package_is_in_the_wheel() -> None:
+    """`packages` is an explicit list: a sub-package missing from it (vtc_lab/models/archs, the
+    backbone registry's families) would install as an empty registry."""
+    declared = set(_pyproject()["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vtc_lab").rglob("__init__.py")
+               if "conf" not in p.relative_to(ROOT / "vtc_lab").parts[:1]}
+    assert on_disk - declared == set()

@@ -42,13 +42,13 @@ def _to(batch: dict, device: str) -> dict:
 
 def measure(arch: str, dataset_dir: Path, steps: int, batch_size: int, device: str = "cpu") -> dict:
     from vtc_lab.data.shards import open_dataset
-    from vtc_lab.models import ModelConfig, TinySpec, load_backbone
+    from vtc_lab.models import ModelConfig, TinySpec, get_backbone, load_backbone
     from vtc_lab.train.collate import SFTEncoder, collate
     from vtc_lab.train.module import SFTModule
 
     ds = open_dataset(dataset_dir)
     bb = load_backbone(ModelConfig(name=f"tiny_{arch}", arch=arch,
-                                   tiny=TinySpec(patch_size=16 if arch == "qwen3_vl" else 14)))
+                                   tiny=TinySpec(patch_size=get_backbone(arch).vision.patch_size)))
     enc = SFTEncoder(bb.processor, bb.stop_token_ids, ds.system_prompt, ds.image_position,
                      cutoff_len=2048, image_max_pixels=262144)
     module = SFTModule(bb, lr=1e-3, total_steps=steps).to(device)

@@ -81,15 +81,26 @@ def test_evaluator_loop_overrides_compose_and_are_validated_by_the_loop_schema()
 def test_each_decoding_setting_is_declared_once():
     """`LoopConfig` declares the decoding settings; the evaluator nests it instead of copying
     fields, and the engine's per-batch params take `LoopConfig`'s names and defaults."""
+    import ast
+    import inspect
+    import textwrap
+
     from vtc_lab.infer.engine import GenerationParams
     from vtc_lab.infer.loop import generation_params
 
     loop_fields = {f.name: f for f in fields(LoopConfig)}
     assert not {f.name for f in fields(EvaluatorConfig)} & set(loop_fields)
     assert not {f.name for f in fields(EvalConfig)} & set(loop_fields)
-    params = {f.name: f.default for f in fields(GenerationParams)}
+    params = [f.name for f in fields(GenerationParams)]
     assert set(params) <= set(loop_fields)
-    assert params == {name: loop_fields[name].default for name in params}
-    odd = LoopConfig(max_new_tokens=3, do_sample=True, temperature=1.3, top_p=0.5, top_k=4,
+    # each default is read from LoopConfig's (`name: type = _LOOP.name`), never restated: an
+    # equal literal would pass a comparison of values today and drift tomorrow
+    body = ast.parse(textwrap.dedent(inspect.getsource(GenerationParams))).body[0].body
+    defaults = {node.target.id: ast.unparse(node.value) for node in body
+                if isinstance(node, ast.AnnAssign) and node.value is not None}
+    assert defaults == {name: f"_LOOP.{name}" for name in params}
+    # every setting reaches the engine: each value differs from its default
+    odd = LoopConfig(max_new_tokens=3, do_sample=False, temperature=1.3, top_p=0.5, top_k=4,
                      repetition_penalty=1.2)
+    assert all(getattr(odd, n) != loop_fields[n].default for n in params)
     assert generation_params(odd) == GenerationParams(**{n: getattr(odd, n) for n in params})

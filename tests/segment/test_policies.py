@@ -1,10 +1,11 @@
-"""Lossless, budgeted segmentation for every policy (hypothesis on arbitrary text)."""
+"""Lossless, budgeted segmentation for every registered policy (hypothesis on arbitrary text)."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vtc_lab.segment import SegmentationConfig, TooManySegmentsError, segment_text
+from vtc_lab.segment import (SegmentationConfig, TooManySegmentsError, policy_names,
+                             register_policy, segment_text)
 
 from .conftest import WordPieceTokenizer
 
@@ -13,21 +14,57 @@ ALPHABET = st.sampled_from(list("ab Wait.\n\n?!x12 ") + ["Wait", " Alternatively
 TEXTS = st.lists(ALPHABET, max_size=120).map("".join) | st.text(max_size=300)
 
 
-@settings(max_examples=150, deadline=None)
-@given(text=TEXTS, policy=st.sampled_from(["fixed_tokens", "boundary", "markers"]),
-       max_tokens=st.integers(1, 40), min_tokens=st.integers(0, 5))
-def test_lossless_and_within_budget(text, policy, max_tokens, min_tokens):
+def test_the_shipped_policies_are_registered():
+    assert set(policy_names()) == {"fixed_tokens", "boundary", "markers"}
+
+
+@pytest.mark.parametrize("policy", policy_names())
+@settings(max_examples=60, deadline=None)
+@given(text=TEXTS, max_tokens=st.integers(1, 40), min_tokens=st.integers(0, 5),
+       max_segments=st.none() | st.integers(1, 4))
+def test_lossless_and_within_budget(policy, text, max_tokens, min_tokens, max_segments):
+    """The contract of every registered policy."""
     if min_tokens >= max_tokens:
         min_tokens = 0
-    cfg = SegmentationConfig(policy=policy, max_tokens=max_tokens, min_tokens=min_tokens)
+    cfg = SegmentationConfig(policy=policy, max_tokens=max_tokens, min_tokens=min_tokens,
+                             max_segments=max_segments, on_overflow="merge")
     segs = segment_text(text, cfg, TOK)
     assert "".join(segs) == text
     assert all(segs), "no empty segments"
+    if max_segments is not None:
+        assert len(segs) <= max_segments
+        return  # the last segment holds whatever is left
     # every segment but a merged tail respects the budget
     for s in segs[:-1]:
         assert TOK.count(s) <= max_tokens
-    if segs:
+    if segs and min_tokens == 0:
+        assert TOK.count(segs[-1]) <= max_tokens
+    elif segs:
         assert TOK.count(segs[-1]) < max_tokens + max(min_tokens, 1) + 1
+
+
+def test_a_registered_policy_is_a_config_option_and_stays_lossless():
+    """One decorated factory is all a policy needs; the loop keeps it lossless and budgeted."""
+    from vtc_lab.segment import policies
+
+    @register_policy("halves")
+    def make(cfg):
+        return lambda text, start, end, cfg: start + max(1, (end - start) // 2)
+
+    try:
+        with pytest.raises(ValueError, match="'halves' is already registered"):
+            register_policy("halves")(make)
+        cfg = SegmentationConfig(policy="halves", max_tokens=8, min_tokens=0)
+        text = "Wait, one two three four five six seven eight nine ten."
+        segs = segment_text(text, cfg, TOK)
+        assert "".join(segs) == text and all(TOK.count(s) <= 8 for s in segs)
+        fixed = segment_text(text, SegmentationConfig(policy="fixed_tokens", max_tokens=8,
+                                                      min_tokens=0), TOK)
+        assert len(segs) > len(fixed)  # its own cuts were used
+    finally:
+        policies._POLICIES.pop("halves")
+    with pytest.raises(ValueError, match="segmentation.policy must be one of"):
+        SegmentationConfig(policy="halves")
 
 
 def test_empty_text_gives_no_segments(tok):

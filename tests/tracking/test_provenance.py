@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from vtc_lab.tracking.provenance import (
@@ -16,37 +15,28 @@ from vtc_lab.tracking.provenance import (
 from vtc_lab.tracking.sweep import read_jobs, read_parent, record_job, write_parent
 
 
-@dataclass
-class _Seg:
-    policy: str = "boundary"
-    max_tokens: int = 96
-    markers: list[str] = field(default_factory=lambda: ["Wait"])
-
-
-@dataclass
-class _Data:
-    system_prompt: str | None = "You are..."
-    image_position: str = "before"
-
-
-@dataclass
-class _Cfg:
-    segmentation: _Seg = field(default_factory=_Seg)
-    data: _Data = field(default_factory=_Data)
-    seed: int = 3
-
-
 def test_flatten_keeps_lists_as_leaves():
-    assert flatten(_Cfg()) == {"segmentation.policy": "boundary", "segmentation.max_tokens": 96,
-                               "segmentation.markers": ["Wait"], "data.system_prompt": "You are...",
-                               "data.image_position": "before", "seed": 3}
+    from vtc_lab.segment import SegmentationConfig
+
+    assert flatten(SegmentationConfig(max_tokens=96, markers=["Wait"])) == {
+        "policy": "boundary", "max_tokens": 96, "min_tokens": 64, "max_segments": None,
+        "on_overflow": "drop", "min_fill": 0.5, "markers": ["Wait"]}
+    assert flatten({"a": {"b": [1, {"c": 2}]}, "d": {}}) == {"a.b": [1, {"c": 2}], "d": {}}
 
 
 def test_key_params_are_short_and_readable():
-    # a top-level `seed` is no app's field (the seed param reads optim.seed)
-    assert key_params(_Cfg()) == {"seg_policy": "boundary", "seg_budget": 96,
-                                  "system_prompt": "on", "image_position": "before"}
-    assert key_params(_Cfg(data=_Data(system_prompt=None)))["system_prompt"] == "off"
+    """On the real build-data schema: every key param it has, under its short name."""
+    from vtc_lab.data.config import BuildDataConfig
+
+    cfg = BuildDataConfig()
+    cfg.segmentation.max_tokens = 96
+    assert key_params(cfg) == {
+        "backbone": "tiny_qwen3_vl", "arch": "qwen3_vl", "model_source": "tiny",
+        "font": "DejaVuSans", "font_size": 9.0, "dpi": 72, "page_width": 595.0,
+        "seg_policy": "boundary", "seg_budget": 96, "dataset": "math500_fixture",
+        "system_prompt": "on", "image_position": "before", "max_pixels": None, "min_pixels": None}
+    cfg.data.system_prompt = None
+    assert key_params(cfg)["system_prompt"] == "off"
 
 
 def test_override_params():
@@ -87,59 +77,32 @@ def test_config_diff_names_each_changed_leaf():
     assert config_diff(old, old) == []
 
 
-@dataclass
-class _Model:
-    name: str = "tiny_qwen3_vl"
-    max_pixels: int | None = 262144
-    min_pixels: int | None = 4096
-    image_max_pixels: int | None = 65536
+def _train_cfg(evaluator: bool = True):
+    """The real train schema with two pixel quantities and an evaluator set apart from defaults."""
+    from vtc_lab.train.config import TrainConfig
 
-
-@dataclass
-class _Optim:
-    lr: float = 1e-3
-
-
-@dataclass
-class _EvalLoop:
-    mode: str = "optical"
-    max_rounds: int = 2
-    max_new_tokens: int = 256
-
-
-@dataclass
-class _Evaluator:
-    enabled: bool = True
-    benchmarks: list[str] = field(default_factory=lambda: ["math500"])
-    loops: list[str] = field(default_factory=lambda: ["optical", "text"])
-    loop: _EvalLoop = field(default_factory=_EvalLoop)
-
-
-@dataclass
-class _NamedData:
-    name: str = "openr1_math"
-
-
-@dataclass
-class _TrainCfg:
-    model: _Model = field(default_factory=_Model)
-    optim: _Optim = field(default_factory=_Optim)
-    evaluator: _Evaluator = field(default_factory=_Evaluator)
-    data: _NamedData = field(default_factory=_NamedData)
+    cfg = TrainConfig()
+    cfg.model.max_pixels, cfg.model.min_pixels = 262144, 4096
+    cfg.model.image_max_pixels = 65536
+    cfg.data.name = "openr1_math"
+    ev = cfg.evaluator
+    ev.enabled, ev.benchmarks, ev.loops = evaluator, ["math500"], ["optical", "text"]
+    ev.loop.max_rounds, ev.loop.max_new_tokens = 2, 256
+    return cfg
 
 
 def test_key_params_one_name_per_quantity_and_none_named_like_a_group():
     """The processor's pixel bounds and the encoder's pre-resize cap are two quantities with two
     names; the dataset's name is not logged as `data` (the group override's own param); a train
     run with the evaluator on logs what it evaluates, one with it off does not."""
-    kp = key_params(_TrainCfg())
+    kp = key_params(_train_cfg())
     assert {k: kp[k] for k in ("max_pixels", "min_pixels", "image_max_pixels", "dataset", "benchmarks",
                                "loops", "max_rounds", "max_new_tokens")} == {
         "max_pixels": 262144, "min_pixels": 4096, "image_max_pixels": 65536,
         "dataset": "openr1_math", "benchmarks": ["math500"], "loops": ["optical", "text"],
         "max_rounds": 2, "max_new_tokens": 256}
     assert not {"data", "benchmark", "loop"} & set(kp)
-    off = key_params(_TrainCfg(evaluator=_Evaluator(enabled=False)))
+    off = key_params(_train_cfg(evaluator=False))
     assert not {"benchmarks", "loops", "max_rounds", "max_new_tokens"} & set(off)
     assert set(kp) - set(off) == {"benchmarks", "loops", "max_rounds", "max_new_tokens"}
 

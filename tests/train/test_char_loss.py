@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from vtc_lab.models import ModelConfig, TinySpec, load_backbone
+from vtc_lab.models import ModelConfig, TinySpec, get_backbone, load_backbone
+from vtc_lab.models.registry import tiny_backbone_names
 from vtc_lab.train.char_loss import CharLabeler
 from vtc_lab.train.collate import IGNORE_INDEX, SFTEncoder, collate
 from vtc_lab.train.module import SFTModule
@@ -17,8 +18,9 @@ from vtc_lab.train.module import SFTModule
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("arch,patch", [("qwen3_vl", 16), ("glm4v", 14)])
-def test_label_sits_on_the_token_whose_pixels_show_the_glyph(arch, patch):
+@pytest.mark.parametrize("arch", tiny_backbone_names())
+def test_label_sits_on_the_token_whose_pixels_show_the_glyph(arch):
+    patch = get_backbone(arch).vision.patch_size
     bb = load_backbone(ModelConfig(arch=arch, tiny=TinySpec(patch_size=patch)))
     cell = patch * 2
     w, h = cell * 12, cell * 10  # no resize: exactly 12 x 10 merged tokens

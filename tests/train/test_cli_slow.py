@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from vtc_lab.models.registry import tiny_backbone_names
+
 pytestmark = pytest.mark.slow
 
 VTC = [sys.executable, "-m", "vtc_lab.cli.main"]
@@ -103,16 +105,20 @@ def test_kill_then_resume_continues_at_the_saved_step(tmp_path):
             assert len(client.get_metric_history(finished[0].info.run_id, key)) == 1
 
 
-def test_tiny_glm4v_trains_with_falling_loss(tmp_path):
+@pytest.mark.parametrize("arch", [a for a in tiny_backbone_names() if a != "qwen3_vl"])
+def test_each_tiny_family_trains_with_falling_loss(tmp_path, arch):
+    """Every registered tiny family other than the default (trained by the tests above) trains
+    through its preset, conf/model/tiny_<arch>.yaml."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    import vtc_lab.cli.train  # noqa: F401  registers train_schema (when run alone)
     from vtc_lab.cli._hydra import CONF_DIR
     from vtc_lab.train.run import train
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         raw = compose("train", overrides=[
-            "model=tiny_glm4v", f"output_root={tmp_path}", "data.limit=8", "optim.max_steps=12",
+            f"model=tiny_{arch}", f"output_root={tmp_path}", "data.limit=8", "optim.max_steps=12",
             "optim.batch_size=2", "optim.log_every_n_steps=1", "optim.lr=3e-3",
             "optim.warmup_ratio=0", "optim.val_check_interval=6", "progress=false",
             f"run_dir={tmp_path}/run"])

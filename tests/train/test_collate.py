@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from vtc_lab.data import REFERENCE_SYSTEM_PROMPT, build_messages
-from vtc_lab.models import ModelConfig, TinySpec, load_backbone
+from vtc_lab.models import ModelConfig, TinySpec, get_backbone, load_backbone
+from vtc_lab.models.registry import tiny_backbone_names
 from vtc_lab.models.images import cap_pixels
 from vtc_lab.train.collate import IGNORE_INDEX, BadSampleError, SFTEncoder, collate
 
@@ -17,11 +18,12 @@ torch.set_num_threads(1)
 TARGET = "\n\nSo 3+4=7. Wait, check: 7.</think>\n<answer>7</answer>"
 
 
-@pytest.fixture(scope="module", params=[("qwen3_vl", 16, "<|im_end|>"), ("glm4v", 14, "<|endoftext|>")])
+@pytest.fixture(scope="module", params=tiny_backbone_names())
 def setup(request):
-    arch, patch, eot = request.param
-    bb = load_backbone(ModelConfig(name=arch, arch=arch, tiny=TinySpec(patch_size=patch)))
-    return bb, eot
+    spec = get_backbone(request.param)
+    bb = load_backbone(ModelConfig(name=spec.name, arch=spec.name,
+                                   tiny=TinySpec(patch_size=spec.vision.patch_size)))
+    return bb, spec.tiny.chat.end_of_turn
 
 
 def encoder(bb, **kw) -> SFTEncoder:

@@ -42,22 +42,9 @@ class SampleSettings:
 
 def resolve_vision_spec(model_cfg: Any):
     """The backbone's vision-token rule, without loading weights."""
-    import vtc_lab.models as models
-    from vtc_lab.render import VISION_SPECS
+    from vtc_lab.models import vision_spec_for
 
-    helper = getattr(models, "vision_spec_for", None)
-    if helper is not None:
-        return helper(model_cfg)
-    arch = model_cfg.arch
-    if arch not in VISION_SPECS:
-        raise ValueError(f"model.arch={arch!r} has no vision-token rule for build-data; "
-                         f"set model.arch to one of {sorted(VISION_SPECS)}")
-    spec = VISION_SPECS[arch]
-    if getattr(model_cfg, "source", None) == "tiny":
-        tiny = model_cfg.tiny
-        spec = dataclasses.replace(spec, patch_size=tiny.patch_size, merge_size=tiny.merge_size,
-                                   temporal_patch_size=tiny.temporal_patch_size)
-    return spec
+    return vision_spec_for(model_cfg)
 
 
 def load_text_tokenizer(settings: SampleSettings):

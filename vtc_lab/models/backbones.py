@@ -16,18 +16,13 @@ from typing import Any
 
 from vtc_lab import atomic
 from vtc_lab.models.config import ModelConfig
-from vtc_lab.models.tiny_tokenizer import ARCH_TOKENS, build_tiny_tokenizer
+from vtc_lab.models.registry import checkpoint_arch, find_backbone, get_backbone, projector_keys
+from vtc_lab.models.tiny_tokenizer import build_tiny_tokenizer
 
 log = logging.getLogger(__name__)
 
 MODEL_CARD = "vtc_lab_model.json"
 """Written next to an exported model: the ModelConfig it was built from and its arch."""
-
-# model_type in a checkpoint's config.json -> our arch name
-MODEL_TYPES = {"qwen3_vl": "qwen3_vl", "glm4v": "glm4v", "qwen2_5_vl": "qwen2_5_vl",
-               "qwen2_vl": "qwen2_vl"}
-# Substrings of parameter names: the projector between vision tower and language model.
-PROJECTOR_KEYS = ("merger", "downsample")
 
 
 @dataclass
@@ -66,19 +61,10 @@ def _check_local_dir(cfg: ModelConfig) -> Path:
     return path
 
 
-def _checkpoint_arch(cfg: ModelConfig, path: Path) -> str:
-    model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
-    arch = MODEL_TYPES.get(model_type, model_type or "unknown")
-    if cfg.arch != "auto" and arch != cfg.arch:
-        raise ValueError(f"model.arch={cfg.arch!r} but the checkpoint at {path} is "
-                         f"model_type={model_type!r}; set model.arch=auto or fix model.path")
-    return arch
-
-
 def load_tokenizer(cfg: ModelConfig):
     """The backbone's tokenizer without loading weights (what build-data counts tokens with)."""
     if cfg.source == "tiny":
-        return build_tiny_tokenizer(cfg.arch, cfg.tiny.vocab_size)
+        return build_tiny_tokenizer(get_backbone(cfg.arch).tiny.chat, cfg.tiny.vocab_size)
     from transformers import AutoTokenizer
 
     path = _check_local_dir(cfg)
@@ -86,91 +72,40 @@ def load_tokenizer(cfg: ModelConfig):
                                          trust_remote_code=cfg.trust_remote_code)
 
 
-def _mrope_section(rotary_dim: int) -> list[int]:
-    """Split rotary frequencies over (time, height, width) like the real models (64 -> 24/20/20)."""
-    half = rotary_dim // 2
-    side = half * 5 // 16
-    return [half - 2 * side, side, side]
-
-
 def _tiny_image_processor(cfg: ModelConfig):
-    from transformers import Glm4vImageProcessorPil, Qwen2VLImageProcessorPil
+    """The recipe's image processor with the tiny patch sizes and the released checkpoint's
+    pixel bounds (or the config's)."""
+    import transformers
 
+    spec = get_backbone(cfg.arch)
     t = cfg.tiny
-    cls = Qwen2VLImageProcessorPil if cfg.arch == "qwen3_vl" else Glm4vImageProcessorPil
-    kwargs: dict[str, Any] = {"patch_size": t.patch_size, "merge_size": t.merge_size,
-                              "temporal_patch_size": t.temporal_patch_size}
-    if cfg.arch == "qwen3_vl":
-        # Qwen3-VL's released processor: mean/std 0.5, 256x256 .. 4096x4096 px
-        kwargs.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-        low, high = 65536, 16777216
-    else:
-        # GLM-4.1V-9B-Thinking / Glyph preprocessor_config.json bounds
-        low, high = 112 * 112, 9_633_792
-    kwargs["size"] = {"shortest_edge": cfg.min_pixels or low, "longest_edge": cfg.max_pixels or high}
-    return cls(**kwargs)
-
-
-def _tiny_model_config(cfg: ModelConfig, tokenizer):
-    """The transformers config of a tiny random-init backbone (`attn_implementation` goes through
-    the config constructor, which hands it down to the text and vision sub-configs)."""
-    t = cfg.tiny
-    ids = tokenizer.convert_tokens_to_ids
-    common_text = dict(vocab_size=len(tokenizer), hidden_size=t.hidden_size,
-                       intermediate_size=t.intermediate_size, num_hidden_layers=t.num_layers,
-                       num_attention_heads=t.num_heads, num_key_value_heads=t.num_kv_heads,
-                       max_position_embeddings=t.max_position_embeddings,
-                       pad_token_id=tokenizer.pad_token_id)
-    common_vision = dict(depth=t.vision_depth, hidden_size=t.vision_hidden_size,
-                         num_heads=t.vision_heads, intermediate_size=t.vision_intermediate_size,
-                         patch_size=t.patch_size, spatial_merge_size=t.merge_size,
-                         temporal_patch_size=t.temporal_patch_size, out_hidden_size=t.hidden_size)
-    if cfg.arch == "qwen3_vl":
-        from transformers import Qwen3VLConfig
-
-        text = dict(common_text, head_dim=t.head_dim, rope_parameters={
-            "rope_type": "default", "rope_theta": 500000.0,
-            "mrope_section": _mrope_section(t.head_dim), "mrope_interleaved": True})
-        vision = dict(common_vision, num_position_embeddings=1024, deepstack_visual_indexes=[])
-        return Qwen3VLConfig(text_config=text, vision_config=vision,
-                             image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-                             vision_start_token_id=ids("<|vision_start|>"),
-                             vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False,
-                             attn_implementation=cfg.attn_implementation)
-    from transformers import Glm4vConfig
-
-    head_dim = t.hidden_size // t.num_heads
-    text = dict(common_text, rope_parameters={
-        "rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
-        "mrope_section": _mrope_section(head_dim // 2)})
-    vision = dict(common_vision, image_size=t.patch_size * 24)
-    return Glm4vConfig(text_config=text, vision_config=vision,
-                       image_token_id=ids("<|image|>"), video_token_id=ids("<|video|>"),
-                       image_start_token_id=ids("<|begin_of_image|>"),
-                       image_end_token_id=ids("<|end_of_image|>"),
-                       video_start_token_id=ids("<|begin_of_video|>"),
-                       video_end_token_id=ids("<|end_of_video|>"), tie_word_embeddings=False,
-                       attn_implementation=cfg.attn_implementation)
+    cls = getattr(transformers, spec.tiny.image_processor)
+    return cls(patch_size=t.patch_size, merge_size=t.merge_size,
+               temporal_patch_size=t.temporal_patch_size, **spec.tiny.image_processor_kwargs,
+               size={"shortest_edge": cfg.min_pixels or spec.vision.min_pixels,
+                     "longest_edge": cfg.max_pixels or spec.vision.max_pixels})
 
 
 def _build_tiny(cfg: ModelConfig):
     import torch
-    from transformers import Glm4vForConditionalGeneration, Qwen3VLForConditionalGeneration
+    import transformers
 
-    from vtc_lab.models.processor import PROCESSORS
+    from vtc_lab.models.processor import image_only
 
-    tokenizer = build_tiny_tokenizer(cfg.arch, cfg.tiny.vocab_size)
-    processor = PROCESSORS[cfg.arch](image_processor=_tiny_image_processor(cfg), tokenizer=tokenizer,
-                                     chat_template=tokenizer.chat_template)
-    model_config = _tiny_model_config(cfg, tokenizer)
-    model_cls = Qwen3VLForConditionalGeneration if cfg.arch == "qwen3_vl" else Glm4vForConditionalGeneration
+    spec = get_backbone(cfg.arch)
+    recipe = spec.tiny
+    tokenizer = build_tiny_tokenizer(recipe.chat, cfg.tiny.vocab_size)
+    processor = image_only(spec.processor)(image_processor=_tiny_image_processor(cfg),
+                                           tokenizer=tokenizer,
+                                           chat_template=tokenizer.chat_template)
+    model_config = recipe.build_config(cfg, tokenizer)
+    model_cls = getattr(transformers, spec.model_class)
     # A private generator state: the same seed gives the same weights whatever ran before.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.tiny.seed)
         model = model_cls(model_config)
     model.to(resolve_dtype(cfg.dtype))
-    eot = ARCH_TOKENS[cfg.arch][2]
-    stop = [tokenizer.convert_tokens_to_ids(eot)]
+    stop = [tokenizer.convert_tokens_to_ids(recipe.chat.end_of_turn)]
     model.generation_config.eos_token_id = stop
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, processor, tokenizer, stop
@@ -181,10 +116,11 @@ def _load_processor(cfg: ModelConfig, path: Path, arch: str):
     needed); anything else: the checkpoint's AutoProcessor."""
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
-    from vtc_lab.models.processor import PROCESSORS, read_chat_template
+    from vtc_lab.models.processor import image_only, read_chat_template
 
     common = dict(local_files_only=True, trust_remote_code=cfg.trust_remote_code)
-    if arch not in PROCESSORS:
+    spec = find_backbone(arch)
+    if spec is None:
         return AutoProcessor.from_pretrained(str(path), **common)
     tokenizer = AutoTokenizer.from_pretrained(str(path), **common)
     image_processor = AutoImageProcessor.from_pretrained(str(path), **common)
@@ -192,15 +128,15 @@ def _load_processor(cfg: ModelConfig, path: Path, arch: str):
     if not template:
         raise ValueError(f"model.path={str(path)!r} has no chat template (tokenizer_config.json, "
                          f"chat_template.jinja or chat_template.json); use an instruct checkpoint")
-    return PROCESSORS[arch](image_processor=image_processor, tokenizer=tokenizer,
-                            chat_template=template)
+    return image_only(spec.processor)(image_processor=image_processor, tokenizer=tokenizer,
+                                      chat_template=template)
 
 
 def _load_pretrained(cfg: ModelConfig):
     from transformers import AutoModelForImageTextToText
 
     path = _check_local_dir(cfg)
-    arch = _checkpoint_arch(cfg, path)
+    arch = checkpoint_arch(cfg, path)
     processor = _load_processor(cfg, path, arch)
     image_processor = processor.image_processor
     if cfg.min_pixels is not None:
@@ -219,24 +155,30 @@ def _load_pretrained(cfg: ModelConfig):
 
 
 def vision_spec_of(processor, arch: str):
-    """The renderer's `VisionSpec` read off the processor itself, so token counts match it."""
+    """The renderer's `VisionSpec` read off the processor itself, so token counts match it; the
+    family's spec says how it counts the delimiters and the temporal frames."""
     from vtc_lab.render import VisionSpec
 
+    family = find_backbone(arch)
     ip = processor.image_processor
     size = ip.size
     get = size.get if hasattr(size, "get") else (lambda key, default=None: getattr(size, key, default))
     return VisionSpec(name=arch, patch_size=int(ip.patch_size), merge_size=int(ip.merge_size),
                       temporal_patch_size=int(ip.temporal_patch_size),
                       min_pixels=int(get("shortest_edge")), max_pixels=int(get("longest_edge")),
-                      image_delimiters=2, temporal_in_bounds=arch == "glm4v")
+                      image_delimiters=family.vision.image_delimiters if family else 2,
+                      temporal_in_bounds=family.vision.temporal_in_bounds if family else False)
 
 
-def apply_training_switches(model, cfg: ModelConfig) -> dict[str, int]:
-    """Freeze parts and turn on gradient checkpointing; returns trainable parameter counts."""
+def apply_training_switches(model, cfg: ModelConfig, arch: str | None = None) -> dict[str, int]:
+    """Freeze parts and turn on gradient checkpointing; returns trainable parameter counts.
+    `arch` (default `cfg.arch`) picks the family's projector parameters."""
     counts = {"vision": 0, "projector": 0, "language_model": 0}
+    family = find_backbone(arch or cfg.arch)
+    keys = family.projector_keys if family else projector_keys()
     for name, param in model.named_parameters():
         if "visual" in name:
-            part = "projector" if any(key in name for key in PROJECTOR_KEYS) else "vision"
+            part = "projector" if any(key in name for key in keys) else "vision"
         else:
             part = "language_model"
         frozen = {"vision": cfg.freeze_vision, "projector": cfg.freeze_projector,
@@ -277,7 +219,7 @@ def load_backbone(cfg: ModelConfig) -> Backbone:
         arch = cfg.arch
     else:
         arch, model, processor, tokenizer, stop = _load_pretrained(cfg)
-    apply_training_switches(model, cfg)
+    apply_training_switches(model, cfg, arch)
     model = apply_lora(model, cfg)
     return Backbone(model=model, processor=processor, tokenizer=tokenizer,
                     vision_spec=vision_spec_of(processor, arch), arch=arch,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vtc_lab.models.registry import backbone_names, tiny_backbone_names
+
 SOURCES = ("tiny", "pretrained")
-ARCHS = ("auto", "qwen3_vl", "glm4v", "qwen2_5_vl", "qwen2_vl")
-TINY_ARCHS = ("qwen3_vl", "glm4v")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
@@ -95,8 +95,9 @@ class ModelConfig:
     source: str = "tiny"
     """`tiny` (random init, built from `tiny`) or `pretrained` (local directory at `path`)."""
     arch: str = "qwen3_vl"
-    """Architecture family: qwen3_vl | glm4v (tiny and pretrained), qwen2_5_vl | qwen2_vl
-    (pretrained only), or `auto` (pretrained: read `model_type` from the checkpoint)."""
+    """Backbone family: a module of vtc_lab/models/archs/ (the error for an unknown name lists
+    them; tiny needs one with a tiny recipe), or `auto` (pretrained: read `model_type` from the
+    checkpoint)."""
     path: str | None = None
     """Local checkpoint directory for `source: pretrained` (config.json, weights, processor)."""
     hub_id: str | None = None
@@ -146,12 +147,13 @@ class ModelConfig:
             raise ValueError(f"model.name must be a non-empty string, got {self.name!r}")
         if self.source not in SOURCES:
             raise ValueError(f"model.source must be one of {SOURCES}, got {self.source!r}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"model.arch must be one of {ARCHS}, got {self.arch!r} "
+        archs = ("auto", *backbone_names())
+        if self.arch not in archs:
+            raise ValueError(f"model.arch must be one of {archs}, got {self.arch!r} "
                              f"(unknown backbone for model.name={self.name!r})")
-        if self.source == "tiny" and self.arch not in TINY_ARCHS:
-            raise ValueError(f"model.arch must be one of {TINY_ARCHS} for model.source=tiny, "
-                             f"got {self.arch!r}")
+        if self.source == "tiny" and self.arch not in tiny_backbone_names():
+            raise ValueError(f"model.arch must be one of {tiny_backbone_names()} for "
+                             f"model.source=tiny, got {self.arch!r}")
         if self.source == "pretrained" and not self.path:
             hint = f" (download {self.hub_id} there first)" if self.hub_id else ""
             raise ValueError(f"model.path must name a local checkpoint directory for "

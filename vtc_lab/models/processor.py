@@ -1,4 +1,4 @@
-"""Image-only processors for the Qwen-VL and GLM-4.1V families.
+"""Image-only variants of transformers' VLM processors (any family's, by class name).
 
 The stock `Qwen3VLProcessor` / `Glm4vProcessor` insist on a video processor, and transformers'
 video processors need torchvision, which vtc-lab does not install (optical memory is images
@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from transformers import Glm4vProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor, Qwen3VLProcessor
+from functools import cache
+
+import transformers
 
 
 class _ImageOnly:
@@ -52,24 +54,18 @@ class _ImageOnly:
         return super().__call__(images=images, text=text, **kwargs)
 
 
-class ImageOnlyQwen3VLProcessor(_ImageOnly, Qwen3VLProcessor):
-    """Qwen3-VL processor without the video processor."""
-
-
-class ImageOnlyGlm4vProcessor(_ImageOnly, Glm4vProcessor):
-    """GLM-4.1V / Glyph processor without the video processor."""
-
-
-class ImageOnlyQwen2_5_VLProcessor(_ImageOnly, Qwen2_5_VLProcessor):
-    """Qwen2.5-VL processor without the video processor."""
-
-
-class ImageOnlyQwen2VLProcessor(_ImageOnly, Qwen2VLProcessor):
-    """Qwen2-VL processor without the video processor."""
-
-
-PROCESSORS = {"qwen3_vl": ImageOnlyQwen3VLProcessor, "glm4v": ImageOnlyGlm4vProcessor,
-              "qwen2_5_vl": ImageOnlyQwen2_5_VLProcessor, "qwen2_vl": ImageOnlyQwen2VLProcessor}
+@cache
+def image_only(stock: str) -> type:
+    """The image-only subclass of transformers' processor class `stock` (e.g. "Qwen3VLProcessor"),
+    named `ImageOnly<stock>` and bound in this module, so it pickles like a plain class."""
+    base = getattr(transformers, stock, None)
+    if base is None:
+        raise ValueError(f"transformers {transformers.__version__} has no processor class {stock!r}")
+    name = f"ImageOnly{stock}"
+    cls = type(name, (_ImageOnly, base), {"__module__": __name__, "__qualname__": name,
+                                          "__doc__": f"{stock} without the video processor."})
+    globals()[name] = cls
+    return cls
 
 
 def read_chat_template(path: Path, tokenizer) -> str | None:
@@ -83,3 +79,11 @@ def read_chat_template(path: Path, tokenizer) -> str | None:
     if as_json.is_file():
         return json.loads(as_json.read_text(encoding="utf-8")).get("chat_template")
     return None
+
+
+def __getattr__(name: str):
+    # `ImageOnly<stock>` classes exist once `image_only` made them; a fresh process (a data
+    # loader worker unpickling a processor) makes them on first lookup.
+    if name.startswith("ImageOnly") and name != "ImageOnly":
+        return image_only(name.removeprefix("ImageOnly"))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,15 @@
 """Lossless segmentation of reasoning traces into rounds (no torch)."""
 
-from vtc_lab.segment.config import DEFAULT_MARKERS, POLICIES, SegmentationConfig
-from vtc_lab.segment.policies import TokenCounter, TooManySegmentsError, segment_text
+from vtc_lab.segment.config import DEFAULT_MARKERS, SegmentationConfig
+from vtc_lab.segment.policies import (TokenCounter, TooManySegmentsError, policy_names,
+                                      register_policy, segment_text)
 
 __all__ = [
     "DEFAULT_MARKERS",
-    "POLICIES",
     "SegmentationConfig",
     "TokenCounter",
     "TooManySegmentsError",
+    "policy_names",
+    "register_policy",
     "segment_text",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-POLICIES = ("fixed_tokens", "boundary", "markers")
+from vtc_lab.segment.policies import policy_names
+
 OVERFLOW_MODES = ("drop", "merge")
 
 DEFAULT_MARKERS: list[str] = [
@@ -56,8 +57,9 @@ class SegmentationConfig:
     start a word, case-sensitive)."""
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"segmentation.policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.policy not in policy_names():
+            raise ValueError(f"segmentation.policy must be one of {policy_names()} (the policies "
+                             f"registered in vtc_lab.segment.policies), got {self.policy!r}")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"segmentation.max_tokens must be an int >= 1, got {self.max_tokens!r}")
         if not isinstance(self.min_tokens, int) or self.min_tokens < 0:

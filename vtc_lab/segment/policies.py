@@ -5,6 +5,11 @@ All policies share one greedy loop: from the current position take the character
 segment on its own (a BPE may tokenise a slice differently from the whole text) and shrink the
 window until it fits. Cuts are character positions, so joining the slices gives the text back
 exactly whatever the policy does.
+
+A policy is a cut factory registered under its name with `@register_policy("<name>")`
+(`SegmentationConfig.policy` accepts exactly the registered names); adding one is a decorated
+factory here plus a preset in conf/segmentation/, and tests/segment/test_policies.py runs its
+contract tests over every registered policy.
 """
 
 from __future__ import annotations
@@ -12,9 +17,34 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from vtc_lab.segment.config import SegmentationConfig
+if TYPE_CHECKING:  # the config imports this module to validate `policy`
+    from vtc_lab.segment.config import SegmentationConfig
+
+CutFunction = Callable[[str, int, int, "SegmentationConfig"], int]
+"""`cut(text, start, end, cfg)`: the end of the next segment, in (start, end]."""
+
+_POLICIES: dict[str, Callable[["SegmentationConfig"], CutFunction]] = {}
+
+
+def register_policy(name: str):
+    """Decorator: register a cut factory `make(cfg) -> cut` as the policy `name`."""
+    if not name.isidentifier():
+        raise ValueError(f"segmentation policy name must be an identifier, got {name!r}")
+
+    def add(make: Callable[["SegmentationConfig"], CutFunction]):
+        if name in _POLICIES:
+            raise ValueError(f"segmentation policy {name!r} is already registered")
+        _POLICIES[name] = make
+        return make
+
+    return add
+
+
+def policy_names() -> tuple[str, ...]:
+    """Every registered policy, in registration order."""
+    return tuple(_POLICIES)
 
 
 class TokenCounter(Protocol):
@@ -59,7 +89,9 @@ def _marker_pattern(markers: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w])(?:{alternatives})(?![\w])")
 
 
-def _make_markers_cut(cfg: SegmentationConfig) -> Callable[[str, int, int, SegmentationConfig], int]:
+@register_policy("markers")
+def _make_markers_cut(cfg: SegmentationConfig) -> CutFunction:
+    """Before the last reflection marker ("Wait", ...) under the budget, else as `boundary`."""
     pattern = _marker_pattern(cfg.markers)
 
     def cut(text: str, start: int, end: int, cfg: SegmentationConfig) -> int:
@@ -76,11 +108,15 @@ def _fixed_cut(text: str, start: int, end: int, cfg: SegmentationConfig) -> int:
     return end
 
 
-def _cut_function(cfg: SegmentationConfig) -> Callable[[str, int, int, SegmentationConfig], int]:
-    if cfg.policy == "fixed_tokens":
-        return _fixed_cut
-    if cfg.policy == "markers":
-        return _make_markers_cut(cfg)
+@register_policy("fixed_tokens")
+def _make_fixed_cut(cfg: SegmentationConfig) -> CutFunction:
+    """Every max_tokens tokens, wherever that falls."""
+    return _fixed_cut
+
+
+@register_policy("boundary")
+def _make_boundary_cut(cfg: SegmentationConfig) -> CutFunction:
+    """The last paragraph break, else sentence end, else line break, else space."""
     return _boundary_cut
 
 
@@ -105,7 +141,7 @@ def segment_text(text: str, cfg: SegmentationConfig, tokenizer: TokenCounter) ->
             "segment_text: tokenizer.offsets must cover the text "
             f"(last span ends at {ends[-1] if ends else None}, text has {len(text)} chars)"
         )
-    choose = _cut_function(cfg)
+    choose = _POLICIES[cfg.policy](cfg)
     cuts: list[int] = []
     pos = 0
     while pos < len(text):
