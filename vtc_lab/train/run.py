@@ -333,7 +333,8 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from vtc_lab.tracking import lightning_logger
-    from vtc_lab.train.callbacks import FinalCheckpoint, ProgressLog, SaveOnTerminate
+    from vtc_lab.train.callbacks import (FinalCheckpoint, ProgressLog, SaveOnTerminate,
+                                         StepProgressBar, one_line_per_log_message)
     from vtc_lab.train.checkpoints import AtomicCheckpointIO
 
     tc, oc = cfg.trainer, cfg.optim
@@ -344,10 +345,12 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
                                        save_top_k=1, monitor=None),
                        FinalCheckpoint(paths.last, oc.checkpoint_every_n_steps),
                        SaveOnTerminate(paths.last)]
+    samples_per_step = oc.batch_size * oc.grad_accum * tc.devices
     if not cfg.progress:
         label = f"run {paths.run_dir.name} ({oc.memory} memory)"
-        callbacks.append(ProgressLog(label, s.total_steps,
-                                     samples_per_step=oc.batch_size * oc.grad_accum * tc.devices))
+        callbacks.append(ProgressLog(label, s.total_steps, samples_per_step=samples_per_step))
+    else:
+        callbacks.append(StepProgressBar(samples_per_step))
     evaluator = None
     if cfg.evaluator.enabled:
         from vtc_lab.train.evaluator import OpticalMemoryEvaluator
@@ -359,6 +362,7 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
         evaluator = OpticalMemoryEvaluator(cfg.evaluator, s.backbone, reading=s.reading, run=run)
         callbacks.append(evaluator)
     logger = lightning_logger(run)
+    one_line_per_log_message()
     trainer = pl.Trainer(
         accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
         strategy=build_strategy(tc, s.backbone.model), precision=tc.precision,
