@@ -48,6 +48,11 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = Tr
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write() names no file: say which (a full disk...)
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

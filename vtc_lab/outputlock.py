@@ -65,6 +65,28 @@ def read_holder(path: str | os.PathLike) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def locked_by_other(path: str | os.PathLike) -> Optional[OutputLockedError]:
+    """The error a writer of output `path` would get right now, or None; creates nothing (a
+    directory or lock file that does not exist is free). For the config checks that refuse a
+    job before it creates anything; the job itself still takes the lock (`OutputLock`)."""
+    lock_file = Path(path) / LOCK_NAME
+    try:
+        if str(Path(path).resolve()) in OutputLock._held:
+            return None
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:  # no lock file (or no directory): nobody holds it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        return OutputLockedError(Path(path), read_holder(path))
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock
+    return None
+
+
 class OutputLock:
     """`with OutputLock(dir, job="train"):` - exclusive, non-blocking, released on exit/death.
 

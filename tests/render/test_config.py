@@ -31,6 +31,8 @@ from vtc_lab.render import RenderConfig, render_text
     ({"cell_width": 8, "cell_height": 4}, "cell_height"),  # row shorter than the font
     ({"space_shrink": 1.5}, "space_shrink"),
     ({"font": ""}, "font"),
+    ({"font_size": 0.01, "line_height": 10}, "font_size"),  # FreeType: "invalid ppem value"
+    ({"font_size": 1.4, "dpi": 36, "line_height": 10}, "font_size"),  # 0.7 px glyphs
 ])
 def test_invalid_values_name_the_field(kwargs, field) -> None:
     with pytest.raises(ValueError, match=rf"renderer\.{field}\b"):

@@ -163,6 +163,12 @@ class EvalConfig:
         if self.image_position not in IMAGE_POSITIONS:
             raise ValueError(f"image_position must be one of {IMAGE_POSITIONS}, "
                              f"got {self.image_position!r}")
+        samples = self.loop.samples_per_problem or self.benchmark.num_samples
+        if samples > 1 and not self.loop.do_sample:  # checked here, before any run or directory
+            raise ValueError(
+                f"{self.benchmark.name}: {samples} samples per problem with loop.do_sample=false "
+                f"would be {samples} identical greedy samples; set loop.do_sample=true, or "
+                "benchmark.samples_per_problem=1 (loop.samples_per_problem=1)")
         if self.log_images < 0:
             raise ValueError(f"log_images must be >= 0, got {self.log_images}")
         if self.grade_workers < 1:

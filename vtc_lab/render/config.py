@@ -35,7 +35,7 @@ class RenderConfig:
     font: str = "DejaVuSans"
     """Bundled font name (`DejaVuSans`, `DejaVuSansMono`) or a path to a .ttf/.otf file."""
     font_size: float = 9.0
-    """Font size (em size) in points."""
+    """Font size (em size) in points; at `dpi` it must be at least 1 pixel."""
     line_height: float = 10.0
     """Distance between baselines in points (reportlab's `leading`); must be >= font_size."""
     page_width: float = 595.0
@@ -96,6 +96,10 @@ class RenderConfig:
             _fail("dpi", f"must be a positive integer, got {self.dpi!r}")
         if self.dpi > 1200:
             _fail("dpi", f"must be <= 1200 (pages would not fit in memory), got {self.dpi}")
+        if self.font_size * self.dpi / 72.0 < 1:  # FreeType refuses it ("invalid ppem value")
+            _fail("font_size", f"must give glyphs at least 1 pixel high: {self.font_size:g} pt "
+                  f"at {self.dpi} dpi is {self.font_size * self.dpi / 72.0:g} px (raise "
+                  f"renderer.font_size or renderer.dpi)")
         for name in ("margin_x", "margin_y", "padding", "space_shrink"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,8 +26,14 @@ class LoadedTexts(NamedTuple):
 
 
 def _jsonl(path: Path, field: str, opener=open, counts: list[int] | None = None) -> list[str]:
-    with opener(path, "rb") as fh:
-        return jsonl_texts(fh, field, str(path), counts)
+    try:
+        with opener(path, "rb") as fh:
+            return jsonl_texts(fh, field, str(path), counts)
+    except EOFError:  # gzip: the stream ends before its end marker
+        raise ValueError(f"{path}: the gzip file is truncated (it ends before its end marker: "
+                         f"an interrupted copy or download?)") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:  # not gzip, or damaged inside
+        raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
 
 
 def jsonl_texts(lines, field: str, label: str, counts: list[int] | None = None) -> list[str]:

@@ -70,6 +70,9 @@ def _tracking_or_exit(config: DictConfig) -> tuple[Optional[TrackingConfig], Opt
     except (TrackingUnavailableError, ValueError, TypeError) as exc:
         print(f"vtc-lab: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except OSError as exc:  # the store's directory cannot be made (read-only, full, a file)
+        print(f"vtc-lab: cannot create the MLflow store: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
 
 
 def _config_problem(config: DictConfig) -> Optional[str]:
@@ -98,6 +101,20 @@ def _config_or_exit(config: DictConfig) -> None:
             raise ConfigError(problem)
         print(f"vtc-lab: {problem}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def job_choices(config: DictConfig) -> str:
+    """One line saying what this job runs: the app, its group presets (model=..., trainer=...),
+    the other overrides and where its outputs go; logged once at the start of every job, so a
+    log file or a sweep's output says which config each job resolved to."""
+    choices = config.hydra.runtime.choices
+    picked = [f"{g}={o}" for g, o in choices.items()
+              if o is not None and not str(g).startswith("hydra/")]
+    groups = {str(g) for g in choices}
+    extra = [o for o in config.hydra.overrides.task
+             if o.split("=", 1)[0].lstrip("+~") not in groups]
+    return (f"vtc-lab {config.hydra.job.name}: {' '.join(picked + extra)} "
+            f"(outputs: {config.hydra.runtime.output_dir})")
 
 
 class TrackingCallback(Callback):
@@ -142,7 +159,9 @@ class TrackingCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         runs.set_job_run(None)
-        if not self.job_runs or runs.launched_rank() != 0:  # DDP children re-run the job
+        if runs.launched_rank() == 0:  # DDP children re-run the job: said once
+            log.info("%s", job_choices(config))
+        if not self.job_runs or runs.launched_rank() != 0:
             return
         if _config_problem(config) is not None:
             return  # no run for a job whose config is wrong: the job fails with the message

@@ -30,12 +30,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 log = logging.getLogger(__name__)
 
 PENDING = "pending.jsonl"
+QUARANTINE = "quarantine.jsonl"
 # MLflow error codes that mean "the store is not answering", as opposed to "the request is wrong"
 _OUTAGE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED",
                  "DEADLINE_EXCEEDED", "ABORTED", "UNKNOWN"}
@@ -161,11 +163,16 @@ class Outbox:
         if not store_answers(self.uri):
             return False
         try:
-            sent = flush(self.spool_dir, self.send)
+            flushed = flush(self.spool_dir, self.send)
         except Exception as exc:  # noqa: BLE001
             if not is_outage(exc):
                 raise
             return False
+        sent = flushed.sent
+        if flushed.quarantined:
+            _say(f"{len(flushed.quarantined)} spooled writes of run {self.run_id} could not be "
+                 f"sent and are kept in {self.spool_dir / QUARANTINE} ("
+                 + "; ".join(f"line {n}: {why}" for n, why in flushed.quarantined[:3]) + ")")
         gap = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(self.down_since))} .. " \
               f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: {sent} writes resent from the spool"
         self.down_since = None
@@ -191,31 +198,95 @@ class Outbox:
              f"python -m vtc_lab.tracking.resync {self.spool_dir}")
 
 
-def pending_ops(spool_dir: Path) -> list[dict]:
-    path = Path(spool_dir) / PENDING
-    if not path.is_file():
-        return []
-    ops = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            ops.append(json.loads(line))
-        except ValueError:  # a torn last line of a killed job: that write is lost, not the rest
+class SpoolError(ValueError):
+    """A spool file that holds no tracking write at all (not a spool, or binary garbage)."""
+
+
+@dataclass
+class Flushed:
+    """What one `flush` did: writes sent, and writes kept in the quarantine file beside the
+    spool because they could not be read or the store rejected them (line number, reason)."""
+
+    sent: int = 0
+    quarantined: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _read_spool(path: Path) -> tuple[list[tuple[int, bytes, dict]], list[tuple[int, bytes, str]]]:
+    """(good, bad) lines of a pending file: (line number, raw bytes, op) and (line number, raw
+    bytes, why). Read as bytes, line by line, so one damaged line costs only itself."""
+    good: list[tuple[int, bytes, dict]] = []
+    bad: list[tuple[int, bytes, str]] = []
+    for number, raw in enumerate(path.read_bytes().splitlines(keepends=True), start=1):
+        if not raw.strip():
             continue
-    return ops
+        try:
+            op = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad.append((number, raw, "not UTF-8 text"))
+            continue
+        except ValueError as exc:
+            bad.append((number, raw, f"not a JSON line ({exc})"))
+            continue
+        if not (isinstance(op, dict) and all(isinstance(op.get(k), str)
+                                              for k in ("op", "run_id", "uri"))):
+            bad.append((number, raw, "not a tracking write (no op, run_id and uri)"))
+            continue
+        good.append((number, raw, op))
+    return good, bad
 
 
-def flush(spool_dir: Path, send: Callable[[dict], None]) -> int:
-    """Send every pending op of `spool_dir` in order; the spool is removed only when all went
-    through (an outage part-way leaves the rest, rewritten, for the next attempt)."""
-    ops = pending_ops(spool_dir)
-    for i, op in enumerate(ops):
+def pending_ops(spool_dir: Path) -> list[dict]:
+    """The readable writes waiting in `spool_dir` (damaged lines left out: `flush` keeps them)."""
+    path = Path(spool_dir) / PENDING
+    return [op for _, _, op in _read_spool(path)[0]] if path.is_file() else []
+
+
+def flush(spool_dir: Path, send: Callable[[dict], None]) -> Flushed:
+    """Send every pending op of `spool_dir` in order, never dropping one.
+
+    A line that cannot be read, or a write the store rejects (an error that is not an outage),
+    is moved verbatim to `QUARANTINE` beside the pending file (fix it, rename the file back to
+    `PENDING` and resync again) and the rest goes on. An outage part-way stops: the writes not
+    yet sent stay pending, verbatim, and the outage error is raised. The spool directory is
+    removed only when everything in it arrived. A pending file with no readable line at all is
+    refused untouched (`SpoolError`)."""
+    spool_dir = Path(spool_dir)
+    path = spool_dir / PENDING
+    if not path.is_file():
+        return Flushed()
+    good, bad = _read_spool(path)
+    if bad and not good:
+        raise SpoolError(f"{path} is not a tracking spool: no line of it is a tracking write "
+                         f"(line {bad[0][0]}: {bad[0][2]}); nothing was sent or changed")
+    kept = [(number, raw) for number, raw, _ in bad]
+    done = Flushed(quarantined=[(number, why) for number, _, why in bad])
+    rest: list[bytes] = []
+    outage: Optional[BaseException] = None
+    for i, (number, raw, op) in enumerate(good):
         try:
             send(op)
-        except Exception:
-            rest = Path(spool_dir) / (PENDING + ".tmp")
-            rest.write_text("".join(json.dumps(o) + "\n" for o in ops[i:]), encoding="utf-8")
-            os.replace(rest, Path(spool_dir) / PENDING)
-            raise
-    if ops:
+            done.sent += 1
+        except Exception as exc:  # noqa: BLE001 - an outage stops, anything else is kept
+            if is_outage(exc):
+                outage = exc
+                rest = [r for _, r, _ in good[i:]]
+                break
+            kept.append((number, raw))
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            done.quarantined.append((number, f"rejected: {reason}"))
+    if kept:
+        with open(spool_dir / QUARANTINE, "ab") as fh:
+            fh.writelines(raw if raw.endswith(b"\n") else raw + b"\n"
+                          for _, raw in sorted(kept))
+        done.quarantined.sort()
+    if rest:
+        tmp = spool_dir / (PENDING + ".tmp")
+        tmp.write_bytes(b"".join(rest))
+        os.replace(tmp, path)
+    else:
+        path.unlink()
+    if outage is not None:
+        raise outage
+    if not (spool_dir / QUARANTINE).exists():
         shutil.rmtree(spool_dir, ignore_errors=True)
-    return len(ops)
+    return done

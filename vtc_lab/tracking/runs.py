@@ -344,7 +344,7 @@ def open_run(cfg: TrackingConfig, uri: str, *, run_name: Optional[str],
     A reopened run first receives what an earlier attempt spooled during a tracking outage,
     then remembers its metric points so the resumed job does not log them twice."""
     from vtc_lab.tracking.liveness import process_tags
-    from vtc_lab.tracking.outage import flush
+    from vtc_lab.tracking.outage import QUARANTINE, flush
 
     client = _client(uri)
     all_tags = {**provenance_tags(), **process_tags(), **cfg.tags, **(tags or {})}
@@ -354,10 +354,14 @@ def open_run(cfg: TrackingConfig, uri: str, *, run_name: Optional[str],
         run = client.get_run(cfg.resume_run_id)
         handle = RunHandle(client, run.info.run_id, uri, run.info.experiment_id, spool_root,
                            cfg.retry_after_s)
-        sent = flush(handle.outbox.spool_dir, handle.send_op)
-        if sent:
+        flushed = flush(handle.outbox.spool_dir, handle.send_op)
+        if flushed.sent:
             log.warning("run %s: %d writes spooled during an earlier tracking outage were sent",
-                        handle.run_id, sent)
+                        handle.run_id, flushed.sent)
+        if flushed.quarantined:
+            log.warning("run %s: %d spooled writes could not be sent; they are kept in %s",
+                        handle.run_id, len(flushed.quarantined),
+                        handle.outbox.spool_dir / QUARANTINE)
         client.update_run(run.info.run_id, status="RUNNING")
         handle.load_logged_points()
         all_tags.pop(PARENT_TAG, None)  # a resumed run keeps its place in the tree

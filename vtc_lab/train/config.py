@@ -277,6 +277,43 @@ class TrainConfig:
                                output_dir=self.dataset_dir, num_workers=self.build_workers,
                                progress=self.progress)
 
+    def environment_problems(self) -> list[str]:
+        """What this machine or the outputs on disk rule out: a GPU trainer without the GPU, a
+        run_dir another process is writing. Run by `vtc_lab.configcheck.validate` with the other
+        config checks, before any run, directory or dataset is created; not in `__post_init__`,
+        so every preset still composes on any machine."""
+        found: list[str] = []
+        accelerator = self.trainer.accelerator
+        if accelerator in ("gpu", "cuda"):
+            import torch
+
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                found.append(f"trainer.accelerator={accelerator} needs a CUDA GPU, but torch finds "
+                             f"none on this machine; train on the CPU with trainer=cpu")
+            elif self.trainer.devices > count:
+                found.append(f"trainer.devices={self.trainer.devices} but this machine has "
+                             f"{count} CUDA GPU(s); set trainer.devices={count}")
+        elif accelerator == "mps":
+            import torch
+
+            if not torch.backends.mps.is_available():
+                found.append("trainer.accelerator=mps needs Apple's MPS backend, which torch "
+                             "does not find here; train on the CPU with trainer=cpu")
+        if self.run_dir:
+            from vtc_lab.configcheck import unwritable
+            from vtc_lab.outputlock import locked_by_other
+
+            if problem := unwritable("run_dir", self.run_dir):
+                return [*found, problem]
+            from vtc_lab.tracking.runs import launched_rank
+
+            # DDP ranks > 0 re-run this check while rank 0 holds the lock of its own run_dir
+            locked = locked_by_other(self.run_dir) if launched_rank() == 0 else None
+            if locked is not None:
+                found.append(f"run_dir={self.run_dir}: {locked}")
+        return found
+
     def __post_init__(self) -> None:
         if self.resume not in RESUME:
             raise ValueError(f"resume must be one of {RESUME}, got {self.resume!r}")

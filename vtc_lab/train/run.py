@@ -67,7 +67,8 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from vtc_lab.tracking import lightning_logger
-    from vtc_lab.train.callbacks import FinalCheckpoint, ProgressLog, SaveOnTerminate
+    from vtc_lab.train.callbacks import (FinalCheckpoint, ProgressLog, SaveOnTerminate,
+                                         StepProgressBar, one_line_per_log_message)
     from vtc_lab.train.checkpoints import AtomicCheckpointIO
 
     tc, oc = cfg.trainer, cfg.optim
@@ -83,6 +84,8 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     if not cfg.progress:
         label = f"run {paths.run_dir.name} ({oc.memory} memory)"
         callbacks.append(ProgressLog(label, s.total_steps, samples_per_step=samples_per_step))
+    else:
+        callbacks.append(StepProgressBar(samples_per_step))
     evaluator = None
     if cfg.evaluator.enabled:
         from vtc_lab.train.evaluator import OpticalMemoryEvaluator
@@ -95,6 +98,7 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
                                            memory=oc.memory, samples_per_step=samples_per_step)
         callbacks.append(evaluator)
     logger = lightning_logger(run, samples_per_step)
+    one_line_per_log_message()
     trainer = pl.Trainer(
         accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
         strategy=build_strategy(tc, s.backbone.model), precision=tc.precision,
