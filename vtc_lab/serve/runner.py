@@ -32,8 +32,9 @@ class ServedRequest(GenerationRequest):
     """Token-id prompt (completions); None: `messages` through the chat template."""
     stop: list[str] = field(default_factory=list)
     """Stop strings: the text ends before the first one."""
-    max_new_tokens: int = 0
-    """The completion budget checked with the prompt against `max_model_len`."""
+    max_new_tokens: int | None = None
+    """The completion budget checked with the prompt against `max_model_len` once the prompt is
+    encoded; None: no check (/tokenize, scoring what was already generated)."""
     encoded_ids: list[int] = field(default_factory=list)
     """Filled by the engine: the ids the model saw (template + image placeholders + prefix)."""
 
@@ -102,7 +103,8 @@ class ServingEngine(HFEngine):
         if isinstance(request, ServedRequest):
             request.encoded_ids = enc["input_ids"][0].tolist()
             prompt = len(request.encoded_ids)
-            if self.max_model_len and prompt + request.max_new_tokens > self.max_model_len:
+            if request.max_new_tokens is not None and self.max_model_len \
+                    and prompt + request.max_new_tokens > self.max_model_len:
                 raise context_error(self.max_model_len, prompt, request.max_new_tokens,
                                     "prompt" if request.prompt_ids is not None else "messages")
         return enc
