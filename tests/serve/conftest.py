@@ -21,14 +21,16 @@ def env() -> dict[str, str]:
 class Server:
     """One `vtc-lab serve` subprocess; `url` is its OpenAI base URL."""
 
-    def __init__(self, ckpt: Path, workdir: Path, *args: str, port: int = 0):
+    def __init__(self, ckpt: Path, workdir: Path, *args: str, port: int = 0,
+                 preexec_fn=None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.port_file = workdir / f"port-{time.monotonic_ns()}"
         self.log = (workdir / f"{self.port_file.name}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vtc_lab.cli.main", "serve", "model=local",
              f"model.path={ckpt}", f"port={port}", f"port_file={self.port_file}", "threads=1",
-             *args], env=env(), stdout=self.log, stderr=subprocess.STDOUT)
+             *args], env=env(), stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn)
         deadline = time.time() + 180
         while not self.port_file.exists():
             if self.proc.poll() is not None or time.time() > deadline:
@@ -36,6 +38,7 @@ class Server:
                 raise RuntimeError(f"vtc-lab serve did not start: {self.read_log()}")
             time.sleep(0.2)
         self.url = "http://" + self.port_file.read_text().strip() + "/v1"
+        self.root = self.url[: -len("/v1")]
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
 
     def read_log(self) -> str:

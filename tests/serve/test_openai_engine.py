@@ -68,7 +68,7 @@ def test_loops_through_the_server_equal_the_in_process_engine(hf, remote, mode, 
 
 
 def test_the_server_model_name_and_capabilities_are_found(remote, server, ckpt):
-    assert remote.model == str(ckpt)  # vLLM's default served name: the path it was given
+    assert remote.model == ckpt.name  # the short id: the export directory's name, not its path
     assert remote.can_tokenize
     assert len(remote.image_token_ids) == 1
 
@@ -92,7 +92,7 @@ def test_wrong_model_name_fails_naming_url_and_served_models(server, ckpt):
     with pytest.raises(EngineUnavailableError) as err:
         engine.check(["none"])
     assert server.url in str(err.value) and "'glyph-9b'" in str(err.value)
-    assert str(ckpt) in str(err.value)  # what it does serve
+    assert repr(ckpt.name) in str(err.value)  # what it does serve
     engine.close()
 
 

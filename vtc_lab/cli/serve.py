@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
+from vtc_lab.configcheck import validate
 from vtc_lab.serve.config import ServeConfig
 
 ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
@@ -21,7 +22,7 @@ ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
 def main(raw: DictConfig) -> None:
     from vtc_lab.serve.run import serve
 
-    cfg: ServeConfig = OmegaConf.to_object(raw)
+    cfg: ServeConfig = validate(raw)  # + unknown keys, non-finite numbers
     serve(cfg)
 
 

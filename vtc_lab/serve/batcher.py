@@ -1,11 +1,10 @@
-"""The server side of generation: requests from many HTTP clients batched into `HFEngine` calls.
+"""The server's one model thread: requests from many HTTP clients batched into `generate` calls.
 
-`ServingEngine` is the in-process `HFEngine` plus one thing a server needs: a request whose
-prompt is token ids (the `/v1/completions` token-id prompt that continues an assistant turn),
-encoded as-is instead of through the chat template. `Batcher` runs one worker thread that owns
-the model: it takes queued requests, groups those with equal decoding settings, generates up to
-`max_batch_size` of them together and resolves each caller's future. Each request keeps its
-own seed (the engine samples every row with its own generator), so batching changes no sample.
+`Batcher` runs one worker thread that owns the model: it takes queued requests, groups those
+with equal decoding settings, generates up to `max_batch_size` of them together and resolves each
+caller's future. Each request keeps its own seed (the engine samples every row with its own
+generator), so batching changes no sample. Other model work (scoring prompt logprobs) goes
+through the same thread with `call`, so the model is never used by two threads at once.
 """
 
 from __future__ import annotations
@@ -13,56 +12,26 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass
 from typing import Any
 
-import torch
-
-from vtc_lab.infer.engine import GenerationOutput, GenerationParams, GenerationRequest, HFEngine
-
-
-@dataclass
-class ServedRequest(GenerationRequest):
-    """A `GenerationRequest` whose prompt may be raw token ids, and that records its prompt."""
-
-    prompt_ids: list[int] | None = None
-    """Token-id prompt (completions); None: `messages` through the chat template."""
-    encoded_ids: list[int] = field(default_factory=list)
-    """Filled by the engine: the ids the model saw (template + image placeholders + prefix)."""
-
-
-class ServingEngine(HFEngine):
-    """`HFEngine` that also accepts token-id prompts and reports each prompt's ids."""
-
-    def encode(self, request: GenerationRequest) -> dict[str, torch.Tensor]:
-        if isinstance(request, ServedRequest) and request.prompt_ids is not None:
-            ids = torch.tensor([request.prompt_ids + list(request.prefix_ids)], dtype=torch.long)
-            enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        else:
-            enc = super().encode(request)
-        if isinstance(request, ServedRequest):
-            request.encoded_ids = enc["input_ids"][0].tolist()
-        return enc
-
-    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def detokenize(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
+from vtc_lab.infer.engine import GenerationOutput, GenerationParams, HFEngine
 
 
 @dataclass
 class _Job:
-    request: ServedRequest
-    params: GenerationParams
+    request: Any
+    params: GenerationParams | None
     future: Future
+    fn: Callable[[], Any] | None = None
 
 
 class Batcher:
     """One worker thread, one model: queued requests -> batched `generate` calls."""
 
-    def __init__(self, engine: ServingEngine, max_batch_size: int = 8, wait_s: float = 0.005):
+    def __init__(self, engine: HFEngine, max_batch_size: int, wait_s: float):
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
@@ -72,9 +41,17 @@ class Batcher:
         self.rows = 0
         self._thread.start()
 
-    def submit(self, request: ServedRequest, params: GenerationParams) -> Future:
+    def submit(self, request: Any, params: GenerationParams) -> Future:
+        """Generate `request` (batched with others of equal `params`); the future's result is
+        its `GenerationOutput`."""
         future: Future = Future()
         self._queue.put(_Job(request, params, future))
+        return future
+
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run `fn` on the model thread, between batches; the future's result is its value."""
+        future: Future = Future()
+        self._queue.put(_Job(None, None, future, fn))
         return future
 
     def close(self) -> None:
@@ -107,9 +84,19 @@ class Batcher:
                 return
             groups: dict[Any, list[_Job]] = {}
             for job in jobs:
-                groups.setdefault(astuple(job.params), []).append(job)
+                if job.fn is not None:
+                    self._call(job)
+                else:
+                    groups.setdefault(astuple(job.params), []).append(job)
             for group in groups.values():
                 self._generate(group)
+
+    @staticmethod
+    def _call(job: _Job) -> None:
+        try:
+            job.future.set_result(job.fn())
+        except Exception as err:  # noqa: BLE001 - reported to the caller, the thread goes on
+            job.future.set_exception(err)
 
     def _generate(self, group: list[_Job]) -> None:
         try:

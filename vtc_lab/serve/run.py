@@ -1,5 +1,6 @@
 """`serve(cfg)`: load the model, bind the port, run the OpenAI-compatible app until interrupted
-(`vtc-lab serve`; the app itself is `vtc_lab.serve.app`)."""
+(`vtc-lab serve`; the routes are `vtc_lab.serve.routes`, the model thread
+`vtc_lab.serve.runner`)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,28 @@ import socket
 from dataclasses import replace
 from pathlib import Path
 
-from vtc_lab.models.reading import run_export_model
+from vtc_lab.models.reading import ReadingSpec, read_reading, run_export_model, run_reading
 from vtc_lab.serve.config import ServeConfig
 
 
 def resolve_model(cfg: ServeConfig) -> ServeConfig:
-    """`cfg` with `train_run` turned into the model config of its export."""
+    """`cfg` with `train_run` turned into the model config of its export (served under the
+    run's name unless `served_model_name` is set)."""
     if not cfg.train_run:
         return cfg
-    return replace(cfg, model=run_export_model(cfg.train_run, cfg.model), train_run=None)
+    model = run_export_model(cfg.train_run, cfg.model)
+    return replace(cfg, model=model, train_run=None,
+                   served_model_name=cfg.served_model_name or model.name)
+
+
+def reading_of(cfg: ServeConfig, train_run: str | None) -> ReadingSpec | None:
+    """What the served model was trained to read, found as `vtc-lab eval` finds it: a train
+    run's record (`run_reading`), else the export's reading.json; None for other models."""
+    if train_run:
+        return run_reading(train_run)[0]
+    if cfg.model.source != "pretrained" or not cfg.model.path:
+        return None
+    return read_reading(cfg.model.path)
 
 
 def serve(cfg: ServeConfig) -> None:
@@ -25,10 +39,12 @@ def serve(cfg: ServeConfig) -> None:
     import uvicorn
 
     from vtc_lab.models import load_backbone
-    from vtc_lab.serve.app import create_app
-    from vtc_lab.serve.batcher import ServingEngine
+    from vtc_lab.serve.routes import create_app
+    from vtc_lab.serve.runner import ModelRunner, ServingEngine
 
+    train_run = cfg.train_run
     cfg = resolve_model(cfg)
+    reading = reading_of(cfg, train_run)
     sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -44,15 +60,15 @@ def serve(cfg: ServeConfig) -> None:
     host, port = sock.getsockname()[:2]
 
     def announce() -> None:
-        print(f"vtc-lab serve: {cfg.model_name!r} on http://{host}:{port}/v1", flush=True)
+        print(f"vtc-lab serve: {cfg.model_name!r} on http://{host}:{port}/v1"
+              + (" (reading spec of the export applied)" if reading else ""), flush=True)
         if cfg.port_file:
             tmp = Path(cfg.port_file + ".tmp")
             tmp.write_text(f"{host}:{port}\n")
             os.replace(tmp, cfg.port_file)
 
-    app = create_app(ServingEngine(backbone), cfg.model_name, max_batch_size=cfg.max_batch_size,
-                     batch_wait_s=cfg.batch_wait_ms / 1000, default_max_tokens=cfg.default_max_tokens,
-                     max_images_per_prompt=cfg.max_images_per_prompt, root=cfg.model.path,
-                     on_startup=announce)
+    runner = ModelRunner(ServingEngine(backbone, max_model_len=cfg.max_model_len),
+                         max_batch_size=cfg.max_batch_size, batch_wait_s=cfg.batch_wait_ms / 1000)
+    app = create_app(runner, cfg, reading, on_startup=announce)
     uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)).run(
         sockets=[sock])
