@@ -233,6 +233,6 @@ def test_a_worker_that_never_runs_still_times_out(monkeypatch):
     from vtc_lab.eval import grade
 
     monkeypatch.setattr(grade, "_worker_main", _stopped_worker(grade._worker_main))
-    got = compare_many([("1", "1")], timeout_s=0.1, workers=1)
+    got = compare_many([("1", "1")], timeout_s=0.05, workers=1)
     assert [(s, ok) for s, ok, *_ in got] == [("timeout", False)]
-    assert got[0][3] >= 0.1 * grade.WALL_BACKSTOP
+    assert got[0][3] >= 0.05 * grade.WALL_BACKSTOP

@@ -42,9 +42,9 @@ from typing import Iterable, Sequence
 from vtc_lab.eval.extract import extract_answer, grader_kind, normalize_number
 
 STATUSES = ("ok", "timeout", "error")
-WALL_BACKSTOP = 10.0
-"""An item also times out after this many times its CPU deadline in wall time (a worker that is
-stopped or starved for that long); at the usual load a comparison gets far more than 1/10 of a core."""
+WALL_BACKSTOP = 60.0
+"""An item also times out after this many times its CPU deadline in wall time: a worker that is
+stopped, or gets under 1/60 of a core for that long (seen on the shared 2-core box: ~1/200)."""
 
 
 @dataclass(frozen=True)
