@@ -11,7 +11,7 @@ sympy would evaluate inside GMP where no signal can interrupt it, costs at most 
 The deadline counts the worker's own CPU time (from /proc; wall time where there is none), so a
 verdict does not depend on how loaded the machine is: a comparison that gets little CPU (an
 evaluation beside a training job) is not turned into a timeout; a wall-clock backstop of
-`WALL_BACKSTOP` x the timeout still ends an item whose worker never runs.
+`WALL_BACKSTOP` x the timeout without progress still ends an item whose worker never runs.
 - `is_correct(text, gold, benchmark)`: one item, for external checks. Math equivalence runs in
   one long-lived worker process shared by all calls (started on first use, replaced when it runs
   past `timeout_s` or dies), so a call costs a pipe round trip, not a process start.
@@ -42,9 +42,10 @@ from typing import Iterable, Sequence
 from vtc_lab.eval.extract import extract_answer, grader_kind, normalize_number
 
 STATUSES = ("ok", "timeout", "error")
-WALL_BACKSTOP = 60.0
-"""An item also times out after this many times its CPU deadline in wall time: a worker that is
-stopped, or gets under 1/60 of a core for that long (seen on the shared 2-core box: ~1/200)."""
+WALL_BACKSTOP = 10.0
+"""An item also times out when its worker makes no progress (neither runnable nor gaining CPU
+time: stopped, or stuck in the kernel) for this many times its CPU deadline of wall time. A
+worker that is merely starved (runnable, waiting for a core) never trips it."""
 
 
 @dataclass(frozen=True)
@@ -168,14 +169,21 @@ def _context(name: str | None):
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used (Linux /proc); None where unavailable."""
+def _proc_stat(pid: int) -> tuple[str, float] | None:
+    """(scheduler state, user + system CPU seconds) of a process (Linux /proc); None where
+    unavailable. State R = running or waiting for a core."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
+        return fields[0], (int(fields[11]) + int(fields[12])) / _TICKS
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used (Linux /proc); None where unavailable."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
 
 
 class _Worker:
@@ -187,21 +195,26 @@ class _Worker:
         self.item: int | None = None
         self.started = 0.0
         self.cpu0: float | None = None
+        self.cpu_seen = 0.0
+        self.progress = 0.0
 
     def begin(self, item: int, pred: str, gold: str) -> None:
         """Send one comparison and start its clocks (wall, and the worker's CPU time)."""
         self.item, self.started = item, time.monotonic()
         self.cpu0 = _cpu_seconds(self.proc.pid)
+        self.cpu_seen, self.progress = self.cpu0 or 0.0, self.started
         self.conn.send((item, pred, gold))
 
     def time_left(self, timeout_s: float, now: float) -> float:
         """Seconds until the item's deadline at the earliest: CPU time accrues no faster than
         the wall clock (a single-threaded worker), so waiting this long never overshoots."""
-        wall_left = self.started + timeout_s * WALL_BACKSTOP - now
-        cpu = _cpu_seconds(self.proc.pid) if self.cpu0 is not None else None
-        if cpu is None:  # no /proc (or the process is gone): a plain wall-clock deadline
-            return min(wall_left, self.started + timeout_s - now)
-        return min(wall_left, timeout_s - (cpu - self.cpu0))
+        stat = _proc_stat(self.proc.pid) if self.cpu0 is not None else None
+        if stat is None:  # no /proc (or the process is gone): a plain wall-clock deadline
+            return self.started + timeout_s - now
+        state, cpu = stat
+        if state == "R" or cpu > self.cpu_seen:  # running, or waiting for a core: progress
+            self.cpu_seen, self.progress = cpu, now
+        return min(self.progress + timeout_s * WALL_BACKSTOP - now, timeout_s - (cpu - self.cpu0))
 
     def stop(self, kill: bool = False) -> None:
         if not kill:
