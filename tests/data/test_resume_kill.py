@@ -22,14 +22,35 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _spawn(root, out, limit):
+# The child holds still after its second shard is on disk (the marker file says so), so the
+# test kills it at that event, however loaded the machine is, instead of racing a poll loop
+# against a build that may finish in the meantime.
+HOLD_AFTER_TWO_SHARDS = textwrap.dedent("""
+    import signal
+    from pathlib import Path
+    from vtc_lab.data import shards
+    _write = shards.write_shard
+    def write_shard(root, index, *args, **kwargs):
+        path = _write(root, index, *args, **kwargs)
+        if len(shards.completed_shards(Path(root))) >= 2:
+            Path({marker!r}).write_text(str(index))
+            while True:
+                signal.pause()
+        return path
+    shards.write_shard = write_shard
+""")
+
+
+def _spawn(root, out, limit, hold_marker=None):
     code = CHILD.format(tests=str(Path(__file__).parents[2]), root=str(root), out=str(out), limit=limit)
+    if hold_marker is not None:
+        code = HOLD_AFTER_TWO_SHARDS.format(marker=str(hold_marker)) + code
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-c", code], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _wait_for_shards(out, count, proc, timeout=60):
+def _wait_for_shards(out, count, proc, timeout=600):  # a hang guard, not a speed claim
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if len(list((out / "shards").glob("*.parquet"))) >= count if (out / "shards").exists() else False:
@@ -38,6 +59,17 @@ def _wait_for_shards(out, count, proc, timeout=60):
             return False
         time.sleep(0.02)
     return False
+
+
+def _wait_for_file(path, proc, hang_guard_s=900):
+    """Wait for `path` to appear (the event) while the child lives; the deadline only turns a
+    hang into a failure, it is no claim about speed."""
+    deadline = time.monotonic() + hang_guard_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return path.exists()
 
 
 def _rows(path):
@@ -53,12 +85,12 @@ def test_kill_mid_build_then_resume_is_identical(tmp_path):
     from tests.data.conftest import small_build_cfg
 
     out = tmp_path / "killed"
-    proc = _spawn(tmp_path, out, 24)
-    assert _wait_for_shards(out, 2, proc), proc.stderr.read().decode()[-2000:]
+    marker = tmp_path / "two-shards-written"
+    proc = _spawn(tmp_path, out, 24, hold_marker=marker)
+    assert _wait_for_file(marker, proc), proc.stderr.read().decode()[-2000:]
     _kill(proc)
     assert proc.returncode == -signal.SIGKILL
-    done_before = len(list((out / "shards").glob("*.parquet")))
-    assert done_before < 6, "the build finished before it was killed; make it longer"
+    assert len(list((out / "shards").glob("*.parquet"))) == 2  # of 6: killed mid-build
     resumed = build_dataset(small_build_cfg(tmp_path, out, 24))
     assert resumed["data/resumed_shards"] >= 2
     reference = build_dataset(small_build_cfg(tmp_path, tmp_path / "whole", 24))

@@ -112,9 +112,9 @@ ADVERSARIAL = {  # shapes that make naive regexes/scans quadratic; model output 
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
 def test_gigantic_adversarial_outputs_extract_in_linear_time(name):
     text = ADVERSARIAL[name]
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # this process's CPU time: the same on a loaded machine
     results = [extract_answer(text, b, strict=s) for b in ("math500", "gsm8k", "gpqa") for s in (True, False)]
-    assert time.perf_counter() - t0 < 5  # ~0.1 s each when linear; minutes when quadratic
+    assert time.process_time() - t0 < 5  # ~0.1 s each when linear; minutes when quadratic
     if name == "unclosed_boxes":
         assert results[0] == "7"
 

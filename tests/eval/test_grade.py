@@ -97,36 +97,41 @@ def test_is_correct_public_api_and_threads():
 def test_pathological_expression_times_out_and_the_rest_is_graded():
     tower = "\\boxed{9^{9^{9^{9^{9}}}}}"
     items = [("\\boxed{2}", "2"), (tower, "1"), ("\\boxed{3}", "4"), (tower, "2"), ("\\boxed{\\frac{2}{4}}", "0.5")]
-    t0 = time.monotonic()
+    # returning at all is the point (no hang); the deadline counts grader CPU time, so the fine
+    # items are graded however loaded the machine is
     res = grade_many(items, "math500", timeout_s=1.0, workers=2)
-    elapsed = time.monotonic() - t0
     assert [r.status for r in res] == ["ok", "timeout", "ok", "timeout", "ok"]
     assert [r.correct for r in res] == [True, False, False, False, True]
-    assert res[1].extracted == "9^{9^{9^{9^{9}}}}" and "1s" in res[1].error
-    assert elapsed < 8  # two 1 s timeouts in parallel workers, not a hang
-    t0 = time.monotonic()
+    assert res[1].extracted == "9^{9^{9^{9^{9}}}}" and "1s of grader CPU time" in res[1].error
     assert is_correct(tower, "1", "math500", timeout_s=1.0) is False
-    assert time.monotonic() - t0 < 5
     assert is_correct("\\boxed{4}", "4", "math500")  # the shared worker was replaced
 
 
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="needs /proc")
 def test_worker_killed_mid_item_is_an_error_and_is_replaced():
     """A grader process that dies (OOM killer, segfault in a C extension) costs one item."""
     import multiprocessing as mp
     import os
     import signal
 
-    def kill_workers():
-        time.sleep(0.5)
-        for child in mp.active_children():
-            os.kill(child.pid, signal.SIGKILL)
+    from vtc_lab.eval.grade import _cpu_seconds
 
-    killer = threading.Thread(target=kill_workers)
+    before = {p.pid for p in mp.active_children()}  # e.g. is_correct's shared worker
+
+    def kill_worker_mid_item():
+        # the event: the worker has spent CPU time on the tower (setting up takes ~none), so it
+        # is mid-item whenever the scheduler lets it get there
+        child = _new_child(before)
+        while (_cpu_seconds(child.pid) or 0.0) < 0.2:
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_worker_mid_item)
     killer.start()
     res = grade_many([("\\boxed{9^{9^{9^{9^{9}}}}}", "1"), ("\\boxed{1}", "1")], "math500",
-                     timeout_s=30, workers=1)
+                     timeout_s=60, workers=1)
     killer.join()
-    assert res[0].status == "error" and "died" in res[0].error and res[0].seconds < 20
+    assert res[0].status == "error" and "died" in res[0].error
     assert (res[1].status, res[1].correct) == ("ok", True)
 
 
@@ -164,3 +169,72 @@ def test_numeric_golds_grade_themselves_and_reject_neighbours(name):
     wrong = grade_many([(f"\\boxed{{{float(p.gold) + 1:g}}}", p.gold) for p in problems], name)
     assert sum(r.correct for r in right) == len(problems)
     assert sum(r.correct for r in wrong) == 0 and all(r.status == "ok" for r in wrong)
+
+
+def _stopped_worker(real_main):
+    """A `_worker_main` that stops itself (SIGSTOP) before its first item: a grader process the
+    scheduler gives no CPU, as on a heavily loaded machine."""
+    import os
+    import signal
+
+    def main(conn, memory_mb):
+        os.kill(os.getpid(), signal.SIGSTOP)
+        real_main(conn, memory_mb)
+    return main
+
+
+def _new_child(before):
+    """The one worker process started since `before` (a set of pids) was taken."""
+    import multiprocessing as mp
+
+    while not (new := [p for p in mp.active_children() if p.pid not in before]):
+        time.sleep(0.01)
+    (child,) = new
+    return child
+
+
+def _wait_stopped(pid):
+    from pathlib import Path
+
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="needs /proc")
+def test_a_worker_starved_of_cpu_is_no_timeout(monkeypatch):
+    """The deadline counts the grader's CPU time, not the wall clock: a fine comparison whose
+    worker gets no CPU for longer than `timeout_s` (a loaded machine) is still graded."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    from vtc_lab.eval import grade
+
+    monkeypatch.setattr(grade, "_worker_main", _stopped_worker(grade._worker_main))
+    before = {p.pid for p in mp.active_children()}
+    out = []
+    t = threading.Thread(target=lambda: out.append(compare_many([("\\frac{2}{4}", "0.5")], timeout_s=2.0,
+                                                                 workers=1)))
+    t.start()
+    child = _new_child(before)
+    _wait_stopped(child.pid)
+    time.sleep(3.0)  # more than a deadline of wall time passes while the worker has no CPU
+    # (the backstop, 10 deadlines without progress, is far off)
+    try:
+        os.kill(child.pid, signal.SIGCONT)
+    except ProcessLookupError:  # a wall-clock deadline already killed it
+        pass
+    t.join()
+    assert [(s, ok) for s, ok, *_ in out[0]] == [("ok", True)]
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="needs /proc")
+def test_a_worker_that_never_runs_still_times_out(monkeypatch):
+    """A wall-clock backstop (WALL_BACKSTOP x timeout_s without progress) ends an item whose
+    worker is stopped."""
+    from vtc_lab.eval import grade
+
+    monkeypatch.setattr(grade, "_worker_main", _stopped_worker(grade._worker_main))
+    got = compare_many([("1", "1")], timeout_s=0.1, workers=1)
+    assert [(s, ok) for s, ok, *_ in got] == [("timeout", False)]
+    assert got[0][3] >= 0.1 * grade.WALL_BACKSTOP

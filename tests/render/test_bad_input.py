@@ -29,9 +29,9 @@ def test_empty_and_blank_text_give_one_small_blank_page(text) -> None:
 def test_one_megabyte_text_renders_and_max_pages_truncates() -> None:
     text = ("The quick brown fox jumps over the lazy dog 12345. " * 20 + "\n") * 1000
     text = text[:1_000_000]
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time, not wall: the bound holds on a loaded machine
     res = render_with_layout(text, RenderConfig(max_pages=2))
-    assert time.perf_counter() - t0 < 20
+    assert time.process_time() - t0 < 20
     assert len(res.images) == 2 and res.truncated
     assert 0 < res.text_end < len(text)
     drawn = "".join(b.char for page in res.boxes for b in page)

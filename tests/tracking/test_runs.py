@@ -232,8 +232,11 @@ def test_experiments_open_on_the_runs_table(tmp_path):
     uri = resolve_tracking_uri(TrackingConfig(), tmp_path)
     store.prepare_store(uri)  # a copy of the migrated template (tests/conftest.py)
     client = MlflowClient(uri)
-    old = client.create_experiment("older")
-    client.create_experiment("mine", tags={"mlflow.experimentKind": "genai_development"})
+    # made "by hand", but with artifact roots under tmp_path: without one, MLflow's default is
+    # ./mlruns of the working directory, where start_run below would log config.yaml
+    old = client.create_experiment("older", artifact_location=store.artifact_location(uri, "older"))
+    client.create_experiment("mine", artifact_location=store.artifact_location(uri, "mine"),
+                             tags={"mlflow.experimentKind": "genai_development"})
     for name in ("vtc-lab", "older", "mine"):
         with start_run(TrackingConfig(experiment=name), _App(), tmp_path):
             pass

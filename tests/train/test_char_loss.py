@@ -91,3 +91,59 @@ def test_char_loss_trains_the_head(make_png):
     assert "char_loss" in parts and float(parts["char_loss"]) > 0
     loss.backward()
     assert module.char_head.weight.grad is not None and module.char_head.weight.grad.abs().sum() > 0
+
+
+def _char_cfg(weight):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model=ModelConfig(), optim=SimpleNamespace(char_loss_weight=weight))
+
+
+def test_checkpoint_signature_holds_the_char_heads_slots():
+    """The head's size (vocab x slots) is part of what a checkpoint must match; runs without
+    the head keep the signature they always had."""
+    from vtc_lab.train.run import model_signature
+
+    assert model_signature(_char_cfg(1.0), 2)["char_slots"] == 2
+    assert model_signature(_char_cfg(1.0), 2) != model_signature(_char_cfg(1.0), 1)
+    assert "char_slots" not in model_signature(_char_cfg(0.0), 1)
+
+
+def test_char_head_checkpoint_resumes_only_into_the_same_head_and_exports(tmp_path):
+    from vtc_lab.train.run import export_from_checkpoint, model_signature
+
+    bb = load_backbone(ModelConfig())
+    module = SFTModule(bb, lr=1e-3, char_loss_weight=1.0, char_slots=2,
+                       model_signature=model_signature(_char_cfg(1.0), 2))
+    with torch.no_grad():
+        module.char_head.weight.normal_()
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    assert ckpt["vtc_lab_model_signature"]["char_slots"] == 2
+    torch.save(ckpt, tmp_path / "last.ckpt")
+
+    loaded = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    same = SFTModule(load_backbone(ModelConfig()), lr=1e-3, char_loss_weight=1.0, char_slots=2,
+                     model_signature=model_signature(_char_cfg(1.0), 2))
+    same.on_load_checkpoint(loaded)
+    same.load_state_dict(loaded["state_dict"])  # the round trip: head included
+    assert torch.equal(same.char_head.weight, module.char_head.weight)
+    fewer = SFTModule(load_backbone(ModelConfig()), lr=1e-3, char_loss_weight=1.0, char_slots=1,
+                      model_signature=model_signature(_char_cfg(1.0), 1))
+    with pytest.raises(ValueError, match="char_slots"):
+        fewer.on_load_checkpoint(loaded)
+    old = dict(loaded, vtc_lab_model_signature=model_signature(_char_cfg(1.0), 1))
+    old["vtc_lab_model_signature"].pop("char_slots")  # written before char_slots was recorded
+    legacy = SFTModule(load_backbone(ModelConfig()), lr=1e-3, char_loss_weight=1.0, char_slots=1,
+                       model_signature=old["vtc_lab_model_signature"])
+    with pytest.raises(ValueError, match="char_head.weight"):
+        legacy.on_load_checkpoint(old)
+    without = SFTModule(load_backbone(ModelConfig()), lr=1e-3,
+                        model_signature=model_signature(_char_cfg(0.0), 1))
+    with pytest.raises(ValueError, match="char_head"):
+        without.on_load_checkpoint(loaded)
+
+    out = export_from_checkpoint(ModelConfig(), tmp_path / "last.ckpt", tmp_path / "export")
+    exported = load_backbone(ModelConfig(source="pretrained", path=str(out))).model.state_dict()
+    for key, value in bb.model.state_dict().items():
+        assert torch.equal(exported[key], value), key

@@ -7,7 +7,11 @@
 - gpqa: exact letter.
 
 Two entry points, both bounded in time (a pathological answer such as a huge power tower, which
-sympy would evaluate inside GMP where no signal can interrupt it, costs at most the timeout):
+sympy would evaluate inside GMP where no signal can interrupt it, costs at most the timeout).
+The deadline counts the worker's own CPU time (from /proc; wall time where there is none), so a
+verdict does not depend on how loaded the machine is: a comparison that gets little CPU (an
+evaluation beside a training job) is not turned into a timeout; a wall-clock backstop of
+`WALL_BACKSTOP` x the timeout without progress still ends an item whose worker never runs.
 - `is_correct(text, gold, benchmark)`: one item, for external checks. Math equivalence runs in
   one long-lived worker process shared by all calls (started on first use, replaced when it runs
   past `timeout_s` or dies), so a call costs a pipe round trip, not a process start.
@@ -38,6 +42,10 @@ from typing import Iterable, Sequence
 from vtc_lab.eval.extract import extract_answer, grader_kind, normalize_number
 
 STATUSES = ("ok", "timeout", "error")
+WALL_BACKSTOP = 10.0
+"""An item also times out when its worker makes no progress (neither runnable nor gaining CPU
+time: stopped, or stuck in the kernel) for this many times its CPU deadline of wall time. A
+worker that is merely starved (runnable, waiting for a core) never trips it."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class GradeResult:
     error: str | None = None
     """Short reason for status error/timeout."""
     seconds: float = 0.0
-    """Wall time spent comparing (0 for items without an answer)."""
+    """Wall time spent comparing (0 for items without an answer); the deadline counts CPU time."""
 
 
 # ---------------------------------------------------------------------------------- comparison
@@ -158,6 +166,26 @@ def _context(name: str | None):
     return mp.get_context(name)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> tuple[str, float] | None:
+    """(scheduler state, user + system CPU seconds) of a process (Linux /proc); None where
+    unavailable. State R = running or waiting for a core."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used (Linux /proc); None where unavailable."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
 class _Worker:
     def __init__(self, ctx, memory_mb: int | None):
         self.conn, child = ctx.Pipe(duplex=True)
@@ -166,6 +194,27 @@ class _Worker:
         child.close()
         self.item: int | None = None
         self.started = 0.0
+        self.cpu0: float | None = None
+        self.cpu_seen = 0.0
+        self.progress = 0.0
+
+    def begin(self, item: int, pred: str, gold: str) -> None:
+        """Send one comparison and start its clocks (wall, and the worker's CPU time)."""
+        self.item, self.started = item, time.monotonic()
+        self.cpu0 = _cpu_seconds(self.proc.pid)
+        self.cpu_seen, self.progress = self.cpu0 or 0.0, self.started
+        self.conn.send((item, pred, gold))
+
+    def time_left(self, timeout_s: float, now: float) -> float:
+        """Seconds until the item's deadline at the earliest: CPU time accrues no faster than
+        the wall clock (a single-threaded worker), so waiting this long never overshoots."""
+        stat = _proc_stat(self.proc.pid) if self.cpu0 is not None else None
+        if stat is None:  # no /proc (or the process is gone): a plain wall-clock deadline
+            return self.started + timeout_s - now
+        state, cpu = stat
+        if state == "R" or cpu > self.cpu_seen:  # running, or waiting for a core: progress
+            self.cpu_seen, self.progress = cpu, now
+        return min(self.progress + timeout_s * WALL_BACKSTOP - now, timeout_s - (cpu - self.cpu0))
 
     def stop(self, kill: bool = False) -> None:
         if not kill:
@@ -212,12 +261,10 @@ def compare_many(
             for w in pool:
                 if w.item is None and pending:
                     i = pending.popleft()
-                    w.item, w.started = i, time.monotonic()
-                    w.conn.send((i, pairs[i][0], pairs[i][1]))
+                    w.begin(i, pairs[i][0], pairs[i][1])
             busy = [w for w in pool if w.item is not None]
             now = time.monotonic()
-            next_deadline = min(w.started + timeout_s for w in busy)
-            ready = wait([w.conn for w in busy], timeout=max(0.0, next_deadline - now))
+            ready = wait([w.conn for w in busy], timeout=max(0.0, min(w.time_left(timeout_s, now) for w in busy)))
             now = time.monotonic()
             for k, w in enumerate(pool):
                 if w.item is None:
@@ -233,8 +280,9 @@ def compare_many(
                         w.proc.join(timeout=1)
                         results[w.item] = ("error", False, f"grader process died (exit {w.proc.exitcode})",
                                            now - w.started)
-                elif now - w.started >= timeout_s:
-                    results[w.item] = ("timeout", False, f"no verdict within {timeout_s:g}s", now - w.started)
+                elif w.time_left(timeout_s, now) <= 0:
+                    results[w.item] = ("timeout", False, f"no verdict within {timeout_s:g}s of grader CPU time",
+                                       now - w.started)
                 else:
                     continue
                 bar.update()
@@ -259,7 +307,8 @@ def grade_many(
     """Grade (prediction_text, gold) pairs; never hangs or raises on a bad prediction.
 
     Extraction runs here (linear-time regexes); math equivalence runs in `workers` processes,
-    each item with a hard `timeout_s` deadline and a `memory_mb` address-space cap (beyond the inherited size). GSM8K and
+    each item with a hard `timeout_s` deadline (the worker's CPU seconds, see the module doc) and
+    a `memory_mb` address-space cap (beyond the inherited size). GSM8K and
     GPQA comparisons are plain string/decimal checks done in-process. Identical (answer, gold)
     pairs are compared once.
     """
@@ -300,15 +349,16 @@ class _SharedWorker:
                 self._worker = _Worker(_context(None), 4096)
                 self._pid = os.getpid()
             w = self._worker
-            t0 = time.monotonic()
             try:
-                w.conn.send((0, pred, gold))
-                if w.conn.poll(timeout_s):
-                    _, status, ok, err = w.conn.recv()
-                    return status, bool(ok), err
-                verdict = ("timeout", False, f"no verdict within {timeout_s:g}s")
+                w.begin(0, pred, gold)
+                while (left := w.time_left(timeout_s, time.monotonic())) > 0:
+                    if w.conn.poll(left):
+                        _, status, ok, err = w.conn.recv()
+                        w.item = None
+                        return status, bool(ok), err
+                verdict = ("timeout", False, f"no verdict within {timeout_s:g}s of grader CPU time")
             except (EOFError, OSError):
-                verdict = ("error", False, f"grader process died after {time.monotonic() - t0:.1f}s")
+                verdict = ("error", False, f"grader process died after {time.monotonic() - w.started:.1f}s")
             w.stop(kill=True)
             self._worker = None
             return verdict
@@ -331,8 +381,8 @@ def is_correct(
 
     `benchmark` is a benchmark name or grader kind (math500, gsm8k, gpqa_diamond, math, ...);
     `strict` picks the extraction variant. Math equivalence runs in a shared worker process with
-    a hard `timeout_s` deadline; a timeout or grader crash counts as not correct (use
-    `grade_many` to see the status).
+    a hard `timeout_s` deadline (CPU seconds, see the module doc); a timeout or grader crash
+    counts as not correct (use `grade_many` to see the status).
     """
     pred = extract_answer(prediction_text, benchmark, strict=strict)
     if pred is None:

@@ -148,7 +148,8 @@ class EvalConfig:
     grade_workers: int = 2
     """Worker processes for math-verify grading."""
     grade_timeout_s: float = 5.0
-    """Per-item grading deadline; a pathological expression counts as a timeout."""
+    """Per-item grading deadline in CPU seconds of the grader process (so machine load does not
+    change verdicts; wall-clock backstop: 10x without progress); a pathological expression counts as a timeout."""
     progress: bool = True
     """Show tqdm progress bars."""
 

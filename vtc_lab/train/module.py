@@ -255,3 +255,15 @@ class SFTModule(pl.LightningModule):
                     if saved.get(k) != self.model_signature.get(k)}
             raise ValueError(f"checkpoint was written for a different model config "
                              f"(checkpoint vs now): {diff}")
+        # the head itself, also for checkpoints whose signature predates `char_slots`
+        if "state_dict" not in checkpoint:  # sharded (FSDP) checkpoints: the strategy loads them
+            return
+        saved_head = checkpoint["state_dict"].get("char_head.weight")
+        own_head = None if self.char_head is None else self.char_head.weight
+        saved_shape = None if saved_head is None else tuple(saved_head.shape)
+        own_shape = None if own_head is None else tuple(own_head.shape)
+        if saved_shape != own_shape:
+            raise ValueError(f"checkpoint's character-loss head (char_head.weight) is "
+                             f"{saved_shape or 'absent'}, this run's is {own_shape or 'absent'}: "
+                             f"resume with the optim.char_loss_weight (> 0 or 0) and renderer grid "
+                             f"it was trained with, or train into a new run_dir")

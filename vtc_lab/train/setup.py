@@ -12,8 +12,10 @@ from typing import Any
 
 from vtc_lab.tracking.runs import launched_rank
 
-def model_signature(cfg) -> dict:
-    """What must match between a checkpoint and the model it is loaded into."""
+def model_signature(cfg, char_slots: int = 1) -> dict:
+    """What must match between a checkpoint and the model it is loaded into: the backbone, and
+    the character-loss head when there is one (its output size is vocab x `char_slots`, the
+    character cells per vision token of the renderer's grid)."""
     import hashlib
 
     m = cfg.model
@@ -25,6 +27,8 @@ def model_signature(cfg) -> dict:
         sig["config_json_sha256"] = (hashlib.sha256(config.read_bytes()).hexdigest()
                                      if config.is_file() else None)
     sig["char_head"] = cfg.optim.char_loss_weight > 0
+    if sig["char_head"]:  # only then: signatures of runs without the head stay as they were
+        sig["char_slots"] = char_slots
     return sig
 
 
@@ -135,5 +139,5 @@ def setup(cfg) -> Setup:
     module = SFTModule(backbone, lr=oc.lr, weight_decay=oc.weight_decay, betas=oc.betas,
                        warmup_ratio=oc.warmup_ratio, min_lr_ratio=oc.min_lr_ratio,
                        total_steps=total, char_loss_weight=oc.char_loss_weight,
-                       char_slots=char_slots, model_signature=model_signature(cfg))
+                       char_slots=char_slots, model_signature=model_signature(cfg, char_slots))
     return Setup(dataset, backbone, datamodule, module, total, reading)
