@@ -145,6 +145,10 @@ def test_runs_without_tags_are_grouped_by_params_minus_seed():
     # nothing varies but the seed: one configuration
     same = [_rec(f"s{s}", {"lr": "0.1", "seed": str(s)}) for s in range(3)]
     assert set(config_keys(same).values()) == {"default"}
+    # the train/validation split sizes follow the seed (an outcome, not a setting)
+    split = [_rec(f"p{s}", {"lr": "0.1", "seed": str(s), "train_samples": str(31400 + s),
+                            "val_samples": str(600 - s)}) for s in range(3)]
+    assert set(config_keys(split).values()) == {"default"}
 
 
 def test_unequal_seeds_pair_only_the_shared_ones():

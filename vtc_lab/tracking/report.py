@@ -26,7 +26,9 @@ HEADLINE = ("*/accuracy", "*/compression_ratio", "*/context_vision_tokens_mean",
             "objective", "sweep/*")
 # Params that describe the run but never what is being compared.
 NOISE_PARAMS = ("output_root", "tracking.*", "hparams.*", "progress", "checkpoint", "run_dir",
-                "dataset_dir", "output_dir", "*.progress")
+                "dataset_dir", "output_dir", "*.progress",
+                # the split sizes follow the seed: an outcome, not a setting to group runs by
+                "train_samples", "val_samples")
 CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss", "train/samples_seen")
 CURVE_SUFFIXES = ("/accuracy", "/read_rate", "/compression_ratio", "/context_tokens_mean")
 """Evaluation metrics whose history is read too (`eval/<benchmark>/<loop>/accuracy`, ...):
