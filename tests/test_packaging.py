@@ -112,3 +112,22 @@ sys.exit(1 if bad else 0)
                            ",".join(sorted(sys.stdlib_module_names))],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_client_requirements_repeat_the_declared_pins() -> None:
+    """requirements-client.txt (the torch-free `engine=openai` install, docs/engines.md) lists
+    packages the pyproject declares, each with the pyproject's own specifier, and no torch."""
+    project = _pyproject()["project"]
+    declared = {}
+    for line in project["dependencies"] + [d for ds in project["optional-dependencies"].values()
+                                           for d in ds]:
+        req = Requirement(line)
+        if not req.name.startswith("vtc-lab"):
+            declared[req.name.lower()] = req.specifier
+    lines = (ROOT / "requirements-client.txt").read_text().splitlines()
+    client = [Requirement(x.split("#")[0]) for x in lines if x.split("#")[0].strip()]
+    assert client, "requirements-client.txt lists nothing"
+    for req in client:
+        assert req.name.lower() in declared, f"{req.name} is not declared in pyproject.toml"
+        assert req.specifier == declared[req.name.lower()], req.name
+    assert not {r.name.lower() for r in client} & {"torch", "transformers", "lightning"}

@@ -31,7 +31,7 @@ from typing import Any
 
 from vtc_lab.eval.completion import is_final
 from vtc_lab.infer.config import LoopConfig
-from vtc_lab.infer.engine import Engine, GenerationParams, GenerationRequest
+from vtc_lab.infer.engine_api import Engine, GenerationParams, GenerationRequest
 from vtc_lab.infer.memory import NoMemory, OpticalMemory, Renderer, TextMemory, Unit
 from vtc_lab.infer.records import ProblemRecord, RoundRecord
 

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vtc_lab.infer.engine import GenerationOutput, GenerationParams, GenerationRequest
+from vtc_lab.infer.engine_api import GenerationOutput, GenerationParams, GenerationRequest
 from vtc_lab.infer.engine_config import EngineConfig
 
 IMAGE_TOKENS = ("<|image_pad|>", "<|image|>")
