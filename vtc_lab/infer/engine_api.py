@@ -66,6 +66,11 @@ class GenerationOutput:
     (end-of-turn, image placeholders, vision delimiters...), i.e. exactly the ids behind `text`.
     A model that emits an image placeholder must not smuggle it into the next prompt. None: use
     `token_ids` minus a final end-of-turn token."""
+    overflow: str | None = None
+    """Set when the request was not generated because its prompt (plus the token budget) is
+    past the model's context length, as the server refused it: the server's message. The loop
+    ends the sample as `context_overflow` (as its own `max_context_tokens` check does) and goes
+    on with the others; the other fields are then empty."""
 
 
 @runtime_checkable

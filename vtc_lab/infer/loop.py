@@ -24,6 +24,7 @@ counters, not exceptions.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.engine_api import Engine, GenerationParams, GenerationRequest
 from vtc_lab.infer.memory import NoMemory, OpticalMemory, Renderer, TextMemory, Unit
 from vtc_lab.infer.records import ProblemRecord, RoundRecord
+
+log = logging.getLogger(__name__)
 
 
 def derive_seed(seed: int, benchmark: str, problem_id: str, sample: int, round_: int = 0) -> int:
@@ -126,21 +129,44 @@ def run_loop(
     chunks = _chunks(problems, samples, loop_cfg, set(skip))
     memory = make_memory(loop_cfg, engine, render_cfg, renderer)
     params = generation_params(loop_cfg)
-    kv_per_token = engine.kv_bytes_per_token()
+    pending = [u for chunk in chunks for u in chunk]
+    keep = {id(u) for u in pending[:keep_images]}  # the first `keep_images` pending samples
     records: list[ProblemRecord] = []
-    bar = _progress(sum(len(c) for c in chunks), loop_cfg.mode, progress)
+    bar = _progress(len(pending), loop_cfg.mode, progress)
+
+    def request(u: Unit, round_: int) -> GenerationRequest:
+        return GenerationRequest(
+            messages=build_messages(u.problem.question, u.images, system_prompt, image_position),
+            prefix_ids=u.prefix_ids,
+            seed=derive_seed(loop_cfg.seed, u.problem.benchmark, u.problem.id, u.sample, round_))
+
+    def finish(units: list[Unit]) -> None:
+        done = [_finish(u, memory, loop_cfg.mode, keep=id(u) in keep) for u in units]
+        for record in done:
+            if on_record is not None:
+                on_record(record)
+        records.extend(done)
+        bar.update(len(done))
+
     start = time.perf_counter()
+    _run_batched(engine, chunks, request, params, memory, loop_cfg, finish, stats)
+    bar.close()
+    stats.wall_s += time.perf_counter() - start
+    return records
+
+
+def _run_batched(engine: Engine, chunks: list[list[Unit]], request: Callable, params: Any,
+                 memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats) -> None:
+    """Batch by batch: each round of a batch is one `generate` call over its active samples,
+    and the next round waits for the batch's slowest sample (what a batched in-process model
+    needs)."""
+    kv_per_token = engine.kv_bytes_per_token()
     for chunk in chunks:
-        for round_ in range(1, loop_cfg.max_rounds + 1):
+        for round_ in range(1, cfg.max_rounds + 1):
             active = [u for u in chunk if not u.done]
             if not active:
                 break
-            requests = [GenerationRequest(
-                messages=build_messages(u.problem.question, u.images, system_prompt, image_position),
-                prefix_ids=u.prefix_ids,
-                seed=derive_seed(loop_cfg.seed, u.problem.benchmark, u.problem.id, u.sample, round_))
-                for u in active]
-            outputs = engine.generate(requests, params)
+            outputs = engine.generate([request(u, round_) for u in active], params)
             stats.batches += 1
             if kv_per_token:
                 width = max(o.context_text_tokens + o.context_vision_tokens for o in outputs)
@@ -148,26 +174,30 @@ def run_loop(
                 stats.kv_cache_peak_bytes_batch = max(
                     stats.kv_cache_peak_bytes_batch, kv_per_token * len(outputs) * (width + new))
             for u, out in zip(active, outputs):
-                graded_text = memory.observe(u, out)
-                rec = RoundRecord(
-                    round=round_, text=out.text, generated_tokens=len(out.token_ids),
-                    context_text_tokens=out.context_text_tokens,
-                    context_vision_tokens=out.context_vision_tokens, images=len(u.images),
-                    generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped)
-                u.rounds.append(rec)
-                if not rec.final and round_ < loop_cfg.max_rounds:  # there is a next round
-                    memory.remember(u, out, rec)
-                u.status = stop_reason(rec, round_, loop_cfg)
-        finished = [_finish(u, memory, loop_cfg.mode, keep=len(records) + i < keep_images)
-                    for i, u in enumerate(chunk)]
-        for record in finished:
-            if on_record is not None:
-                on_record(record)
-        records.extend(finished)
-        bar.update(len(finished))
-    bar.close()
-    stats.wall_s += time.perf_counter() - start
-    return records
+                advance(u, out, round_, memory, cfg)
+        finish(chunk)
+
+
+def advance(u: Unit, out: Any, round_: int, memory: NoMemory, cfg: LoopConfig) -> None:
+    """Take round `round_`'s output into sample `u`: its round record, its memory for the next
+    round, and whether it ends (`u.status`). A request the server refused as past the model's
+    context length ends the sample as `context_overflow`, with no record for that round."""
+    if out.overflow is not None:
+        log.warning("%s/%s sample %d: round %d refused by the server (context length): %s; "
+                    "recorded as context_overflow", u.problem.benchmark, u.problem.id, u.sample,
+                    round_, out.overflow)
+        u.status = "context_overflow"
+        return
+    graded_text = memory.observe(u, out)
+    rec = RoundRecord(
+        round=round_, text=out.text, generated_tokens=len(out.token_ids),
+        context_text_tokens=out.context_text_tokens,
+        context_vision_tokens=out.context_vision_tokens, images=len(u.images),
+        generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped)
+    u.rounds.append(rec)
+    if not rec.final and round_ < cfg.max_rounds:  # there is a next round
+        memory.remember(u, out, rec)
+    u.status = stop_reason(rec, round_, cfg)
 
 
 def stop_reason(rec: RoundRecord, round_: int, cfg: LoopConfig) -> str | None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -86,7 +87,7 @@ def to_openai_messages(messages: list[dict]) -> list[dict]:
 def _transient(err: Exception) -> bool:
     import openai
 
-    if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError)):
+    if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError, BadAnswerError)):
         return True  # APITimeoutError is a subclass, listed for the reader
     if isinstance(err, openai.APIStatusError):
         return err.status_code in (408, 409, 429) or err.status_code >= 500
@@ -250,6 +251,15 @@ class OpenAIEngine:
 
     def _one(self, request: GenerationRequest, params: GenerationParams) -> GenerationOutput:
         start = time.perf_counter()
+        try:
+            return self._generate_one(request, params, start)
+        except ContextOverflowError as err:  # this sample cannot go on; the others can
+            return GenerationOutput(text="", token_ids=[], context_text_tokens=0,
+                                    context_vision_tokens=0, stopped=False,
+                                    generate_s=time.perf_counter() - start, overflow=str(err))
+
+    def _generate_one(self, request: GenerationRequest, params: GenerationParams,
+                      start: float) -> GenerationOutput:
         key = json.dumps(request.messages, sort_keys=True, default=repr) \
             if not _has_images(request.messages) else None
         if request.prefix_ids:
@@ -360,27 +370,29 @@ class OpenAIEngine:
         std, extra = self._sampling(params, seed)
         extra.update(return_token_ids=True, return_prompt_token_ids=True)
         client = self._client(url, timeout)
-        resp = client.chat.completions.create(model=self.model, messages=messages,
-                                              max_completion_tokens=params.max_new_tokens, n=1,
-                                              extra_body=extra, **std)
-        return resp.to_dict()
+        raw = client.chat.completions.with_raw_response.create(
+            model=self.model, messages=messages, max_completion_tokens=params.max_new_tokens,
+            n=1, extra_body=extra, **std)
+        return _answer(raw, "/chat/completions", "choices")
 
     def _completion(self, url: str, prompt: list[int], params: GenerationParams, seed: int,
                     timeout: float | None = None) -> dict:
         std, extra = self._sampling(params, seed)
         extra.update(return_token_ids=True)
         client = self._client(url, timeout)
-        resp = client.completions.create(model=self.model, prompt=prompt,
-                                         max_tokens=params.max_new_tokens, n=1,
-                                         extra_body=extra, **std)
-        return resp.to_dict()
+        raw = client.completions.with_raw_response.create(
+            model=self.model, prompt=prompt, max_tokens=params.max_new_tokens, n=1,
+            extra_body=extra, **std)
+        return _answer(raw, "/completions", "choices")
 
     def _client(self, url: str, timeout: float | None):
         client = self.clients[url]
         return client if timeout is None else client.with_options(timeout=timeout)
 
     def _post_root(self, url: str, path: str, body: dict) -> dict:
-        return self.roots[url].post(path, body=body, cast_to=object)
+        # cast_to=object: the client hands back the decoded JSON, or the body text when the
+        # answer is not JSON (checked like any other answer)
+        return _checked(self.roots[url].post(path, body=body, cast_to=object), path, "tokens")
 
     def _retrying(self, call):
         """`call(url)` on the least busy server; transient failures retried on the next one."""
@@ -394,13 +406,15 @@ class OpenAIEngine:
                     with self._lock:
                         self._down_until[url] = time.monotonic() + max(
                             delay * 2, self.cfg.retry_backoff_s, 1.0)
+                if is_context_overflow(err):
+                    raise ContextOverflowError(f"{url}: {_message(err)}") from err
                 if not _transient(err):
                     raise EngineUnavailableError(
                         f"engine=openai: request to {url} failed: {_message(err)}") from err
                 if attempt == self.cfg.max_retries:
                     raise EngineUnavailableError(
-                        f"engine=openai: giving up after {attempt + 1} attempts; last: {url}: "
-                        f"{_message(err)}") from err
+                        f"engine=openai: giving up after {attempt + 1} attempts; last: the "
+                        f"server at {url}: {_message(err)}") from err
             finally:
                 self._release(url)
             time.sleep(delay)
@@ -423,6 +437,73 @@ class OpenAIEngine:
             self._in_flight[url] -= 1
 
 
+class BadAnswerError(RuntimeError):
+    """A server answered 2xx with something that is not the OpenAI response asked for (an HTML
+    page from a proxy, JSON without `choices`...). Retried like a transient failure: a load
+    balancer may have sent the request to the wrong backend."""
+
+
+class ContextOverflowError(RuntimeError):
+    """The server refused a request because its prompt (plus the token budget) is past the
+    model's context length. Not retried (the same request fails the same way); the loop ends
+    that sample as `context_overflow`."""
+
+
+# How servers word a context-length refusal (HTTP 400), matched case-insensitively:
+# vLLM's OpenAI server ("This model's maximum context length is N tokens. However, you
+# requested ..."), vLLM's engine check ("The decoder prompt (length N) is longer than the
+# maximum model length of M"), SGLang's tokenizer manager ("The input (N tokens) is longer than
+# the model's context length (M tokens)", "Requested token count exceeds the model's maximum
+# context length of M tokens"), OpenAI (code `context_length_exceeded`, "maximum context
+# length"), and "Input length N exceeds the maximum allowed length".
+_OVERFLOW = re.compile(r"maximum context length|longer than the (?:model's context length|"
+                       r"maximum model length)|context_length_exceeded|exceeds the maximum "
+                       r"allowed (?:input )?length", re.IGNORECASE)
+
+
+def is_context_overflow(err: Exception) -> bool:
+    """True for a server's refusal of a prompt past the model's context length."""
+    import openai
+
+    if not isinstance(err, openai.APIStatusError) or err.status_code not in (400, 413, 422):
+        return False
+    body = getattr(err, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    return code == "context_length_exceeded" or bool(_OVERFLOW.search(_message(err)))
+
+
+def _answer(raw: Any, path: str, key: str) -> dict:
+    """The JSON object of a raw 2xx response, which must hold a non-empty `key`; anything else
+    (another content type, unparsable JSON) raises `BadAnswerError` saying what came back."""
+    ctype = raw.headers.get("content-type", "")
+    if "json" not in ctype.lower():
+        ctype = ctype or "(no content type)"
+        raise BadAnswerError(f"{path} answered HTTP {raw.status_code} {ctype}, not JSON: "
+                             f"{_snippet(raw.text)}")
+    try:
+        body = json.loads(raw.text)
+    except ValueError:
+        raise BadAnswerError(f"{path} answered HTTP {raw.status_code} with unparsable JSON: "
+                             f"{_snippet(raw.text)}") from None
+    return _checked(body, path, key)
+
+
+def _checked(body: Any, path: str, key: str) -> dict:
+    if not isinstance(body, dict) or not body.get(key):
+        raise BadAnswerError(f"{path} answered without `{key}`: {_snippet(body)}")
+    if key == "choices" and not (isinstance(body[key], list) and isinstance(body[key][0], dict)):
+        raise BadAnswerError(f"{path} answered a malformed `choices`: {_snippet(body)}")
+    return body
+
+
+def _snippet(value: Any, limit: int = 160) -> str:
+    """One line of at most `limit` characters of what a server sent."""
+    text = value if isinstance(value, str) else json.dumps(value, default=repr)
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _prompt_ids(resp: dict) -> list[int] | None:
     ids = resp.get("prompt_token_ids")  # vLLM: on the response
     if ids is None and resp.get("choices"):
@@ -441,8 +522,16 @@ def _message(err: Exception) -> str:
         inner = body.get("error", body)
         msg = inner.get("message") if isinstance(inner, dict) else None
         if msg:
-            return f"HTTP {getattr(err, 'status_code', '?')}: {msg}"
-    return f"{type(err).__name__}: {err}"
+            return _one_line(f"HTTP {getattr(err, 'status_code', '?')}: {msg}")
+    if isinstance(err, BadAnswerError):
+        return str(err)
+    return _one_line(f"{type(err).__name__}: {err}")
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A server's message on one line (an HTML error page has hundreds), capped."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _cause(err: Exception) -> str:
