@@ -14,7 +14,8 @@ Faults for the client's error handling, each real HTTP:
 - `faults`: a marker string -> what to answer when a prompt holds it: `html` (200 text/html),
   `no_choices` (200 JSON without `choices`), `overflow` (the 400 above, whatever the length).
 `latency_s` + a uniform `jitter_s` delay each generation (deterministic per prompt), to stand in
-for a busy server in the pipelining benchmark (experiments/perf/openai_pipeline.py).
+for a busy server in the pipelining benchmark (experiments/perf/openai_pipeline.py); `slow`
+(marker -> seconds) adds a delay to the generations whose prompt holds the marker.
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ class FakeOpenAIServer:
 
     def __init__(self, *, model: str = "fake-vl", latency_s: float = 0.0, jitter_s: float = 0.0,
                  max_model_len: int | None = None, overflow_style: str = "vllm",
-                 faults: dict[str, str] | None = None):
+                 faults: dict[str, str] | None = None, slow: dict[str, float] | None = None):
         self.model = model
+        self.slow = dict(slow or {})
         self.latency_s, self.jitter_s = latency_s, jitter_s
         self.max_model_len = max_model_len
         self.overflow_style = overflow_style
@@ -196,7 +198,8 @@ class FakeOpenAIServer:
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             rng = random.Random(hashlib.sha256(repr(prompt).encode()).digest())
-            time.sleep(self.latency_s + self.jitter_s * rng.random())
+            extra = sum(delay for marker, delay in self.slow.items() if marker in text)
+            time.sleep(self.latency_s + self.jitter_s * rng.random() + extra)
         finally:
             with self._lock:
                 self.in_flight -= 1

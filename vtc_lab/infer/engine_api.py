@@ -11,6 +11,7 @@ install).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -84,3 +85,14 @@ class Engine(Protocol):
 
     def kv_bytes_per_token(self) -> int | None: ...
 
+
+@runtime_checkable
+class ConcurrentEngine(Engine, Protocol):
+    """An engine whose requests are independent calls (a server behind an HTTP API): the loop
+    then drives each sample on its own instead of in lockstep batches (`vtc_lab.infer.loop`)."""
+
+    max_in_flight: int
+    """Most requests the loop keeps in flight; 0: use the batched schedule (`generate`)."""
+
+    def submit(self, request: GenerationRequest,
+               params: GenerationParams) -> Future[GenerationOutput]: ...

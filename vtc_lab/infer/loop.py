@@ -15,7 +15,10 @@ What a mode keeps between rounds is its memory strategy (vtc_lab.infer.memory); 
 ends is `stop_reason`, the one stop rule. The loop itself never branches on the mode.
 
 Work is batched over (problem, sample) units in chunks of `batch_size`; within a chunk the
-active set shrinks as units finish. Model output is only ever decoded, rendered and parsed
+active set shrinks as units finish. An engine whose requests are independent calls to a server
+(`ConcurrentEngine`, `engine=openai`) is instead driven per sample: each sample's next round is
+sent as soon as its previous one returns, a bounded number in flight, so no sample waits for a
+batch's slowest one (same records: a sample depends only on its own rounds and seeds). Model output is only ever decoded, rendered and parsed
 (vtc_lab.eval.completion): never executed. Misbehaving models (no `</think>`, empty answers,
 empty rounds, markup the renderer chokes on, budget-sized outputs) end up as statuses and
 counters, not exceptions.
@@ -24,6 +27,7 @@ counters, not exceptions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +36,8 @@ from typing import Any
 
 from vtc_lab.eval.completion import is_final
 from vtc_lab.infer.config import LoopConfig
-from vtc_lab.infer.engine_api import Engine, GenerationParams, GenerationRequest
+from vtc_lab.infer.engine_api import (ConcurrentEngine, Engine, GenerationParams,
+                                      GenerationRequest)
 from vtc_lab.infer.memory import NoMemory, OpticalMemory, Renderer, TextMemory, Unit
 from vtc_lab.infer.records import ProblemRecord, RoundRecord
 
@@ -114,8 +119,8 @@ def run_loop(
     `system_prompt` / `image_position` must match the training data (build_messages is the one
     prompt builder). `samples_per_problem` overrides `loop_cfg.samples_per_problem`, which
     overrides 1. `skip` holds (problem_id, sample) keys already done (resumption);
-    `on_record` is called for each record when its batch has finished (the eval CLI appends it
-    to its jsonl), so an interrupted run resumes at a batch boundary.
+    `on_record` is called for each record when its batch (per-sample schedule: the sample) has
+    finished (the eval CLI appends it to its jsonl), so an interrupted run resumes there.
     `keep_images` keeps the memory pages of the first N optical records (for logging).
     Records are not graded here: see `vtc_lab.infer.metrics.grade_records`.
     """
@@ -149,7 +154,12 @@ def run_loop(
         bar.update(len(done))
 
     start = time.perf_counter()
-    _run_batched(engine, chunks, request, params, memory, loop_cfg, finish, stats)
+    if isinstance(engine, ConcurrentEngine) and engine.max_in_flight > 0:
+        _run_per_sample(engine, pending, request, params, memory, loop_cfg, finish, stats)
+        order = {(u.problem.id, u.sample): i for i, u in enumerate(pending)}
+        records.sort(key=lambda r: order[r.key])  # finished out of order: canonical order
+    else:
+        _run_batched(engine, chunks, request, params, memory, loop_cfg, finish, stats)
     bar.close()
     stats.wall_s += time.perf_counter() - start
     return records
@@ -176,6 +186,41 @@ def _run_batched(engine: Engine, chunks: list[list[Unit]], request: Callable, pa
             for u, out in zip(active, outputs):
                 advance(u, out, round_, memory, cfg)
         finish(chunk)
+
+
+def _run_per_sample(engine: ConcurrentEngine, units: list[Unit], request: Callable, params: Any,
+                    memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats) -> None:
+    """Each sample on its own (a server engine): at most `engine.max_in_flight` samples have a
+    request in flight; a sample's next round is sent as soon as its previous one returns, and a
+    finished sample's slot goes to the next pending one. A sample's rounds depend only on its
+    own earlier rounds (and seeds), so the records equal the batched schedule's."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    queue = iter(units)
+    in_flight: dict[Any, tuple[Unit, int]] = {}
+
+    def send(u: Unit, round_: int) -> None:
+        in_flight[engine.submit(request(u, round_), params)] = (u, round_)
+
+    try:
+        for u in itertools.islice(queue, engine.max_in_flight):
+            send(u, 1)
+        while in_flight:
+            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            for future in done:
+                u, round_ = in_flight.pop(future)
+                advance(u, future.result(), round_, memory, cfg)
+                stats.batches += 1
+                if not u.done:
+                    send(u, round_ + 1)
+                    continue
+                finish([u])
+                nxt = next(queue, None)
+                if nxt is not None:
+                    send(nxt, 1)
+    finally:  # an engine error ends the run: the records finished so far are already out
+        for future in in_flight:
+            future.cancel()
 
 
 def advance(u: Unit, out: Any, round_: int, memory: NoMemory, cfg: LoopConfig) -> None:

@@ -39,7 +39,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from vtc_lab.infer.engine_api import GenerationOutput, GenerationParams, GenerationRequest
@@ -123,6 +123,8 @@ class OpenAIEngine:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
                                         thread_name_prefix="openai-engine")
+        # ConcurrentEngine: the loop drives samples one by one, this many in flight
+        self.max_in_flight = cfg.max_concurrency if cfg.per_sample else 0
         self._prompt_ids: OrderedDict[str, list[int]] = OrderedDict()
         self._no_tokenize: list[str] = []
 
@@ -244,10 +246,16 @@ class OpenAIEngine:
     # -- Engine ----------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest],
                  params: GenerationParams) -> list[GenerationOutput]:
-        if self.model is None:
-            raise RuntimeError("OpenAIEngine.generate before check(): call engine.check(modes)")
-        futures = [self._pool.submit(self._one, r, params) for r in requests]
+        futures = [self.submit(r, params) for r in requests]
         return [f.result() for f in futures]
+
+    def submit(self, request: GenerationRequest,
+               params: GenerationParams) -> Future[GenerationOutput]:
+        """One request, run on the engine's pool (`ConcurrentEngine`: the loop's per-sample
+        schedule keeps at most `max_in_flight` of these pending)."""
+        if self.model is None:
+            raise RuntimeError("OpenAIEngine.submit before check(): call engine.check(modes)")
+        return self._pool.submit(self._one, request, params)
 
     def _one(self, request: GenerationRequest, params: GenerationParams) -> GenerationOutput:
         start = time.perf_counter()
