@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -43,6 +42,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from vtc_lab.infer.engine_api import GenerationOutput, GenerationParams, GenerationRequest
+from vtc_lab.infer.openai_answers import (ContextOverflowError, checked_answer, checked_json,
+                                          error_cause, error_message, is_context_overflow,
+                                          is_transient)
 from vtc_lab.infer.engine_config import EngineConfig
 
 IMAGE_TOKENS = ("<|image_pad|>", "<|image|>")
@@ -82,16 +84,6 @@ def to_openai_messages(messages: list[dict]) -> list[dict]:
             content = parts
         out.append({"role": msg["role"], "content": content})
     return out
-
-
-def _transient(err: Exception) -> bool:
-    import openai
-
-    if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError, BadAnswerError)):
-        return True  # APITimeoutError is a subclass, listed for the reader
-    if isinstance(err, openai.APIStatusError):
-        return err.status_code in (408, 409, 429) or err.status_code >= 500
-    return False
 
 
 class OpenAIEngine:
@@ -142,12 +134,12 @@ class OpenAIEngine:
                 served[url] = [m.id for m in client.models.list().data]
             except openai.APIConnectionError as err:
                 raise EngineUnavailableError(
-                    f"engine=openai: cannot reach the server at {url} ({_cause(err)}); start it "
+                    f"engine=openai: cannot reach the server at {url} ({error_cause(err)}); start it "
                     "(vtc-lab serve / vllm serve) or fix engine.base_urls") from None
             except openai.APIStatusError as err:
                 raise EngineUnavailableError(
                     f"engine=openai: {url}/models answered HTTP {err.status_code}: "
-                    f"{_message(err)} (an OpenAI-compatible server? wrong API key in "
+                    f"{error_message(err)} (an OpenAI-compatible server? wrong API key in "
                     f"${self.cfg.api_key_env}?)") from None
         if self.model is None:
             names = {tuple(v) for v in served.values()}
@@ -206,7 +198,7 @@ class OpenAIEngine:
             except Exception as err:  # noqa: BLE001 - reported with the URL, then stop
                 raise EngineUnavailableError(
                     f"engine=openai: a one-image chat completion at {url} failed (a vision "
-                    f"model? multimodal limits?): {_message(err)}") from None
+                    f"model? multimodal limits?): {error_message(err)}") from None
             ids = _prompt_ids(out) or []
             if not any(t in self.image_token_ids for t in ids):
                 raise EngineUnavailableError(
@@ -221,7 +213,7 @@ class OpenAIEngine:
                              seed=0, timeout=self.cfg.connect_timeout_s * 6)
         except Exception as err:  # noqa: BLE001 - reported with the URL, then stop
             raise EngineUnavailableError(f"engine=openai: a 1-token chat completion at {url} "
-                                         f"failed: {_message(err)}") from None
+                                         f"failed: {error_message(err)}") from None
         choice = out["choices"][0]
         if choice.get("token_ids") is None or _prompt_ids(out) is None:
             raise EngineUnavailableError(
@@ -237,7 +229,7 @@ class OpenAIEngine:
                 raise EngineUnavailableError(
                     f"engine=openai: loop=text continues its own turn from token ids through "
                     f"{url}/completions with a token-id prompt, which failed: "
-                    f"{_message(err)}") from None
+                    f"{error_message(err)}") from None
             if comp["choices"][0].get("token_ids") is None:
                 raise EngineUnavailableError(
                     f"engine=openai: {url}/completions does not return token ids "
@@ -381,7 +373,7 @@ class OpenAIEngine:
         raw = client.chat.completions.with_raw_response.create(
             model=self.model, messages=messages, max_completion_tokens=params.max_new_tokens,
             n=1, extra_body=extra, **std)
-        return _answer(raw, "/chat/completions", "choices")
+        return checked_answer(raw, "/chat/completions", "choices")
 
     def _completion(self, url: str, prompt: list[int], params: GenerationParams, seed: int,
                     timeout: float | None = None) -> dict:
@@ -391,7 +383,7 @@ class OpenAIEngine:
         raw = client.completions.with_raw_response.create(
             model=self.model, prompt=prompt, max_tokens=params.max_new_tokens, n=1,
             extra_body=extra, **std)
-        return _answer(raw, "/completions", "choices")
+        return checked_answer(raw, "/completions", "choices")
 
     def _client(self, url: str, timeout: float | None):
         client = self.clients[url]
@@ -400,7 +392,7 @@ class OpenAIEngine:
     def _post_root(self, url: str, path: str, body: dict) -> dict:
         # cast_to=object: the client hands back the decoded JSON, or the body text when the
         # answer is not JSON (checked like any other answer)
-        return _checked(self.roots[url].post(path, body=body, cast_to=object), path, "tokens")
+        return checked_json(self.roots[url].post(path, body=body, cast_to=object), path, "tokens")
 
     def _retrying(self, call):
         """`call(url)` on the least busy server; transient failures retried on the next one."""
@@ -410,19 +402,19 @@ class OpenAIEngine:
             try:
                 return call(url)
             except Exception as err:  # noqa: BLE001 - classified right below
-                if _transient(err):  # keep other requests off this server for a while
+                if is_transient(err):  # keep other requests off this server for a while
                     with self._lock:
                         self._down_until[url] = time.monotonic() + max(
                             delay * 2, self.cfg.retry_backoff_s, 1.0)
                 if is_context_overflow(err):
-                    raise ContextOverflowError(f"{url}: {_message(err)}") from err
-                if not _transient(err):
+                    raise ContextOverflowError(f"{url}: {error_message(err)}") from err
+                if not is_transient(err):
                     raise EngineUnavailableError(
-                        f"engine=openai: request to {url} failed: {_message(err)}") from err
+                        f"engine=openai: request to {url} failed: {error_message(err)}") from err
                 if attempt == self.cfg.max_retries:
                     raise EngineUnavailableError(
                         f"engine=openai: giving up after {attempt + 1} attempts; last: the "
-                        f"server at {url}: {_message(err)}") from err
+                        f"server at {url}: {error_message(err)}") from err
             finally:
                 self._release(url)
             time.sleep(delay)
@@ -445,73 +437,6 @@ class OpenAIEngine:
             self._in_flight[url] -= 1
 
 
-class BadAnswerError(RuntimeError):
-    """A server answered 2xx with something that is not the OpenAI response asked for (an HTML
-    page from a proxy, JSON without `choices`...). Retried like a transient failure: a load
-    balancer may have sent the request to the wrong backend."""
-
-
-class ContextOverflowError(RuntimeError):
-    """The server refused a request because its prompt (plus the token budget) is past the
-    model's context length. Not retried (the same request fails the same way); the loop ends
-    that sample as `context_overflow`."""
-
-
-# How servers word a context-length refusal (HTTP 400), matched case-insensitively:
-# vLLM's OpenAI server ("This model's maximum context length is N tokens. However, you
-# requested ..."), vLLM's engine check ("The decoder prompt (length N) is longer than the
-# maximum model length of M"), SGLang's tokenizer manager ("The input (N tokens) is longer than
-# the model's context length (M tokens)", "Requested token count exceeds the model's maximum
-# context length of M tokens"), OpenAI (code `context_length_exceeded`, "maximum context
-# length"), and "Input length N exceeds the maximum allowed length".
-_OVERFLOW = re.compile(r"maximum context length|longer than the (?:model's context length|"
-                       r"maximum model length)|context_length_exceeded|exceeds the maximum "
-                       r"allowed (?:input )?length", re.IGNORECASE)
-
-
-def is_context_overflow(err: Exception) -> bool:
-    """True for a server's refusal of a prompt past the model's context length."""
-    import openai
-
-    if not isinstance(err, openai.APIStatusError) or err.status_code not in (400, 413, 422):
-        return False
-    body = getattr(err, "body", None)
-    inner = body.get("error", body) if isinstance(body, dict) else None
-    code = inner.get("code") if isinstance(inner, dict) else None
-    return code == "context_length_exceeded" or bool(_OVERFLOW.search(_message(err)))
-
-
-def _answer(raw: Any, path: str, key: str) -> dict:
-    """The JSON object of a raw 2xx response, which must hold a non-empty `key`; anything else
-    (another content type, unparsable JSON) raises `BadAnswerError` saying what came back."""
-    ctype = raw.headers.get("content-type", "")
-    if "json" not in ctype.lower():
-        ctype = ctype or "(no content type)"
-        raise BadAnswerError(f"{path} answered HTTP {raw.status_code} {ctype}, not JSON: "
-                             f"{_snippet(raw.text)}")
-    try:
-        body = json.loads(raw.text)
-    except ValueError:
-        raise BadAnswerError(f"{path} answered HTTP {raw.status_code} with unparsable JSON: "
-                             f"{_snippet(raw.text)}") from None
-    return _checked(body, path, key)
-
-
-def _checked(body: Any, path: str, key: str) -> dict:
-    if not isinstance(body, dict) or not body.get(key):
-        raise BadAnswerError(f"{path} answered without `{key}`: {_snippet(body)}")
-    if key == "choices" and not (isinstance(body[key], list) and isinstance(body[key][0], dict)):
-        raise BadAnswerError(f"{path} answered a malformed `choices`: {_snippet(body)}")
-    return body
-
-
-def _snippet(value: Any, limit: int = 160) -> str:
-    """One line of at most `limit` characters of what a server sent."""
-    text = value if isinstance(value, str) else json.dumps(value, default=repr)
-    text = " ".join(text.split())
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 def _prompt_ids(resp: dict) -> list[int] | None:
     ids = resp.get("prompt_token_ids")  # vLLM: on the response
     if ids is None and resp.get("choices"):
@@ -522,26 +447,3 @@ def _prompt_ids(resp: dict) -> list[int] | None:
 def _has_images(messages: list[dict]) -> bool:
     return any(isinstance(m.get("content"), list) and
                any(p.get("type") == "image" for p in m["content"]) for m in messages)
-
-
-def _message(err: Exception) -> str:
-    body = getattr(err, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        msg = inner.get("message") if isinstance(inner, dict) else None
-        if msg:
-            return _one_line(f"HTTP {getattr(err, 'status_code', '?')}: {msg}")
-    if isinstance(err, BadAnswerError):
-        return str(err)
-    return _one_line(f"{type(err).__name__}: {err}")
-
-
-def _one_line(text: str, limit: int = 400) -> str:
-    """A server's message on one line (an HTML error page has hundreds), capped."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _cause(err: Exception) -> str:
-    cause = err.__cause__ or err.__context__
-    return f"{type(cause).__name__}: {cause}" if cause else str(err)
