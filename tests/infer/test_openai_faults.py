@@ -60,7 +60,7 @@ def test_a_broken_answer_ends_the_eval_in_one_line_and_the_rerun_resumes(tmp_pat
         # the CLI's one error line (vtc_lab.cli.main), the server's answer in it
         lines = [x for x in proc.stderr.splitlines() if x.startswith("vtc-lab eval: error:")]
         assert len(lines) == 1, proc.stderr[-3000:]
-        assert f"the server at {server.url}: /chat/completions {says}" in lines[0]
+        assert f"last: {server.url}: /chat/completions {says}" in lines[0]
         assert "giving up after 2 attempts" in lines[0]  # retried first (max_retries=1)
         assert [r["problem_id"] for r in rows(out / "local__none.jsonl")[1:]] == ["0", "1"]
         server.faults.clear()  # the server is fixed: the rerun does only what is left

@@ -413,8 +413,8 @@ class OpenAIEngine:
                         f"engine=openai: request to {url} failed: {error_message(err)}") from err
                 if attempt == self.cfg.max_retries:
                     raise EngineUnavailableError(
-                        f"engine=openai: giving up after {attempt + 1} attempts; last: the "
-                        f"server at {url}: {error_message(err)}") from err
+                        f"engine=openai: giving up after {attempt + 1} attempts; last: {url}: "
+                        f"{error_message(err)}") from err
             finally:
                 self._release(url)
             time.sleep(delay)
