@@ -238,6 +238,8 @@ class OpenAIEngine:
     # -- Engine ----------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest],
                  params: GenerationParams) -> list[GenerationOutput]:
+        if self.model is None:
+            raise RuntimeError("OpenAIEngine.generate before check(): call engine.check(modes)")
         futures = [self.submit(r, params) for r in requests]
         return [f.result() for f in futures]
 
