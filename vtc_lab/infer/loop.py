@@ -18,8 +18,10 @@ Work is batched over (problem, sample) units in chunks of `batch_size`; within a
 active set shrinks as units finish. An engine whose requests are independent calls to a server
 (`ConcurrentEngine`, `engine=openai`) is instead driven per sample: each sample's next round is
 sent as soon as its previous one returns, a bounded number in flight, so no sample waits for a
-batch's slowest one (same records: a sample depends only on its own rounds and seeds). Model output is only ever decoded, rendered and parsed
-(vtc_lab.eval.completion): never executed. Misbehaving models (no `</think>`, empty answers,
+batch's slowest one (same records: a sample depends only on its own rounds and seeds).
+
+Model output is only ever decoded, rendered and parsed (vtc_lab.eval.completion): never
+executed. Misbehaving models (no `</think>`, empty answers,
 empty rounds, markup the renderer chokes on, budget-sized outputs) end up as statuses and
 counters, not exceptions.
 """
