@@ -201,3 +201,25 @@ def test_render_and_segment_import_no_torch_at_run_time():
             "print('torch' in sys.modules, 'mlflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# What `vtc-lab eval engine=openai` runs in the client process: the engine API, the OpenAI
+# engine and the loop with its text/image handling. A client machine need not have torch.
+CLIENT = ("infer/engine_api.py", "infer/openai_engine.py", "infer/openai_answers.py",
+          "infer/loop.py", "infer/memory.py", "infer/evaluate.py", "infer/metrics.py",
+          "infer/records.py", "infer/predictions.py", "infer/engine_config.py", "infer/config.py")
+
+
+def test_the_openai_client_imports_no_torch_in_source():
+    heavy = {f: lines for f, lines in _files_importing(NO_TORCH).items() if f in CLIENT}
+    assert heavy == {}
+    assert all((ROOT / f).is_file() for f in CLIENT), "a client module moved: update CLIENT"
+
+
+def test_the_openai_client_imports_no_torch_at_run_time():
+    """Importing the OpenAI engine, the loop and the evaluation driver loads no torch (the
+    end-to-end check, an eval with torch unimportable, is tests/infer/test_openai_client.py)."""
+    code = ("import sys, vtc_lab.infer.openai_engine, vtc_lab.infer.loop, vtc_lab.infer.evaluate, "
+            "vtc_lab.infer.offline; print(*(m in sys.modules for m in ('torch', 'transformers')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -121,3 +121,22 @@ def test_every_source_package_is_in_the_wheel() -> None:
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vtc_lab").rglob("__init__.py")
                if "conf" not in p.relative_to(ROOT / "vtc_lab").parts[:1]}
     assert on_disk - declared == set()
+
+
+def test_client_requirements_repeat_the_declared_pins() -> None:
+    """requirements-client.txt (the torch-free `engine=openai` install, docs/engines.md) lists
+    packages the pyproject declares, each with the pyproject's own specifier, and no torch."""
+    project = _pyproject()["project"]
+    declared = {}
+    for line in project["dependencies"] + [d for ds in project["optional-dependencies"].values()
+                                           for d in ds]:
+        req = Requirement(line)
+        if not req.name.startswith("vtc-lab"):
+            declared[req.name.lower()] = req.specifier
+    lines = (ROOT / "requirements-client.txt").read_text().splitlines()
+    client = [Requirement(x.split("#")[0]) for x in lines if x.split("#")[0].strip()]
+    assert client, "requirements-client.txt lists nothing"
+    for req in client:
+        assert req.name.lower() in declared, f"{req.name} is not declared in pyproject.toml"
+        assert req.specifier == declared[req.name.lower()], req.name
+    assert not {r.name.lower() for r in client} & {"torch", "transformers", "lightning"}

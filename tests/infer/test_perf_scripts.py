@@ -45,3 +45,17 @@ def test_loop_latency_forces_lengths_logs_and_validates(tmp_path):
                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert check.returncode == 0, check.stderr[-2000:]
     assert "optical: mean abs error" in check.stdout and "speedup: mean abs error" in check.stdout
+
+
+def test_openai_pipeline_benchmark_runs_both_schedules(tmp_path):
+    """The per-sample vs batched benchmark, shrunk: both schedules run and agree."""
+    out = tmp_path / "pipe.json"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "openai_pipeline.py"), "--problems", "6",
+                           "--concurrency", "3", "--latency", "0", "--jitter", "0.01",
+                           "--modes", "none,text", "--seeds", "0", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["mode"], r["seed"]) for r in rows] == [("none", 0), ("text", 0)]
+    assert all(r["same_records"] and r["requests"] >= 6 for r in rows)
+    assert "| none |" in proc.stdout and "| text |" in proc.stdout

@@ -133,9 +133,11 @@ def _rows(srv: Server) -> int:
 
 @pytest.mark.slow
 def test_killed_eval_resumes_without_loss_or_duplicates(server, tmp_path):
+    # two samples in flight (engine.per_sample): records reach the file two by two, so the
+    # kill lands mid-run
     args = ["benchmark.limit=6", "loop=text", "loop.max_rounds=3", "loop.max_new_tokens=24",
             "loop.batch_size=2", "grade_workers=1", "progress=false", "tracking=off",
-            "engine=openai", f"engine.base_urls=[{server.url}]"]
+            "engine=openai", f"engine.base_urls=[{server.url}]", "engine.max_concurrency=2"]
 
     def cmd(out: Path) -> list[str]:
         return [sys.executable, "-m", "vtc_lab.cli.main", "eval", *args, f"output_dir={out}",

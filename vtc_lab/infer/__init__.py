@@ -12,10 +12,10 @@ from typing import Any
 from vtc_lab.infer.config import MODES, LoopConfig
 
 _LAZY = {
-    "Engine": "vtc_lab.infer.engine",
-    "GenerationParams": "vtc_lab.infer.engine",
-    "GenerationRequest": "vtc_lab.infer.engine",
-    "GenerationOutput": "vtc_lab.infer.engine",
+    "Engine": "vtc_lab.infer.engine_api",
+    "GenerationParams": "vtc_lab.infer.engine_api",
+    "GenerationRequest": "vtc_lab.infer.engine_api",
+    "GenerationOutput": "vtc_lab.infer.engine_api",
     "HFEngine": "vtc_lab.infer.engine",
     "OpenAIEngine": "vtc_lab.infer.openai_engine",
     "EngineUnavailableError": "vtc_lab.infer.openai_engine",

@@ -1,9 +1,9 @@
-"""Generation engines behind the inference loops.
+"""`HFEngine`: the loops' `Engine` as Hugging Face `generate` in this process.
 
-The loop talks to an `Engine` (a Protocol): a batch of `GenerationRequest`s (chat messages with
-PIL images, plus an optional assistant-turn prefix of token ids) in, one `GenerationOutput` per
-request out. `HFEngine` is Hugging Face `generate` over a `vtc_lab.models.Backbone`; a vLLM
-engine for GPU clusters only has to implement the same three methods.
+The engine API itself (`Engine`, `GenerationRequest`, `GenerationParams`, `GenerationOutput`)
+lives in the torch-free `vtc_lab.infer.engine_api`, so the loop and the OpenAI client import
+without torch; it is re-exported here for the callers that import it from this module. A vLLM
+engine for GPU clusters only has to implement the same methods.
 
 Sampling is per request: each request carries its own seed and is sampled with its own
 `torch.Generator`, so a sample's tokens do not depend on which other requests share its batch
@@ -15,84 +15,17 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
-from vtc_lab.infer.config import LoopConfig
+from vtc_lab.infer.engine_api import (Engine, GenerationOutput, GenerationParams,
+                                      GenerationRequest)
 from vtc_lab.infer.reuse import (Clock, EngineStats, PrefixCache, VisionCache, caching_processor,
                                  image_spans, page_key, sync)
 from vtc_lab.models.internals import reset_rope_deltas
 
-
-_LOOP = LoopConfig()
-
-
-@dataclass
-class GenerationParams:
-    """Decoding settings shared by a batch: the loop builds them from its `LoopConfig`
-    (`vtc_lab.infer.loop.generation_params`); the server from a request. Fields and defaults are
-    `LoopConfig`'s, so each setting is declared (and documented) once, there."""
-
-    max_new_tokens: int = _LOOP.max_new_tokens
-    do_sample: bool = _LOOP.do_sample
-    temperature: float = _LOOP.temperature
-    top_p: float = _LOOP.top_p
-    top_k: int = _LOOP.top_k
-    repetition_penalty: float = _LOOP.repetition_penalty
-
-
-@dataclass
-class GenerationRequest:
-    """One generation: chat messages from `vtc_lab.data.build_messages`, optionally followed by
-    an assistant-turn prefix (token ids the model produced earlier: the text-memory baseline
-    continues its own turn from exact ids, so nothing it wrote is re-tokenized or re-parsed)."""
-
-    messages: list[dict]
-    prefix_ids: list[int] = field(default_factory=list)
-    seed: int = 0
-
-
-@dataclass
-class GenerationOutput:
-    """What one request produced and what it cost."""
-
-    text: str
-    """Decoded new text (special tokens such as end-of-turn removed)."""
-    token_ids: list[int]
-    """New token ids, up to and including the end-of-turn token when one was emitted."""
-    context_text_tokens: int
-    """Prompt tokens that are not image placeholders (incl. the prefix and image delimiters)."""
-    context_vision_tokens: int
-    """Image placeholder tokens in the prompt (the merged vision tokens the LM attends to)."""
-    stopped: bool
-    """True when the model ended its turn (end-of-turn token), False when it hit the budget."""
-    generate_s: float
-    """Wall time of the batched call this request was part of."""
-    memory_ids: list[int] | None = None
-    """The new ids that may be fed back as text memory: `token_ids` without special tokens
-    (end-of-turn, image placeholders, vision delimiters...), i.e. exactly the ids behind `text`.
-    A model that emits an image placeholder must not smuggle it into the next prompt. None: use
-    `token_ids` minus a final end-of-turn token."""
-
-
-@runtime_checkable
-class Engine(Protocol):
-    """What the loops need from a model. Implementations must never execute model output."""
-
-    def generate(self, requests: Sequence[GenerationRequest],
-                 params: GenerationParams) -> list[GenerationOutput]: ...
-
-    def logits_processors(self, requests: Sequence[GenerationRequest], params: GenerationParams,
-                          device: torch.device) -> list:
-        """Extra logits processors for one batch (the per-row sampler when sampling). A subclass
-        may add its own, e.g. to force a known continuation in a benchmark."""
-        return [_RowSampler([r.seed for r in requests], params, device)] if params.do_sample else []
-
-    def count_text_tokens(self, text: str) -> int: ...
-
-    def kv_bytes_per_token(self) -> int | None: ...
+__all__ = ["Engine", "GenerationOutput", "GenerationParams", "GenerationRequest", "HFEngine"]
 
 
 class _RowSampler:

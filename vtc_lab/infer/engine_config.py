@@ -33,9 +33,17 @@ class EngineConfig:
     the placeholder key `EMPTY`. The key itself never goes into a config, a log or MLflow."""
 
     max_concurrency: int = 64
-    """Most requests in flight at once over all servers. The loop hands the engine one batch of
-    `loop.batch_size` rounds at a time, so in-flight requests are min(loop.batch_size, this):
-    raise both to keep a vLLM server's continuous batching full."""
+    """Most requests in flight at once over all servers. With `per_sample` (the default) this
+    many samples advance at once, each with one round in flight; raise it to keep a vLLM
+    server's continuous batching full. Without, the loop hands the engine one batch of
+    `loop.batch_size` rounds at a time: min(loop.batch_size, this) in flight."""
+
+    per_sample: bool = True
+    """Drive each sample on its own: its next round is sent as soon as its previous round
+    returns, and a finished sample's slot goes to the next one (`loop.batch_size` plays no
+    part). false: the loop's lockstep batches, where every sample of a batch waits for the
+    batch's slowest round. Same records either way (each sample depends only on its own rounds
+    and seeds); experiments/perf/openai_pipeline.py measures the throughput of both."""
 
     timeout_s: float = 3600.0
     """Deadline of one request (a round of 8,192 tokens on a busy server can take minutes)."""
@@ -72,6 +80,8 @@ class EngineConfig:
                                      "(expected e.g. http://host:8000/v1)")
             if len(set(self.normalized_urls)) != len(self.base_urls):
                 raise ValueError(f"engine.base_urls lists a server twice: {self.base_urls}")
+        if not isinstance(self.per_sample, bool):
+            raise ValueError(f"engine.per_sample must be true or false, got {self.per_sample!r}")
         for name in ("max_concurrency",):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -15,8 +15,13 @@ What a mode keeps between rounds is its memory strategy (vtc_lab.infer.memory); 
 ends is `stop_reason`, the one stop rule. The loop itself never branches on the mode.
 
 Work is batched over (problem, sample) units in chunks of `batch_size`; within a chunk the
-active set shrinks as units finish. Model output is only ever decoded, rendered and parsed
-(vtc_lab.eval.completion): never executed. Misbehaving models (no `</think>`, empty answers,
+active set shrinks as units finish. An engine whose requests are independent calls to a server
+(`ConcurrentEngine`, `engine=openai`) is instead driven per sample: each sample's next round is
+sent as soon as its previous one returns, a bounded number in flight, so no sample waits for a
+batch's slowest one (same records: a sample depends only on its own rounds and seeds).
+
+Model output is only ever decoded, rendered and parsed (vtc_lab.eval.completion): never
+executed. Misbehaving models (no `</think>`, empty answers,
 empty rounds, markup the renderer chokes on, budget-sized outputs) end up as statuses and
 counters, not exceptions.
 """
@@ -24,6 +29,8 @@ counters, not exceptions.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,9 +38,12 @@ from typing import Any
 
 from vtc_lab.eval.completion import is_final
 from vtc_lab.infer.config import LoopConfig
-from vtc_lab.infer.engine import Engine, GenerationParams, GenerationRequest
+from vtc_lab.infer.engine_api import (ConcurrentEngine, Engine, GenerationParams,
+                                      GenerationRequest)
 from vtc_lab.infer.memory import NoMemory, OpticalMemory, Renderer, TextMemory, Unit
 from vtc_lab.infer.records import ProblemRecord, RoundRecord
+
+log = logging.getLogger(__name__)
 
 
 def derive_seed(seed: int, benchmark: str, problem_id: str, sample: int, round_: int = 0) -> int:
@@ -113,8 +123,8 @@ def run_loop(
     prompt builder), and `image_max_pixels` the training encoder's page cap (optical pages are
     downscaled to it; None: rendered size). `samples_per_problem` overrides `loop_cfg.samples_per_problem`, which
     overrides 1. `skip` holds (problem_id, sample) keys already done (resumption);
-    `on_record` is called for each record when its batch has finished (the eval CLI appends it
-    to its jsonl), so an interrupted run resumes at a batch boundary.
+    `on_record` is called for each record when its batch (per-sample schedule: the sample) has
+    finished (the eval CLI appends it to its jsonl), so an interrupted run resumes there.
     `keep_images` keeps the memory pages of the first N optical records (for logging).
     Records are not graded here: see `vtc_lab.infer.metrics.grade_records`.
     """
@@ -128,21 +138,49 @@ def run_loop(
     chunks = _chunks(problems, samples, loop_cfg, set(skip))
     memory = make_memory(loop_cfg, engine, render_cfg, renderer, image_max_pixels)
     params = generation_params(loop_cfg)
-    kv_per_token = engine.kv_bytes_per_token()
+    pending = [u for chunk in chunks for u in chunk]
+    keep = {id(u) for u in pending[:keep_images]}  # the first `keep_images` pending samples
     records: list[ProblemRecord] = []
-    bar = _progress(sum(len(c) for c in chunks), loop_cfg.mode, progress)
+    bar = _progress(len(pending), loop_cfg.mode, progress)
+
+    def request(u: Unit, round_: int) -> GenerationRequest:
+        return GenerationRequest(
+            messages=build_messages(u.problem.question, u.images, system_prompt, image_position),
+            prefix_ids=u.prefix_ids,
+            seed=derive_seed(loop_cfg.seed, u.problem.benchmark, u.problem.id, u.sample, round_))
+
+    def finish(units: list[Unit]) -> None:
+        done = [_finish(u, memory, loop_cfg.mode, keep=id(u) in keep) for u in units]
+        for record in done:
+            if on_record is not None:
+                on_record(record)
+        records.extend(done)
+        bar.update(len(done))
+
     start = time.perf_counter()
+    if isinstance(engine, ConcurrentEngine) and engine.max_in_flight > 0:
+        _run_per_sample(engine, pending, request, params, memory, loop_cfg, finish, stats)
+        order = {(u.problem.id, u.sample): i for i, u in enumerate(pending)}
+        records.sort(key=lambda r: order[r.key])  # finished out of order: canonical order
+    else:
+        _run_batched(engine, chunks, request, params, memory, loop_cfg, finish, stats)
+    bar.close()
+    stats.wall_s += time.perf_counter() - start
+    return records
+
+
+def _run_batched(engine: Engine, chunks: list[list[Unit]], request: Callable, params: Any,
+                 memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats) -> None:
+    """Batch by batch: each round of a batch is one `generate` call over its active samples,
+    and the next round waits for the batch's slowest sample (what a batched in-process model
+    needs)."""
+    kv_per_token = engine.kv_bytes_per_token()
     for chunk in chunks:
-        for round_ in range(1, loop_cfg.max_rounds + 1):
+        for round_ in range(1, cfg.max_rounds + 1):
             active = [u for u in chunk if not u.done]
             if not active:
                 break
-            requests = [GenerationRequest(
-                messages=build_messages(u.problem.question, u.images, system_prompt, image_position),
-                prefix_ids=u.prefix_ids,
-                seed=derive_seed(loop_cfg.seed, u.problem.benchmark, u.problem.id, u.sample, round_))
-                for u in active]
-            outputs = engine.generate(requests, params)
+            outputs = engine.generate([request(u, round_) for u in active], params)
             stats.batches += 1
             if kv_per_token:
                 width = max(o.context_text_tokens + o.context_vision_tokens for o in outputs)
@@ -150,26 +188,65 @@ def run_loop(
                 stats.kv_cache_peak_bytes_batch = max(
                     stats.kv_cache_peak_bytes_batch, kv_per_token * len(outputs) * (width + new))
             for u, out in zip(active, outputs):
-                graded_text = memory.observe(u, out)
-                rec = RoundRecord(
-                    round=round_, text=out.text, generated_tokens=len(out.token_ids),
-                    context_text_tokens=out.context_text_tokens,
-                    context_vision_tokens=out.context_vision_tokens, images=len(u.images),
-                    generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped)
-                u.rounds.append(rec)
-                if not rec.final and round_ < loop_cfg.max_rounds:  # there is a next round
-                    memory.remember(u, out, rec)
-                u.status = stop_reason(rec, round_, loop_cfg)
-        finished = [_finish(u, memory, loop_cfg.mode, keep=len(records) + i < keep_images)
-                    for i, u in enumerate(chunk)]
-        for record in finished:
-            if on_record is not None:
-                on_record(record)
-        records.extend(finished)
-        bar.update(len(finished))
-    bar.close()
-    stats.wall_s += time.perf_counter() - start
-    return records
+                advance(u, out, round_, memory, cfg)
+        finish(chunk)
+
+
+def _run_per_sample(engine: ConcurrentEngine, units: list[Unit], request: Callable, params: Any,
+                    memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats) -> None:
+    """Each sample on its own (a server engine): at most `engine.max_in_flight` samples have a
+    request in flight; a sample's next round is sent as soon as its previous one returns, and a
+    finished sample's slot goes to the next pending one. A sample's rounds depend only on its
+    own earlier rounds (and seeds), so the records equal the batched schedule's."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    queue = iter(units)
+    in_flight: dict[Any, tuple[Unit, int]] = {}
+
+    def send(u: Unit, round_: int) -> None:
+        in_flight[engine.submit(request(u, round_), params)] = (u, round_)
+
+    try:
+        for u in itertools.islice(queue, engine.max_in_flight):
+            send(u, 1)
+        while in_flight:
+            done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            for future in done:
+                u, round_ = in_flight.pop(future)
+                advance(u, future.result(), round_, memory, cfg)
+                stats.batches += 1
+                if not u.done:
+                    send(u, round_ + 1)
+                    continue
+                finish([u])
+                nxt = next(queue, None)
+                if nxt is not None:
+                    send(nxt, 1)
+    finally:  # an engine error ends the run: the records finished so far are already out
+        for future in in_flight:
+            future.cancel()
+
+
+def advance(u: Unit, out: Any, round_: int, memory: NoMemory, cfg: LoopConfig) -> None:
+    """Take round `round_`'s output into sample `u`: its round record, its memory for the next
+    round, and whether it ends (`u.status`). A request the server refused as past the model's
+    context length ends the sample as `context_overflow`, with no record for that round."""
+    if out.overflow is not None:
+        log.warning("%s/%s sample %d: round %d refused by the server (context length): %s; "
+                    "recorded as context_overflow", u.problem.benchmark, u.problem.id, u.sample,
+                    round_, out.overflow)
+        u.status = "context_overflow"
+        return
+    graded_text = memory.observe(u, out)
+    rec = RoundRecord(
+        round=round_, text=out.text, generated_tokens=len(out.token_ids),
+        context_text_tokens=out.context_text_tokens,
+        context_vision_tokens=out.context_vision_tokens, images=len(u.images),
+        generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped)
+    u.rounds.append(rec)
+    if not rec.final and round_ < cfg.max_rounds:  # there is a next round
+        memory.remember(u, out, rec)
+    u.status = stop_reason(rec, round_, cfg)
 
 
 def stop_reason(rec: RoundRecord, round_: int, cfg: LoopConfig) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -157,9 +158,8 @@ class PeakMemory:
         if not self.reset:
             return
         try:
-            import torch
-
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch = _loaded_torch()
+            if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.reset_peak_memory_stats()
         except Exception:  # noqa: BLE001 - measuring must never break a run
             pass
@@ -178,14 +178,19 @@ class PeakMemory:
             hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         out["peak_rss_bytes" if windowed else "process_peak_rss_bytes"] = float(hwm)
         try:
-            import torch
-
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch = _loaded_torch()
+            if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
                 key = "peak_cuda_bytes" if self.reset else "process_peak_cuda_bytes"
                 out[key] = float(torch.cuda.max_memory_allocated())
         except Exception:  # noqa: BLE001
             pass
         return out
+
+
+def _loaded_torch():
+    """torch if this process has imported it, else None: a process without torch (an
+    `engine=openai` client) has no CUDA memory to measure, and must not import torch for it."""
+    return sys.modules.get("torch")
 
 
 def _vm_hwm_bytes() -> int | None:

@@ -99,12 +99,8 @@ def resolve_model(cfg: EvalConfig) -> EvalConfig:
 def evaluate(cfg: EvalConfig) -> dict[str, float]:
     """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics.
     The predictions directory is locked for the whole evaluation (a second writer is refused,
-    naming the first)."""
-    import torch
-
+    naming the first). `engine=openai` imports no torch (a client-only install runs it)."""
     from vtc_lab.eval.benchmarks import load_benchmark
-    from vtc_lab.infer.engine import HFEngine
-    from vtc_lab.models import load_backbone
 
     cfg = resolve_model(cfg)
     problems = load_benchmark(cfg.benchmark)
@@ -128,6 +124,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     try:
         with OutputLock(out_dir, job="vtc-lab eval"):
             if served is None:
+                import torch
+
+                from vtc_lab.infer.engine import HFEngine
+                from vtc_lab.models import load_backbone
+
                 backbone = load_backbone(cfg.model)
                 if cfg.checkpoint:
                     load_checkpoint_weights(backbone.model, cfg.checkpoint)
@@ -135,7 +136,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
                     "cuda" if torch.cuda.is_available() else "cpu")
                 backbone.model.to(device).eval()
                 engine = HFEngine(backbone)
-            torch.manual_seed(cfg.loop.seed)
+                torch.manual_seed(cfg.loop.seed)
             return _run_and_log(cfg, engine, problems, header, out_dir)
     finally:
         if served is not None:

@@ -38,10 +38,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from vtc_lab.infer.engine import GenerationOutput, GenerationParams, GenerationRequest
+from vtc_lab.infer.engine_api import GenerationOutput, GenerationParams, GenerationRequest
+from vtc_lab.infer.openai_answers import (ContextOverflowError, checked_answer, checked_json,
+                                          error_cause, error_message, is_context_overflow,
+                                          is_transient)
 from vtc_lab.infer.engine_config import EngineConfig
 
 IMAGE_TOKENS = ("<|image_pad|>", "<|image|>")
@@ -83,16 +86,6 @@ def to_openai_messages(messages: list[dict]) -> list[dict]:
     return out
 
 
-def _transient(err: Exception) -> bool:
-    import openai
-
-    if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError)):
-        return True  # APITimeoutError is a subclass, listed for the reader
-    if isinstance(err, openai.APIStatusError):
-        return err.status_code in (408, 409, 429) or err.status_code >= 500
-    return False
-
-
 class OpenAIEngine:
     """The `Engine` protocol over one or more OpenAI-compatible servers (see the module doc)."""
 
@@ -122,6 +115,8 @@ class OpenAIEngine:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
                                         thread_name_prefix="openai-engine")
+        # ConcurrentEngine: the loop drives samples one by one, this many in flight
+        self.max_in_flight = cfg.max_concurrency if cfg.per_sample else 0
         self._prompt_ids: OrderedDict[str, list[int]] = OrderedDict()
         self._no_tokenize: list[str] = []
 
@@ -139,12 +134,12 @@ class OpenAIEngine:
                 served[url] = [m.id for m in client.models.list().data]
             except openai.APIConnectionError as err:
                 raise EngineUnavailableError(
-                    f"engine=openai: cannot reach the server at {url} ({_cause(err)}); start it "
+                    f"engine=openai: cannot reach the server at {url} ({error_cause(err)}); start it "
                     "(vtc-lab serve / vllm serve) or fix engine.base_urls") from None
             except openai.APIStatusError as err:
                 raise EngineUnavailableError(
                     f"engine=openai: {url}/models answered HTTP {err.status_code}: "
-                    f"{_message(err)} (an OpenAI-compatible server? wrong API key in "
+                    f"{error_message(err)} (an OpenAI-compatible server? wrong API key in "
                     f"${self.cfg.api_key_env}?)") from None
         if self.model is None:
             names = {tuple(v) for v in served.values()}
@@ -203,7 +198,7 @@ class OpenAIEngine:
             except Exception as err:  # noqa: BLE001 - reported with the URL, then stop
                 raise EngineUnavailableError(
                     f"engine=openai: a one-image chat completion at {url} failed (a vision "
-                    f"model? multimodal limits?): {_message(err)}") from None
+                    f"model? multimodal limits?): {error_message(err)}") from None
             ids = _prompt_ids(out) or []
             if not any(t in self.image_token_ids for t in ids):
                 raise EngineUnavailableError(
@@ -218,7 +213,7 @@ class OpenAIEngine:
                              seed=0, timeout=self.cfg.connect_timeout_s * 6)
         except Exception as err:  # noqa: BLE001 - reported with the URL, then stop
             raise EngineUnavailableError(f"engine=openai: a 1-token chat completion at {url} "
-                                         f"failed: {_message(err)}") from None
+                                         f"failed: {error_message(err)}") from None
         choice = out["choices"][0]
         if choice.get("token_ids") is None or _prompt_ids(out) is None:
             raise EngineUnavailableError(
@@ -234,7 +229,7 @@ class OpenAIEngine:
                 raise EngineUnavailableError(
                     f"engine=openai: loop=text continues its own turn from token ids through "
                     f"{url}/completions with a token-id prompt, which failed: "
-                    f"{_message(err)}") from None
+                    f"{error_message(err)}") from None
             if comp["choices"][0].get("token_ids") is None:
                 raise EngineUnavailableError(
                     f"engine=openai: {url}/completions does not return token ids "
@@ -245,11 +240,28 @@ class OpenAIEngine:
                  params: GenerationParams) -> list[GenerationOutput]:
         if self.model is None:
             raise RuntimeError("OpenAIEngine.generate before check(): call engine.check(modes)")
-        futures = [self._pool.submit(self._one, r, params) for r in requests]
+        futures = [self.submit(r, params) for r in requests]
         return [f.result() for f in futures]
+
+    def submit(self, request: GenerationRequest,
+               params: GenerationParams) -> Future[GenerationOutput]:
+        """One request, run on the engine's pool (`ConcurrentEngine`: the loop's per-sample
+        schedule keeps at most `max_in_flight` of these pending)."""
+        if self.model is None:
+            raise RuntimeError("OpenAIEngine.submit before check(): call engine.check(modes)")
+        return self._pool.submit(self._one, request, params)
 
     def _one(self, request: GenerationRequest, params: GenerationParams) -> GenerationOutput:
         start = time.perf_counter()
+        try:
+            return self._generate_one(request, params, start)
+        except ContextOverflowError as err:  # this sample cannot go on; the others can
+            return GenerationOutput(text="", token_ids=[], context_text_tokens=0,
+                                    context_vision_tokens=0, stopped=False,
+                                    generate_s=time.perf_counter() - start, overflow=str(err))
+
+    def _generate_one(self, request: GenerationRequest, params: GenerationParams,
+                      start: float) -> GenerationOutput:
         key = json.dumps(request.messages, sort_keys=True, default=repr) \
             if not _has_images(request.messages) else None
         if request.prefix_ids:
@@ -360,27 +372,29 @@ class OpenAIEngine:
         std, extra = self._sampling(params, seed)
         extra.update(return_token_ids=True, return_prompt_token_ids=True)
         client = self._client(url, timeout)
-        resp = client.chat.completions.create(model=self.model, messages=messages,
-                                              max_completion_tokens=params.max_new_tokens, n=1,
-                                              extra_body=extra, **std)
-        return resp.to_dict()
+        raw = client.chat.completions.with_raw_response.create(
+            model=self.model, messages=messages, max_completion_tokens=params.max_new_tokens,
+            n=1, extra_body=extra, **std)
+        return checked_answer(raw, "/chat/completions", "choices")
 
     def _completion(self, url: str, prompt: list[int], params: GenerationParams, seed: int,
                     timeout: float | None = None) -> dict:
         std, extra = self._sampling(params, seed)
         extra.update(return_token_ids=True)
         client = self._client(url, timeout)
-        resp = client.completions.create(model=self.model, prompt=prompt,
-                                         max_tokens=params.max_new_tokens, n=1,
-                                         extra_body=extra, **std)
-        return resp.to_dict()
+        raw = client.completions.with_raw_response.create(
+            model=self.model, prompt=prompt, max_tokens=params.max_new_tokens, n=1,
+            extra_body=extra, **std)
+        return checked_answer(raw, "/completions", "choices")
 
     def _client(self, url: str, timeout: float | None):
         client = self.clients[url]
         return client if timeout is None else client.with_options(timeout=timeout)
 
     def _post_root(self, url: str, path: str, body: dict) -> dict:
-        return self.roots[url].post(path, body=body, cast_to=object)
+        # cast_to=object: the client hands back the decoded JSON, or the body text when the
+        # answer is not JSON (checked like any other answer)
+        return checked_json(self.roots[url].post(path, body=body, cast_to=object), path, "tokens")
 
     def _retrying(self, call):
         """`call(url)` on the least busy server; transient failures retried on the next one."""
@@ -390,17 +404,19 @@ class OpenAIEngine:
             try:
                 return call(url)
             except Exception as err:  # noqa: BLE001 - classified right below
-                if _transient(err):  # keep other requests off this server for a while
+                if is_transient(err):  # keep other requests off this server for a while
                     with self._lock:
                         self._down_until[url] = time.monotonic() + max(
                             delay * 2, self.cfg.retry_backoff_s, 1.0)
-                if not _transient(err):
+                if is_context_overflow(err):
+                    raise ContextOverflowError(f"{url}: {error_message(err)}") from err
+                if not is_transient(err):
                     raise EngineUnavailableError(
-                        f"engine=openai: request to {url} failed: {_message(err)}") from err
+                        f"engine=openai: request to {url} failed: {error_message(err)}") from err
                 if attempt == self.cfg.max_retries:
                     raise EngineUnavailableError(
                         f"engine=openai: giving up after {attempt + 1} attempts; last: {url}: "
-                        f"{_message(err)}") from err
+                        f"{error_message(err)}") from err
             finally:
                 self._release(url)
             time.sleep(delay)
@@ -433,18 +449,3 @@ def _prompt_ids(resp: dict) -> list[int] | None:
 def _has_images(messages: list[dict]) -> bool:
     return any(isinstance(m.get("content"), list) and
                any(p.get("type") == "image" for p in m["content"]) for m in messages)
-
-
-def _message(err: Exception) -> str:
-    body = getattr(err, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        msg = inner.get("message") if isinstance(inner, dict) else None
-        if msg:
-            return f"HTTP {getattr(err, 'status_code', '?')}: {msg}"
-    return f"{type(err).__name__}: {err}"
-
-
-def _cause(err: Exception) -> str:
-    cause = err.__cause__ or err.__context__
-    return f"{type(cause).__name__}: {cause}" if cause else str(err)
