@@ -76,22 +76,6 @@ _CWD_MLRUNS = Path.cwd() / "mlruns"
 _CWD_MLRUNS_BEFORE = _CWD_MLRUNS.exists()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _default_tracking_uri_in_tmp(tmp_path_factory):
-    """Code that reaches MLflow without a tracking URI gets a tmp sqlite store, never MLflow's
-    default under the working directory (tests write only under tmp paths)."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        yield
-        return
-    mp = pytest.MonkeyPatch()
-    db = tmp_path_factory.mktemp("default-mlflow") / "mlflow.db"
-    mp.setenv("MLFLOW_TRACKING_URI", "sqlite:///" + str(db))
-    try:
-        yield
-    finally:
-        mp.undo()
-
-
 @pytest.fixture(autouse=True)
 def _no_mlruns_in_the_working_directory(request):
     """Fail the test after which ./mlruns appeared in the working directory: MLflow puts it there

@@ -34,7 +34,8 @@ def test_key_params_are_short_and_readable():
         "backbone": "tiny_qwen3_vl", "arch": "qwen3_vl", "model_source": "tiny",
         "font": "DejaVuSans", "font_size": 9.0, "dpi": 72, "page_width": 595.0,
         "seg_policy": "boundary", "seg_budget": 96, "dataset": "math500_fixture",
-        "system_prompt": "on", "image_position": "before", "max_pixels": None, "min_pixels": None}
+        "system_prompt": "on", "image_position": "before", "max_pixels": None, "min_pixels": None,
+        "image_max_pixels": None}
     cfg.data.system_prompt = None
     assert key_params(cfg)["system_prompt"] == "off"
 

@@ -97,18 +97,20 @@ def short_help(command: str, app: str, summary: str) -> str:
     return "\n".join(lines)
 
 
-def complete(line: str, commands: list[str]) -> list[str]:
+def complete(line: str, commands: dict[str, str]) -> list[str]:
     """Candidates for the last word of `line` (the command line up to the cursor): a command
-    after `vtc-lab`, then `group=` and flags, and after `group=` that group's presets."""
+    after `vtc-lab`, then `group=` and flags, and after `group=` that group's presets.
+    `commands` maps each command to its app's module path (`vtc_lab.cli.main.COMMANDS`'s
+    first field), passed in so this module does not import the dispatcher that imports it."""
     words = line.split()
     cur = "" if not line or line[-1].isspace() else words.pop()
     if len(words) <= 1:
         return [c for c in [*commands, "--help", "--version", "--completion"]
                 if c.startswith(cur)]
     command = words[1]
-    app = _app_of(command)
-    if app is None:
+    if command not in commands:
         return []
+    app = commands[command].rsplit(".", 1)[-1]
     _, groups = _app_yaml(app)
     names = [g for g, _ in groups]
     if "=" in cur:
@@ -119,11 +121,3 @@ def complete(line: str, commands: list[str]) -> list[str]:
         return [f"{key}={o}" for o in group_options(group) if o.startswith(prefix)]
     found = [f"{g}=" for g in names if g.startswith(cur)]
     return found + [f for f in FLAGS if cur and f.startswith(cur)]
-
-
-def _app_of(command: str) -> str | None:
-    from vtc_lab.cli.main import COMMANDS
-
-    if command not in COMMANDS:
-        return None
-    return COMMANDS[command][0].rsplit(".", 1)[-1]

@@ -140,7 +140,8 @@ def _own_flags(argv: list[str]) -> bool:
         print(cli_help.BASH_COMPLETION, end="")
         return True
     if argv[0] == "--complete":
-        print("\n".join(cli_help.complete(argv[1] if len(argv) > 1 else "", list(COMMANDS))))
+        print("\n".join(cli_help.complete(argv[1] if len(argv) > 1 else "",
+                                         {c: m for c, (m, _) in COMMANDS.items()})))
         return True
     if argv[0] in COMMANDS and any(a in ("-h", "--help") for a in argv[1:]):
         module, summary = COMMANDS[argv[0]]
