@@ -79,7 +79,7 @@ def test_same_seed_same_weights_with_the_evaluator_between_steps(tmp_path):
     runs = {"a": _train(tmp_path, "a", *common), "b": _train(tmp_path, "b", *common),
             "off": _train(tmp_path, "off", *common, "evaluator=off"),
             "seed1": _train(tmp_path, "seed1", *common, "optim.seed=1")}
-    assert "eval/toy/optical/accuracy" in runs["a"] and "eval/toy/optical/accuracy" not in runs["off"]
+    assert "eval/toy/memory/accuracy" in runs["a"] and "eval/toy/memory/accuracy" not in runs["off"]
     w = {k: _weights(Path(r["checkpoint"])) for k, r in runs.items()}
     assert w["a"].keys() == w["b"].keys() == w["off"].keys()
     for other in ("b", "off"):
