@@ -325,3 +325,25 @@ def test_full_scale_training_presets_train_on_every_problem(preset):
     """train.yaml limits data to 64 problems for the CPU quick start; a preset meant to train on
     the whole dataset must lift it (the paper presets once trained on 64 OpenR1 problems)."""
     assert _to_object("train", [f"experiment={preset}"]).data.limit is None
+
+
+def test_one_seed_drives_the_tiny_models_init_in_train_only():
+    """`optim.seed` (what `seeds=N` sweeps) also draws the tiny model's random init, so seed
+    replicates differ in init, not only in data order; an explicit model.tiny.seed still wins;
+    the defaults stay 0/0; eval and serve models keep their own model.tiny.seed."""
+    from vtc_lab.cli._seeds import expand_seeds
+    from vtc_lab.cli.train import SEED_KEY
+
+    default = _to_object("train")
+    assert (default.optim.seed, default.model.tiny.seed) == (0, 0)
+    sweep = [a for a in expand_seeds(["experiment=toy", "seeds=3"], SEED_KEY) if a != "-m"]
+    key, values = next(a for a in sweep if a.startswith(f"{SEED_KEY}=")).split("=")
+    for value in values.split(","):
+        point = [a for a in sweep if not a.startswith(f"{key}=")] + [f"{key}={value}"]
+        cfg = _to_object("train", point + ["optim.memory=text"])
+        assert (cfg.optim.seed, cfg.model.tiny.seed) == (int(value), int(value))
+    pinned = _to_object("train", ["optim.seed=2", "model.tiny.seed=5"])
+    assert (pinned.optim.seed, pinned.model.tiny.seed) == (2, 5)
+    for app in ("eval", "serve"):
+        assert _to_object(app).model.tiny.seed == 0, app
+    assert _to_object("eval", ["loop.seed=4"]).model.tiny.seed == 0

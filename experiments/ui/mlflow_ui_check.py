@@ -55,18 +55,21 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """`mlflow server` over `<root>/mlflow.db` on a free port; yields its base URL."""
+def mlflow_server(root: Path, start_timeout_s: float = 600) -> Iterator[str]:
+    """`mlflow server` over `<root>/mlflow.db` on a free port; yields its base URL. The long
+    start timeout is for a loaded machine (the server's imports took minutes on 2 busy cores)."""
     port = _free_port()
     log = open(root / "ui-server.log", "a")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"],
         cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+        # no telemetry: with no network its sender can hold the process long after it is done
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", "MLFLOW_DISABLE_TELEMETRY": "true",
+             "DO_NOT_TRACK": "true"})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + start_timeout_s
         while True:
             try:
                 with urllib.request.urlopen(base + "/health", timeout=2):
