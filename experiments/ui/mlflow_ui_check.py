@@ -129,19 +129,20 @@ def check(url: str, screenshots: Optional[Path] = None) -> dict[str, object]:
             if screenshots:
                 screenshots.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshots / "mlflow_runs_table.png"))
-            # the chart view: one chart of the metric, with both runs' traces
-            page.get_by_role("radio", name="Chart view").or_(
-                page.get_by_text("Chart", exact=True)).first.click()
-            card = page.locator("[data-testid='experiment-view-compare-runs-card']").filter(
-                has_text=METRIC).first
-            card.wait_for(timeout=60000)
-            card.scroll_into_view_if_needed()
-            page.wait_for_timeout(3000)
-            traces = card.locator("g.trace.scatter").count()
+            # the chart view (the runs page's CHART mode): one chart of the metric, both runs
+            sep = "&" if "?" in page.url else "?"
+            page.goto(page.url + sep + "compareRunsMode=CHART")
+            title = page.get_by_text(METRIC, exact=True).first
+            title.wait_for(timeout=60000)
+            page.wait_for_timeout(5000)
+            # the chart card holding that title: climb to the nearest ancestor with a plot
+            card = title.locator("xpath=ancestor::*[.//*[contains(@class,'js-plotly-plot')]][1]")
+            traces = card.locator("g.trace").count()
             found["chart_traces"] = traces
             assert traces >= 2, f"chart {METRIC} holds {traces} runs, not both"
             if screenshots:
-                card.screenshot(path=str(screenshots / "mlflow_chart_overlay.png"))
+                card.scroll_into_view_if_needed()
+                page.screenshot(path=str(screenshots / "mlflow_chart_overlay.png"))
         finally:
             browser.close()
     return found
