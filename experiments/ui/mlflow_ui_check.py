@@ -129,19 +129,21 @@ def check(url: str, screenshots: Optional[Path] = None) -> dict[str, object]:
             if screenshots:
                 screenshots.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshots / "mlflow_runs_table.png"))
-            # the chart view (the runs page's CHART mode): one chart of the metric, both runs
+            # the chart view (the runs page's CHART mode), filtered to the headline metric: one
+            # chart, both runs in its legend (they share the key, so the chart overlays them)
             sep = "&" if "?" in page.url else "?"
             page.goto(page.url + sep + "compareRunsMode=CHART")
-            title = page.get_by_text(METRIC, exact=True).first
-            title.wait_for(timeout=60000)
+            search = page.get_by_placeholder("Search metric charts")
+            search.wait_for(timeout=60000)
+            search.fill(METRIC)
             page.wait_for_timeout(5000)
-            # the chart card holding that title: climb to the nearest ancestor with a plot
-            card = title.locator("xpath=ancestor::*[.//*[contains(@class,'js-plotly-plot')]][1]")
-            traces = card.locator("g.trace").count()
-            found["chart_traces"] = traces
-            assert traces >= 2, f"chart {METRIC} holds {traces} runs, not both"
+            plots = page.locator(".js-plotly-plot")
+            found["charts"] = plots.count()
+            assert plots.count() >= 1, "no chart of " + METRIC
+            legend = plots.first.locator("xpath=ancestor::*[contains(., 'optical') and contains(., 'text')][1]")
+            found["chart_legend"] = legend.count() > 0
+            assert legend.count() > 0, f"the {METRIC} chart does not name both runs"
             if screenshots:
-                card.scroll_into_view_if_needed()
                 page.screenshot(path=str(screenshots / "mlflow_chart_overlay.png"))
         finally:
             browser.close()
