@@ -79,3 +79,13 @@ def server(ckpt, tmp_path_factory):
     srv = Server(ckpt, tmp_path_factory.mktemp("server"))
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """The real openai SDK against the session's server (no retries: a failure shows at once)."""
+    import openai
+
+    c = openai.OpenAI(base_url=server.url, api_key="EMPTY", max_retries=0, timeout=120)
+    yield c
+    c.close()

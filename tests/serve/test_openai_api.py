@@ -8,18 +8,10 @@ from __future__ import annotations
 import re
 
 import httpx
-import openai
 import pytest
 import torch
 
 from vtc_lab.models import ModelConfig, load_backbone
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    c = openai.OpenAI(base_url=server.url, api_key="EMPTY", max_retries=0, timeout=120)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

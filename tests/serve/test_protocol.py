@@ -12,13 +12,6 @@ from PIL import Image
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    c = openai.OpenAI(base_url=server.url, api_key="EMPTY", max_retries=0, timeout=120)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
 def root(server):
     c = openai.OpenAI(base_url=server.url[: -len("/v1")], api_key="EMPTY", max_retries=0)
     yield c
