@@ -46,9 +46,10 @@ def main() -> None:
     ap.add_argument("--step", type=int, action="append", help="evaluation step(s) to show")
     args = ap.parse_args()
 
-    runs, outcomes = [], {}
+    runs, outcomes, loops = [], {}, {}
     for text in args.arm:
         label, uri, experiment, loop, keep = parse_arm(text)
+        loops[label] = loop
         found, _, _ = collect_runs(uri, experiment)
         keys = config_keys(found)
         found = [r for r in found if keep is None or keys[r.run_id] == keep]
@@ -62,7 +63,6 @@ def main() -> None:
         print(f"{label}: {len(found)} runs ({', '.join(r.run_id[:8] for r in found)}) from "
               f"{uri} experiment {experiment}, loop {loop}")
 
-    loops = {label: loop for label, _, _, loop, _ in map(parse_arm, args.arm)}
     steps = set(args.step or [])
     points = [p for p in eval_points(runs)
               if loops.get(p.arm.config) == p.arm.loop and (not steps or p.step in steps)]
