@@ -2,6 +2,8 @@
 
     python experiments/perf/cost_model.py validate vtc-runs/perf/loop_latency.json
     python experiments/perf/cost_model.py paper
+    python experiments/perf/cost_model.py fit
+    python experiments/perf/cost_model.py sensitivity
 
 `validate` reads `loop_latency.py`'s JSON. Calibration (stated, never fitted to the optical
 loop): achieved FLOP/s and memory bandwidth from two micro-benchmarks run here (one thread, like
@@ -16,6 +18,13 @@ measured.
 predicts both loops for Qwen3-VL-8B and GLM-4.1V-9B on one H100 for 1-8 rounds of 8,192 tokens:
 eager engine (batch 1) and a serving engine (512 problems, concurrency bounded by the KV cache),
 with and without cross-round reuse.
+
+`fit` fits the serving terms (fixed step cost, per-sequence cost, weight and K/V bandwidth
+efficiencies) on the `fit` points of serving_decode_public.json (public vLLM figures, cited there)
+and prints every point's error, the held-out ones separately. `sensitivity` prints the predicted
+serving speedup (text / optical GPU time per problem = the throughput ratio) of Qwen3-VL-8B and
+GLM-4.1V-9B as the fixed step cost, the concurrency cap, the reasoning length and the compression
+vary, and the region of (compression, rounds) where 2.7x is reached.
 """
 
 from __future__ import annotations
@@ -27,9 +36,16 @@ import statistics
 import time
 from dataclasses import replace
 
+from vtc_lab.infer.costfit import check, fit_serving, load_points
 from vtc_lab.infer.costmodel import (
-    GLM_41V_9B, H100, QWEN3_VL_8B, Hardware, ModelShape, Workload, decode_s, optical_loop,
-    serving, text_loop)
+    GLM_41V_9B, H100, QWEN3_VL_8B, SERVING_FIT, Hardware, ModelShape, Workload, decode_s,
+    optical_loop, serving, serving_hardware, speedup, text_loop, throughput)
+
+PUBLIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serving_decode_public.json")
+# The renderer's measured compression (Qwen BPE text tokens per vision token) and pages per
+# 8,192-token MATH500 round (`paper` measures them; README "Cost model"): the sensitivity
+# table's defaults.
+MEASURED = {"Qwen3-VL-8B": (QWEN3_VL_8B, 3.82, 5.1), "GLM-4.1V-9B": (GLM_41V_9B, 2.84, 5.1)}
 
 
 def microbench(threads: int) -> tuple[float, float]:
@@ -192,6 +208,75 @@ def paper(preprocess_s_per_page: float | None, render_s_per_page: float | None) 
     print("paper (VTC-R1, vLLM, 8 x 8192): 2.7x lower end-to-end latency")
 
 
+def fit(path: str) -> None:
+    model, points = load_points(path)
+    terms = fit_serving(model, points)
+    print(f"# fit on {sum(p.split == 'fit' for p in points)} points of {path}: weight bandwidth "
+          f"efficiency {terms['weight_efficiency']:.3f}, K/V efficiency {terms['kv_efficiency']:.3f}, "
+          f"step {terms['step_overhead_s'] * 1e3:.3f} ms + {terms['seq_overhead_s'] * 1e3:.3f} ms "
+          f"per sequence (costshapes.SERVING_FIT: {SERVING_FIT})")
+    print("| point | split | GPU | batch | context | measured (ms) | predicted (ms) | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = check(model, points, terms)
+    for r in rows:
+        print(f"| {r['id']} | {r['split']} | {r['gpu']} | {r['batch']} | {r['context']:.0f} | "
+              f"{r['measured_s'] * 1e3:.2f} | {r['predicted_s'] * 1e3:.2f} | "
+              f"{100 * r['error']:+.1f} % |")
+    held = [abs(r["error"]) for r in rows if r["split"] == "heldout"]
+    print(f"held-out: mean abs error {100 * statistics.mean(held):.1f} %, max "
+          f"{100 * max(held):.1f} % over {len(held)} points")
+
+
+def _speedup(model, hw, ratio, pages, rounds, max_seqs=256) -> float:
+    w = Workload(total=rounds * 8192, round_tokens=8192, compression=ratio, pages_per_round=pages)
+    return speedup(model, hw, w, "serving", max_seqs=max_seqs)
+
+
+def sensitivity(gpu: str) -> None:
+    hw = serving_hardware(gpu)
+    names = list(MEASURED)
+    head = " | ".join(names)
+    print(f"# {hw.name}: fitted serving terms {SERVING_FIT}; 8 x 8,192 tokens, 512 problems, "
+          f"reuse on, default compression {', '.join(f'{n} {c}' for n, (_, c, _) in MEASURED.items())}")
+    print(f"\n| fixed step cost (ms) | {head} |\n|---|---|---|")
+    for step in (0.0, hw.step_overhead_s, 2e-3, 6.3e-3, 20e-3):
+        h = replace(hw, step_overhead_s=step)
+        print(f"| {step * 1e3:.2f} | " + " | ".join(
+            f"{_speedup(m, h, c, p, 8):.2f}" for m, c, p in MEASURED.values()) + " |")
+    print(f"\n| K/V bandwidth efficiency | {head} |\n|---|---|---|")
+    for eff in (hw.kv_efficiency, 0.7, 1.0):
+        h = replace(hw, kv_efficiency=eff)
+        print(f"| {eff:.3f} | " + " | ".join(
+            f"{_speedup(m, h, c, p, 8):.2f}" for m, c, p in MEASURED.values()) + " |")
+    print(f"\n| concurrency cap (max_num_seqs) | {head} |\n|---|---|---|")
+    for cap in (1, 8, 16, 32, 64, 256, 1024):
+        print(f"| {cap} | " + " | ".join(
+            f"{_speedup(m, hw, c, p, 8, cap):.2f}" for m, c, p in MEASURED.values()) + " |")
+    print(f"\n| rounds x 8,192 | {head} |\n|---|---|---|")
+    for rounds in (1, 2, 4, 8, 16):
+        print(f"| {rounds} | " + " | ".join(
+            f"{_speedup(m, hw, c, p, rounds):.2f}" for m, c, p in MEASURED.values()) + " |")
+    print(f"\n| compression | {head} |\n|---|---|---|")
+    for ratio in (1.5, 2.0, 2.84, 3.82, 5.0, 8.0):
+        print(f"| {ratio} | " + " | ".join(
+            f"{_speedup(m, hw, ratio, p, 8):.2f}" for m, _, p in MEASURED.values()) + " |")
+    ratios = (2.0, 2.84, 3.82, 5.0, 8.0)
+    for name, (model, _, pages) in MEASURED.items():
+        print(f"\n{name}: speedup by rounds (rows) and compression (columns); **bold** = 2.7x reached")
+        print("| rounds | " + " | ".join(map(str, ratios)) + " |\n" + "|---" * (len(ratios) + 1) + "|")
+        for rounds in (2, 4, 8, 16):
+            cells = []
+            for ratio in ratios:
+                v = _speedup(model, hw, ratio, pages, rounds)
+                cells.append(f"**{v:.2f}**" if v >= 2.7 else f"{v:.2f}")
+            print(f"| {rounds} | " + " | ".join(cells) + " |")
+    w = Workload(total=8 * 8192, round_tokens=8192, compression=3.82, pages_per_round=5.1)
+    t, o = (throughput(QWEN3_VL_8B, hw, w, mode) for mode in ("text", "optical"))
+    print(f"\nthroughput, Qwen3-VL-8B, 8 x 8,192: text {t['requests_per_s'] * 3600:.0f} / optical "
+          f"{o['requests_per_s'] * 3600:.0f} requests per hour (concurrency {t['concurrency']} / "
+          f"{o['concurrency']}, decode step {t['step_s'] * 1e3:.1f} / {o['step_s'] * 1e3:.1f} ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -203,8 +288,16 @@ def main() -> None:
                    help="image preprocessing per page (default: measured here)")
     p.add_argument("--render-ms", type=float, default=None,
                    help="rendering per page (default: measured here)")
+    f = sub.add_parser("fit", help="fit the serving terms on public decode figures")
+    f.add_argument("json", nargs="?", default=PUBLIC)
+    s = sub.add_parser("sensitivity", help="predicted serving speedup as the inputs vary")
+    s.add_argument("--gpu", default="H100", help="H100 | H200 | H800 | A100-40GB")
     args = parser.parse_args()
-    if args.cmd == "validate":
+    if args.cmd == "fit":
+        fit(args.json)
+    elif args.cmd == "sensitivity":
+        sensitivity(args.gpu)
+    elif args.cmd == "validate":
         validate(args.json, args.threads)
     else:
         paper(None if args.preprocess_ms is None else args.preprocess_ms / 1e3,

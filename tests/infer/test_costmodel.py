@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from vtc_lab.infer.costmodel import (
     GLM_41V_9B, H100, QWEN3_VL_8B, Hardware, ModelShape, Workload, concurrency, decode_s,
-    forward_s, optical_loop, serving, speedup, text_loop)
+    forward_s, kv_budget_bytes, optical_loop, serving, serving_hardware, speedup, step_s,
+    text_loop, throughput, vision_s)
 
 PAPER = Workload(total=8 * 8192, round_tokens=8192, compression=3.72, pages_per_round=5.1)
 
@@ -99,3 +102,126 @@ def test_no_compression_means_no_gain():
 def test_bad_regime_is_named():
     with pytest.raises(ValueError, match="regime"):
         speedup(QWEN3_VL_8B, H100, PAPER, "batched")
+
+
+# --- serving terms (issue 24): fitted on public figures, checked on held-out ones ---
+
+PUBLIC = Path(__file__).resolve().parents[2] / "experiments" / "perf" / "serving_decode_public.json"
+
+
+def test_refit_of_the_public_points_gives_the_presets_terms():
+    """SERVING_FIT is what `cost_model.py fit` computes from the JSON, not a hand-set number."""
+    from vtc_lab.infer.costfit import fit_serving, load_points
+    from vtc_lab.infer.costmodel import SERVING_FIT
+
+    model, points = load_points(PUBLIC)
+    terms = fit_serving(model, points)
+    for key, value in SERVING_FIT.items():
+        assert terms[key] == pytest.approx(value, rel=0.01), key
+
+
+def test_held_out_points_do_not_enter_the_fit(tmp_path):
+    from vtc_lab.infer.costfit import check, fit_serving, load_points
+
+    data = json.loads(PUBLIC.read_text())
+    model, points = load_points(PUBLIC)
+    base = fit_serving(model, points)
+    for p in data["points"]:
+        if p["split"] != "fit":
+            p["step_ms"] *= 3  # wildly different held-out / excluded measurements
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(data))
+    model, moved = load_points(changed)
+    assert fit_serving(model, moved) == base
+    rows = {r["id"]: r for r in check(model, points, base)}
+    assert {r["split"] for r in rows.values()} == {"fit", "heldout"}  # excluded ones are dropped
+    assert all(abs(r["error"]) < 1e-6 for r in rows.values() if r["split"] == "fit")  # 4 terms, 4 points
+
+
+def test_fitted_formula_is_the_models_step():
+    """costfit's prediction and costmodel.step_s are the same arithmetic (memory-bound)."""
+    from vtc_lab.infer.costfit import LLAMA3_8B, DecodePoint, predict_step
+    from vtc_lab.infer.costmodel import SERVING_FIT, serving_hardware, step_s
+
+    for gpu, batch, context in (("H100", 1, 300), ("H100", 16, 300), ("A100-40GB", 8, 1088)):
+        p = DecodePoint("x", gpu, batch, context, 1.0, "fit")
+        assert step_s(LLAMA3_8B, serving_hardware(gpu), batch, context) == pytest.approx(
+            predict_step(LLAMA3_8B, p, SERVING_FIT), rel=1e-6)
+
+
+def test_bad_measurement_files_are_named(tmp_path):
+    from vtc_lab.infer.costfit import load_points
+
+    data = json.loads(PUBLIC.read_text())
+    data["points"][0]["split"] = "train"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="split must be"):
+        load_points(bad)
+    data["points"][0].update(split="fit", gpu="B300")
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="gpu must be one of"):
+        load_points(bad)
+    with pytest.raises(ValueError, match="gpu must be one of"):
+        serving_hardware("TPU")
+
+
+def test_decode_step_costs_grow_with_batch_and_context_and_keep_a_floor():
+    m, hw = QWEN3_VL_8B, H100
+    assert step_s(m, hw, 16, 1000) > step_s(m, hw, 1, 1000)
+    assert step_s(m, hw, 1, 60000) > step_s(m, hw, 1, 1000)
+    weights_only = m.weight_bytes() / hw.bandwidth
+    assert step_s(m, hw, 1, 0) == pytest.approx(
+        weights_only + hw.step_overhead_s + hw.seq_overhead_s, rel=0.01)
+    # K/V is read at attention's lower efficiency: the extra per token is kv / (bw * eff)
+    extra = step_s(m, hw, 1, 10001) - step_s(m, hw, 1, 1)
+    assert extra == pytest.approx(10000 * m.kv_bytes_per_token() / (hw.bandwidth * hw.kv_efficiency))
+
+
+def test_vision_has_a_per_page_cost_and_an_efficiency():
+    base = replace(H100, vision_efficiency=1.0, page_overhead_s=0.0)
+    slow = replace(base, vision_efficiency=0.5, page_overhead_s=0.002)
+    flops_only = vision_s(QWEN3_VL_8B, base, 2000, 5, overhead=False)
+    assert vision_s(QWEN3_VL_8B, slow, 2000, 5, overhead=False) == pytest.approx(
+        2 * flops_only + 5 * 0.002)
+    assert vision_s(QWEN3_VL_8B, base, 2000, 5) == pytest.approx(flops_only + base.vision_overhead_s)
+
+
+def test_kv_capacity_in_blocks_and_at_a_budget():
+    m = QWEN3_VL_8B
+    per_block = 16 * m.kv_bytes_per_token()
+    assert concurrency(m, H100, 17, kv_budget=4 * per_block) == 2  # 17 tokens take 2 blocks
+    assert concurrency(m, H100, 16, kv_budget=4 * per_block) == 4
+    assert concurrency(m, H100, 16, kv_budget=4 * per_block, max_seqs=3) == 3
+    with pytest.raises(ValueError, match="kv_budget"):
+        concurrency(m, H100, 16, kv_budget=0)
+
+
+def test_throughput_follows_the_kv_budget_and_favours_the_shorter_context():
+    w = PAPER
+    full_t = throughput(QWEN3_VL_8B, H100, w, "text")
+    full_o = throughput(QWEN3_VL_8B, H100, w, "optical")
+    assert full_o["concurrency"] > full_t["concurrency"]
+    assert full_o["requests_per_s"] > full_t["requests_per_s"]
+    small = kv_budget_bytes(QWEN3_VL_8B, H100) / 4
+    small_t = throughput(QWEN3_VL_8B, H100, w, "text", kv_budget=small)
+    assert small_t["concurrency"] < full_t["concurrency"]
+    assert small_t["requests_per_s"] < full_t["requests_per_s"]
+    # the serving speedup is the throughput ratio
+    assert full_o["requests_per_s"] / full_t["requests_per_s"] == pytest.approx(
+        (serving(QWEN3_VL_8B, H100, w, "text").total_s - _cpu(w, "text")) /
+        (serving(QWEN3_VL_8B, H100, w, "optical").total_s - _cpu(w, "optical")))
+    with pytest.raises(ValueError, match="mode"):
+        throughput(QWEN3_VL_8B, H100, w, "pages")
+
+
+def _cpu(w, mode):
+    b = serving(QWEN3_VL_8B, H100, w, mode)
+    return b.render_s + b.preprocess_s
+
+
+def test_a_concurrency_cap_of_one_leaves_only_the_context_gain():
+    """One sequence at a time: no concurrency gain, only the cheaper K/V reads of a short context."""
+    capped = speedup(QWEN3_VL_8B, H100, PAPER, "serving", max_seqs=1)
+    free = speedup(QWEN3_VL_8B, H100, PAPER, "serving")
+    assert 1.0 < capped < free
