@@ -12,7 +12,15 @@ and never the end-of-turn token, so every round runs exactly its budget. Per tot
   text     one generation of T tokens (`run_loop`, mode text, 1 round of T)
   optical  T/S rounds of S tokens, each round rendered with the default renderer and fed back
            as pages (`run_loop`, mode optical), with the engine's cross-round reuse on and off
-Same loop, engine, renderer and processor as `vtc-lab eval`; batch 1, greedy, KV cache on.
+Same loop, engine, renderer and processor as `vtc-lab eval`; greedy, KV cache on; `--batch`
+runs each configuration with that many problems in one batch (every row forced to its own text,
+so no two rows render the same page).
+
+Throughput mode (`--throughput-kv-mb M`): requests per second at a fixed K/V memory budget. For
+each model, T and the first S, the batch-1 runs give each loop's peak K/V bytes per request; the
+loop then runs floor(M MiB / that) problems at once (capped by `--max-batch`), and requests/s =
+problems / wall time. The optical loop's smaller context fits more requests into the same memory:
+the CPU-sized counterpart of the cost model's `throughput`.
 
 Per configuration: wall latency and its split (render, preprocessing = chat template + image
 preprocessing + tokenization, vision tower, prefill, decode), peak KV-cache bytes, peak memory
@@ -23,6 +31,7 @@ MLflow (experiment `perf-loop-latency`, one run per point) where `vtc-lab report
 tracking.experiment=perf-loop-latency` plots the speedup curve.
 
     python experiments/perf/loop_latency.py --quick
+    python experiments/perf/loop_latency.py --quick --batch 1,4 --throughput-kv-mb 2
     python experiments/perf/loop_latency.py --total 1024,2048,4096 --round 1024
 """
 
@@ -76,17 +85,19 @@ def forcing_engine_class():
     from vtc_lab.infer.engine import HFEngine
 
     class Force:
-        """Row 0 must emit targets[t] at step t (never the end-of-turn token)."""
+        """Row r must emit rows[r][t] at step t (never the end-of-turn token)."""
 
-        def __init__(self, targets: list[int]):
-            self.targets, self.width = targets, None
+        def __init__(self, rows: list[list[int]]):
+            self.rows, self.width = rows, None
+            self.index = None
 
         def __call__(self, input_ids, scores):
             if self.width is None:
                 self.width = input_ids.shape[1]
-            t = min(input_ids.shape[1] - self.width, len(self.targets) - 1)
+                self.index = torch.tensor(self.rows, device=scores.device)
+            t = min(input_ids.shape[1] - self.width, len(self.rows[0]) - 1)
             out = torch.full_like(scores, float("-inf"))
-            out[:, self.targets[t]] = 0.0
+            out.scatter_(1, self.index[:, t:t + 1], 0.0)
             return out
 
     class ForcingEngine(HFEngine):
@@ -97,12 +108,16 @@ def forcing_engine_class():
             self.stream, self.pos = stream, 0
 
         def logits_processors(self, requests, params, device):
-            n = params.max_new_tokens
-            if self.pos + n > len(self.stream):
-                raise ValueError(f"forced text exhausted: {self.pos + n} > {len(self.stream)} tokens")
-            targets = self.stream[self.pos:self.pos + n]
-            self.pos += n
+            n, rows = params.max_new_tokens, len(requests)
+            if self.pos + rows * n > len(self.stream):
+                raise ValueError(f"forced text exhausted: {self.pos + rows * n} > "
+                                 f"{len(self.stream)} tokens")
+            targets = [self.stream[self.pos + r * n:self.pos + (r + 1) * n] for r in range(rows)]
+            self.pos += rows * n
             return [Force(targets)]
+
+        def rewind(self) -> None:
+            self.pos = 0  # long runs reuse the text (pages are cached per engine, not across)
 
     return ForcingEngine
 
@@ -148,29 +163,35 @@ class PeakMemory:
 
 
 def measure(backbone, stream, mode: str, total: int, round_tokens: int, reuse: bool,
-            device: str) -> dict:
+            device: str, batch: int = 1, static_cache: bool = False) -> dict:
     """One forced run of one loop; the latency split and the counters."""
     from vtc_lab.eval.benchmarks import Problem
     from vtc_lab.infer.config import LoopConfig
     from vtc_lab.infer.loop import LoopStats, run_loop
     from vtc_lab.render import RenderConfig
 
-    engine = forcing_engine_class()(backbone, stream, reuse_vision=reuse, reuse_prefix=reuse)
+    engine = forcing_engine_class()(backbone, stream, reuse_vision=reuse, reuse_prefix=reuse,
+                                    static_cache=static_cache)
     rounds, budget = (1, total) if mode == "text" else (total // round_tokens, round_tokens)
+    if batch * total > len(stream):
+        raise ValueError(f"--batch {batch} x T={total} needs {batch * total} forced tokens, the "
+                         f"text has {len(stream)}")
     cfg = LoopConfig(mode=mode, max_rounds=rounds, max_new_tokens=budget, do_sample=False,
-                     batch_size=1)
-    problem = Problem(id="p", question="Solve the problem; reason step by step.", gold="0",
-                      benchmark="math500")
+                     batch_size=batch)
+    problems = [Problem(id=f"p{i}", question="Solve the problem; reason step by step.", gold="0",
+                        benchmark="math500") for i in range(batch)]
     stats = LoopStats()
     with PeakMemory(device) as mem:
-        [rec] = run_loop(engine, [problem], cfg, RenderConfig(), None, progress=False, stats=stats)
+        recs = run_loop(engine, problems, cfg, RenderConfig(), None, progress=False, stats=stats)
+    rec = recs[0]
     s = engine.stats
     render = sum(r.render_s for r in rec.rounds)
     parts = dict(render_s=render, preprocess_s=s.preprocess_s, vision_s=s.vision_s,
                  prefill_s=s.prefill_s, decode_s=s.decode_s)
     mem_text = sum(r.memory_text_tokens for r in rec.rounds[:-1])
     mem_vision = sum(r.memory_vision_tokens for r in rec.rounds[:-1])
-    return dict(mode=mode, reuse=reuse, latency_s=stats.wall_s, **parts,
+    return dict(mode=mode, reuse=reuse, batch=batch, latency_s=stats.wall_s,
+                requests_per_s=batch / stats.wall_s, **parts,
                 other_s=stats.wall_s - sum(parts.values()), rounds=len(rec.rounds),
                 generated_tokens=s.generated_tokens, prompt_tokens=s.prompt_tokens,
                 prefill_tokens=s.prefill_tokens, reused_tokens=s.reused_tokens,
@@ -205,10 +226,12 @@ def log_point(args, point: dict) -> None:
     from vtc_lab.tracking import TrackingConfig, start_run
 
     tracking = TrackingConfig(mode=args.tracking, experiment="perf-loop-latency", log_config=False)
-    name = f"{point['model']} T={point['total']} S={point['round']} reuse={point['reuse']}"
+    name = f"{point['model']} T={point['total']} S={point['round']} reuse={point['reuse']}" + \
+        (f" B={point['batch']}" if point.get("batch", 1) > 1 else "")
     with start_run(tracking, None, args.output_root, run_name=name) as run:
         run.log_params({"bench.model": point["model"], "bench.total_tokens": point["total"],
                         "bench.round_tokens": point["round"], "bench.reuse": point["reuse"],
+                        "bench.batch": point.get("batch", 1),
                         "bench.scale": args.scale, "bench.device": args.device,
                         "bench.threads": args.threads})
         metrics = {"perf/speedup": point["speedup"]}
@@ -219,18 +242,59 @@ def log_point(args, point: dict) -> None:
         run.log_metrics(metrics)
 
 
+def build(arch: str, args):
+    """The random-init backbone, built directly on the device (an 8B model initialised on the
+    CPU first would take minutes and twice the host memory)."""
+    import torch
+
+    from vtc_lab.models import load_backbone
+
+    with torch.device(args.device):
+        backbone = load_backbone(model_config(arch, args.scale, args.vocab))
+    backbone.model.to(args.device).eval()
+    return backbone
+
+
+def throughput_point(backbone, stream, arch: str, total: int, round_tokens: int, single: dict,
+                     args) -> dict:
+    """Requests/s of each loop with as many requests as its batch-1 peak K/V fits in the budget."""
+    budget = args.throughput_kv_mb * (1 << 20)
+    out = dict(model=arch, total=total, round=round_tokens, kv_budget_bytes=budget)
+    for mode in ("text", "optical"):
+        per_request = single[mode]["kv_peak_bytes"]
+        fit = max(1, min(args.max_batch, int(budget // per_request)))
+        run = measure(backbone, stream, mode, total, total if mode == "text" else round_tokens,
+                      mode == "optical", args.device, batch=fit, static_cache=args.static_cache)
+        out[mode] = dict(concurrency=fit, kv_peak_bytes_per_request=per_request,
+                         kv_peak_bytes_batch=run["kv_peak_bytes"], latency_s=run["latency_s"],
+                         requests_per_s=run["requests_per_s"], decode_s=run["decode_s"])
+    out["throughput_ratio"] = out["optical"]["requests_per_s"] / out["text"]["requests_per_s"]
+    print(f"{arch} T={total} S={round_tokens} throughput at {args.throughput_kv_mb} MiB of K/V: "
+          f"text {out['text']['requests_per_s']:.3f} req/s ({out['text']['concurrency']} at once) "
+          f"optical {out['optical']['requests_per_s']:.3f} req/s ({out['optical']['concurrency']} "
+          f"at once) ratio {out['throughput_ratio']:.2f}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="qwen3_vl,glm4v")
     parser.add_argument("--total", default="1024,2048,4096", help="total reasoning lengths T")
     parser.add_argument("--round", default="1024", help="round lengths S (T/S rounds)")
     parser.add_argument("--reuse", default="on,off", help="optical runs with reuse on and/or off")
+    parser.add_argument("--batch", default="1", help="batch sizes (problems per generate call)")
     parser.add_argument("--scale", default="cpu", choices=["cpu", "paper"])
     parser.add_argument("--vocab", type=int, default=4096,
                         help="tiny BPE vocabulary (CPU scale; the real 152k-token vocab cannot "
                              "be rebuilt offline)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--static-cache", action="store_true",
+                        help="HFEngine's static-cache mode (compiled decode step on a GPU)")
+    parser.add_argument("--throughput-kv-mb", type=float, default=0.0,
+                        help="also measure requests/s at this K/V budget (MiB); 0 = off")
+    parser.add_argument("--max-batch", type=int, default=32,
+                        help="most requests at once in the throughput mode")
     parser.add_argument("--quick", action="store_true", help="T=512,1024, S=256, qwen3_vl only")
     parser.add_argument("--json", default="vtc-runs/perf/loop_latency.json")
     parser.add_argument("--tracking", default="local", choices=["local", "off"])
@@ -238,56 +302,73 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.models, args.total, args.round = "qwen3_vl", "512,1024", "256"
+    if args.throughput_kv_mb > 0 and ("1" not in args.batch.split(",") or "on" not in args.reuse):
+        parser.error("--throughput-kv-mb needs batch 1 and reuse on among the runs (their peak "
+                     "K/V per request sets how many requests fit)")
 
     import torch
 
     torch.set_num_threads(args.threads)
     from vtc_lab.infer.evaluate import load_problems
-    from vtc_lab.models import load_backbone
 
     totals = [int(x) for x in args.total.split(",")]
     rounds = [int(x) for x in args.round.split(",")]
     reuses = [x == "on" for x in args.reuse.split(",")]
+    batches = [int(x) for x in args.batch.split(",")]
     solutions = "\n\n".join(p.meta.get("solution") or p.question for p in load_problems("math500", 500, 0))
-    points, dims = [], {}
+    points, dims, throughputs = [], {}, []
     print(f"# {args.scale} scale, {args.device}, {args.threads} thread(s), torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
     for arch in args.models.split(","):
-        backbone = load_backbone(model_config(arch, args.scale, args.vocab))
-        backbone.model.to(args.device).eval()
+        backbone = build(arch, args)
         dims[arch] = model_dims(backbone)
         stream = backbone.tokenizer(solutions, add_special_tokens=False)["input_ids"]
         banned = set(backbone.tokenizer.all_special_ids) | {
             backbone.tokenizer.convert_tokens_to_ids("</think>")}
         stream = [t for t in stream if t not in banned]
-        measure(backbone, stream, "optical", 2 * min(rounds), min(rounds), True, args.device)  # warm-up
+        measure(backbone, stream, "optical", 2 * min(rounds), min(rounds), True, args.device,
+                static_cache=args.static_cache)  # warm-up (and compilation)
         print(f"## {arch}: {dims[arch]['params'] / 1e6:.1f} M parameters "
               f"({dims[arch]['vision_params'] / 1e6:.1f} M vision)", flush=True)
         for total in totals:
-            text = measure(backbone, stream, "text", total, total, False, args.device)
-            for round_tokens in [s for s in rounds if s < total and total % s == 0]:
-                for reuse in reuses:
-                    optical = measure(backbone, stream, "optical", total, round_tokens, reuse,
-                                      args.device)
-                    point = dict(model=arch, total=total, round=round_tokens, reuse=reuse,
-                                 text=text, optical=optical,
-                                 speedup=text["latency_s"] / optical["latency_s"],
-                                 load=os.getloadavg()[0])
-                    points.append(point)
-                    o = optical
-                    print(f"{arch} T={total} S={round_tokens} reuse={'on ' if reuse else 'off'} "
-                          f"text {text['latency_s']:.2f}s optical {o['latency_s']:.2f}s "
-                          f"(render {o['render_s']:.2f} prep {o['preprocess_s']:.2f} vision "
-                          f"{o['vision_s']:.2f} prefill {o['prefill_s']:.2f} decode "
-                          f"{o['decode_s']:.2f}) speedup {point['speedup']:.2f}x  "
-                          f"ctx {text['context_peak_tokens']}/{o['context_peak_tokens']} "
-                          f"compr {o['compression']:.2f} load {point['load']:.1f}", flush=True)
-                    if args.tracking != "off":
-                        log_point(args, point)
+            singles = {}
+            for batch in batches:
+                text = measure(backbone, stream, "text", total, total, False, args.device, batch,
+                               args.static_cache)
+                for round_tokens in [s for s in rounds if s < total and total % s == 0]:
+                    for reuse in reuses:
+                        optical = measure(backbone, stream, "optical", total, round_tokens, reuse,
+                                          args.device, batch, args.static_cache)
+                        point = dict(model=arch, total=total, round=round_tokens, reuse=reuse,
+                                     batch=batch, text=text, optical=optical,
+                                     speedup=text["latency_s"] / optical["latency_s"],
+                                     load=os.getloadavg()[0])
+                        points.append(point)
+                        if batch == 1 and reuse and round_tokens not in singles:
+                            singles[round_tokens] = dict(text=text, optical=optical)
+                        o = optical
+                        print(f"{arch} T={total} S={round_tokens} B={batch} "
+                              f"reuse={'on ' if reuse else 'off'} "
+                              f"text {text['latency_s']:.2f}s optical {o['latency_s']:.2f}s "
+                              f"(render {o['render_s']:.2f} prep {o['preprocess_s']:.2f} vision "
+                              f"{o['vision_s']:.2f} prefill {o['prefill_s']:.2f} decode "
+                              f"{o['decode_s']:.2f}) speedup {point['speedup']:.2f}x  "
+                              f"ctx {text['context_peak_tokens']}/{o['context_peak_tokens']} "
+                              f"compr {o['compression']:.2f} load {point['load']:.1f}", flush=True)
+                        if args.tracking != "off":
+                            log_point(args, point)
+            if args.throughput_kv_mb > 0 and singles:
+                round_tokens = min(singles)
+                throughputs.append(throughput_point(backbone, stream, arch, total, round_tokens,
+                                                    singles[round_tokens], args))
+        del backbone
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"scale": args.scale, "device": args.device, "threads": args.threads,
-                               "torch": torch.__version__, "models": dims, "points": points},
+                               "torch": torch.__version__, "static_cache": args.static_cache,
+                               "models": dims, "points": points, "throughput": throughputs},
                               indent=1))
     print(f"# wrote {out}; load average {os.getloadavg()[0]:.1f} at the end")
 
