@@ -85,3 +85,18 @@ def _no_mlruns_in_the_working_directory(request):
     if not _CWD_MLRUNS_BEFORE and _CWD_MLRUNS.exists():
         pytest.fail(f"{request.node.nodeid} left {_CWD_MLRUNS} behind (tests write only under "
                     "tmp paths: give MLflow a tmp URI and experiments a tmp artifact location)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu`-marked tests skip where torch sees no CUDA device (the CPU suite stays green; on a
+    GPU machine `pytest -m gpu` runs them)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in gpu:
+        item.add_marker(skip)

@@ -59,3 +59,60 @@ def test_openai_pipeline_benchmark_runs_both_schedules(tmp_path):
     assert [(r["mode"], r["seed"]) for r in rows] == [("none", 0), ("text", 0)]
     assert all(r["same_records"] and r["requests"] >= 6 for r in rows)
     assert "| none |" in proc.stdout and "| text |" in proc.stdout
+
+
+def _acceptance(tmp_path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "acc"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "gpu_acceptance.py"), "--out", str(out),
+                           *extra], capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    report = json.loads((out / "gpu_acceptance.json").read_text()) \
+        if (out / "gpu_acceptance.json").is_file() else {}
+    return proc, report
+
+
+@pytest.mark.slow
+def test_gpu_acceptance_dry_run_passes_every_check_on_the_cpu(tmp_path):
+    """The GPU acceptance script's CPU rehearsal: every step runs (tiny models), one line each,
+    a JSON of figures; DeepSpeed is the one step a CPU cannot run."""
+    proc, report = _acceptance(tmp_path, "--dry-run")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    assert status == {"static_cache": "PASS", "loop_latency": "PASS", "train_eval": "PASS",
+                      "fsdp": "PASS", "zero3": "SKIP", "openai": "PASS"}
+    lines = [line for line in proc.stdout.splitlines() if line.split(" ")[0] in
+             ("PASS", "FAIL", "SKIP")]
+    assert [line.split(" ")[1] for line in lines] == list(status)
+    figures = {c["name"]: c["figures"] for c in report["checks"]}
+    assert figures["static_cache"]["tiny_identical"] and figures["static_cache"]["8b_dims_identical"]
+    assert figures["static_cache"]["8b_dims_static_step_ms"] > 0
+    lat = figures["loop_latency"]
+    for arch in ("qwen3_vl", "glm4v"):
+        for batch in (1, 2):
+            key = f"{arch}_T64_B{batch}"
+            assert lat[f"{key}_speedup"] == pytest.approx(
+                lat[f"{key}_text_latency_s"] / lat[f"{key}_optical_latency_s"])
+            assert lat[f"{key}_optical_vision_s"] > 0 and lat[f"{key}_text_vision_s"] == 0
+    assert figures["fsdp"]["resumed"] and figures["fsdp"]["global_step"] == 6
+    assert any(k.endswith("/accuracy") for k in figures["train_eval"]["eval_metrics"])
+    assert "stand-in" in figures["openai"]["server"]
+
+
+def test_gpu_acceptance_refuses_without_cuda_and_names_bad_checks(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for machines without one")
+    proc, _ = _acceptance(tmp_path)
+    assert proc.returncode == 2 and "--dry-run" in proc.stderr
+    proc, _ = _acceptance(tmp_path, "--dry-run", "--only", "static_cache,warp")
+    assert proc.returncode == 2 and "unknown check(s) ['warp']" in proc.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_acceptance_on_a_gpu(tmp_path):
+    """On a CUDA machine: every check passes (ZeRO-3 and the third-party server may SKIP where
+    DeepSpeed / torchvision are not installed)."""
+    proc, report = _acceptance(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    assert all(status[n] == "PASS" for n in ("static_cache", "loop_latency", "train_eval", "fsdp"))
+    assert status["zero3"] in ("PASS", "SKIP") and status["openai"] in ("PASS", "SKIP")

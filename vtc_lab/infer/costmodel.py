@@ -27,7 +27,6 @@ vtc_lab.infer.costshapes (re-exported here).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from vtc_lab.infer.costshapes import (  # noqa: F401 - re-exported: the cost model's public API
     GLM_41V_9B, H100, H100_HF_COMPILED, H200, HF_COMPILED_STEP_S, MATMUL_EFFICIENCY, PEAKS,
