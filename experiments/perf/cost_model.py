@@ -38,8 +38,8 @@ from dataclasses import replace
 
 from vtc_lab.infer.costfit import check, fit_serving, load_points
 from vtc_lab.infer.costmodel import (
-    GLM_41V_9B, H100, QWEN3_VL_8B, SERVING_FIT, Hardware, ModelShape, Workload, decode_s,
-    optical_loop, serving, serving_hardware, speedup, text_loop, throughput)
+    GLM_41V_9B, H100, HF_COMPILED_STEP_S, QWEN3_VL_8B, SERVING_FIT, Hardware, ModelShape,
+    Workload, decode_s, optical_loop, serving, serving_hardware, speedup, text_loop, throughput)
 
 PUBLIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serving_decode_public.json")
 # The renderer's measured compression (Qwen BPE text tokens per vision token) and pages per
@@ -239,7 +239,7 @@ def sensitivity(gpu: str) -> None:
     print(f"# {hw.name}: fitted serving terms {SERVING_FIT}; 8 x 8,192 tokens, 512 problems, "
           f"reuse on, default compression {', '.join(f'{n} {c}' for n, (_, c, _) in MEASURED.items())}")
     print(f"\n| fixed step cost (ms) | {head} |\n|---|---|---|")
-    for step in (0.0, hw.step_overhead_s, 2e-3, 6.3e-3, 20e-3):
+    for step in (0.0, hw.step_overhead_s, 2e-3, HF_COMPILED_STEP_S, 20e-3):
         h = replace(hw, step_overhead_s=step)
         print(f"| {step * 1e3:.2f} | " + " | ".join(
             f"{_speedup(m, h, c, p, 8):.2f}" for m, c, p in MEASURED.values()) + " |")

@@ -165,7 +165,7 @@ class Acceptance:
 
     def _eval(self, root: Path, extra: list[str]) -> dict:
         root.mkdir(parents=True, exist_ok=True)
-        run([VTC, "eval", f"train_run={self.train_run}", "benchmark.limit=2", "loop.max_rounds=2",
+        run([VTC, "eval", f"train_run={self.train_run}", "benchmark.limit=1", "loop.max_rounds=2",
              "loop.max_new_tokens=8", "tracking=off", "progress=false", "grade_workers=1",
              f"output_root={root}", f"hydra.run.dir={root}/hydra", *extra],
             root, self.args.timeout, root / "eval.log")

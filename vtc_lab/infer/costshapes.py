@@ -131,7 +131,7 @@ MATMUL_EFFICIENCY = 0.6
 VISION_EFFICIENCY = 0.81
 """Fraction of MATMUL_EFFICIENCY the vision tower reaches: 1 / 1.23, the midpoint of the
 19-27 % by which the FLOP-only term underestimated one page's encoding on an H200 (issue 24)."""
-HF_COMPILED_STEP_S = 6.3e-3
+HF_COMPILED_STEP_S = 6.6e-3
 """Fixed time of a decode step of HF `generate` with a static cache, compiled: the batch-1 step
 measured on an H200 at Qwen3-VL-8B dimensions was ~2.5x the bandwidth-only prediction
 (issue 24: 2-3x); what the weights and K/V do not explain is this fixed cost."""
