@@ -18,7 +18,7 @@ def test_loop_latency_forces_lengths_logs_and_validates(tmp_path):
     out = tmp_path / "ll.json"
     env_cmd = [sys.executable, str(SCRIPTS / "loop_latency.py"), "--models", "qwen3_vl",
                "--total", "64", "--round", "32", "--json", str(out),
-               "--output-root", str(tmp_path / "runs")]
+               "--output-root", str(tmp_path / "runs"), "--throughput-kv-mb", "1.5"]
     proc = subprocess.run(env_cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -35,6 +35,15 @@ def test_loop_latency_forces_lengths_logs_and_validates(tmp_path):
         assert parts <= optical["latency_s"] * 1.01
     on = next(p for p in data["points"] if p["reuse"])
     assert on["optical"]["reused_tokens"] > 0
+    # throughput mode: as many requests as each loop's batch-1 peak K/V fits in 1.5 MiB
+    [thr] = data["throughput"]
+    for mode in ("text", "optical"):
+        t = thr[mode]
+        assert t["kv_peak_bytes_per_request"] == on[mode]["kv_peak_bytes"]
+        assert t["concurrency"] == max(1, min(32, int(1.5 * 2 ** 20 // t["kv_peak_bytes_per_request"])))
+        assert t["requests_per_s"] == pytest.approx(t["concurrency"] / t["latency_s"])
+    assert thr["throughput_ratio"] == pytest.approx(
+        thr["optical"]["requests_per_s"] / thr["text"]["requests_per_s"])
     report = subprocess.run([sys.executable, "-m", "vtc_lab.cli.main", "report",
                              "tracking.experiment=perf-loop-latency",
                              f"output_root={tmp_path / 'runs'}"],
