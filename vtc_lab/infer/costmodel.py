@@ -2,8 +2,9 @@
 
 Why: the paper's 2.7x lower latency depends on the architecture, the sequence lengths and the
 engine, not on trained weights, so it can be predicted before anything is trained. The model
-counts FLOPs and bytes moved per forward pass and turns them into time with three hardware
-numbers (peak FLOP/s, memory bandwidth, and a fixed per-forward overhead), in two regimes:
+counts FLOPs and bytes moved per forward pass and turns them into time with a few hardware
+numbers (achieved FLOP/s and bandwidth, fixed costs per forward, per step and per sequence, and
+attention's and the vision tower's efficiencies, fitted on measurements), in two regimes:
 
 - `eager`: one sequence at a time through an eager engine (HF `generate`). A forward costs
   max(compute, memory traffic) + a fixed overhead (kernel launches, Python); at batch 1 the
