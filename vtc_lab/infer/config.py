@@ -20,6 +20,7 @@ from vtc_lab.render.config import RenderConfig
 from vtc_lab.tracking.config import TrackingConfig
 
 MODES = ("optical", "text", "none")
+CONTEXT_POLICIES = ("stop", "drop_oldest")
 
 
 @dataclass
@@ -62,8 +63,29 @@ class LoopConfig:
     and AMC23, 1 otherwise) when the benchmark declares one, else 1."""
 
     max_context_tokens: int = 0
-    """Stop a problem (counted as `context_overflow`) when a round's context would exceed this
-    many tokens; 0 = no limit. Guards the text baseline against unbounded prompts."""
+    """Most prompt tokens (text + vision) a round may see; 0 = no limit. What happens when a
+    round's prompt would exceed it is `context_policy`. With an engine that counts prompts
+    exactly (`engine=hf`) the cap is checked on the very prompt before it is sent, the same way
+    for every memory; otherwise (a server) only `context_policy=stop` applies, with the bound
+    of `vtc_lab.infer.loop.stop_reason`."""
+
+    context_policy: str = "stop"
+    """What a round whose prompt would exceed `max_context_tokens` does. `stop`: the sample ends
+    as `context_overflow` (the round is not generated). `drop_oldest`: the oldest memory is
+    dropped until the prompt fits, in the memory's own unit (text memory: token ids from the
+    left of the kept turn; optical memory: whole pages, oldest first, then any kept text), and
+    the round goes on; the drop is recorded per round (`dropped_tokens`, `dropped_images`).
+    A prompt that does not fit even without memory ends the sample as `context_overflow`.
+    Needs an engine that counts prompts (`engine=hf`)."""
+
+    min_render_tokens: int = 0
+    """Optical loop: a round whose text (with any text kept from earlier short rounds) has
+    fewer tokens than this stays as text memory (the model continues it in its assistant turn,
+    as the text loop does) instead of being rendered; once the kept text reaches this many
+    tokens it is rendered as a whole and the kept text cleared. Each round records which
+    (`memory_kind`: pages | text). 0: every round is rendered (the paper's loop). Below the
+    crossover measured by experiments/perf/render_crossover.py, rendering costs more time than
+    the text tokens it saves."""
 
     repetition_penalty: float = 1.0
     """transformers' repetition penalty; 1.0 = off (the reference protocol)."""
@@ -92,6 +114,12 @@ class LoopConfig:
         if self.max_context_tokens < 0:
             raise ValueError(
                 f"loop.max_context_tokens must be >= 0, got {self.max_context_tokens}")
+        if self.context_policy not in CONTEXT_POLICIES:
+            raise ValueError(f"loop.context_policy must be one of {CONTEXT_POLICIES}, "
+                             f"got {self.context_policy!r}")
+        if not isinstance(self.min_render_tokens, int) or self.min_render_tokens < 0:
+            raise ValueError(
+                f"loop.min_render_tokens must be an integer >= 0, got {self.min_render_tokens!r}")
         if self.repetition_penalty <= 0:
             raise ValueError(
                 f"loop.repetition_penalty must be > 0, got {self.repetition_penalty}")

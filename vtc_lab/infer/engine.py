@@ -284,6 +284,14 @@ class HFEngine:
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def count_prompt_tokens(self, request: GenerationRequest) -> tuple[int, int]:
+        """(text, vision) tokens of `request`'s prompt, exactly as `generate` would feed it (the
+        same `encode`; page preprocessing is cached, so `generate` does not redo it). What the
+        loop's context cap (`loop.max_context_tokens`) is checked on."""
+        ids = self.encode(request)["input_ids"][0]
+        vision = int((ids == self.image_token_id).sum()) if self.image_token_id is not None else 0
+        return int(ids.numel()) - vision, vision
+
     def kv_bytes_per_token(self) -> int | None:
         """Bytes of K and V cached per token: 2 x layers x kv_heads x head_dim x dtype bytes."""
         config = self.model.config

@@ -132,6 +132,7 @@ def run_loop(
     from vtc_lab.data.special_tokens import neutralise
 
     samples = samples_per_problem or loop_cfg.samples_per_problem or 1
+    counter = prompt_counter(engine, loop_cfg)
     stats = stats if stats is not None else LoopStats()
     # benchmark text never injects special tokens (build_messages neutralises it): count them
     stats.special_tokens += sum(neutralise(p.question)[1] for p in problems)
@@ -143,11 +144,17 @@ def run_loop(
     records: list[ProblemRecord] = []
     bar = _progress(len(pending), loop_cfg.mode, progress)
 
-    def request(u: Unit, round_: int) -> GenerationRequest:
+    def build(u: Unit, round_: int) -> GenerationRequest:
         return GenerationRequest(
             messages=build_messages(u.problem.question, u.images, system_prompt, image_position),
             prefix_ids=u.prefix_ids,
             seed=derive_seed(loop_cfg.seed, u.problem.benchmark, u.problem.id, u.sample, round_))
+
+    def request(u: Unit, round_: int) -> GenerationRequest | None:
+        """Round `round_`'s request of `u`, fitted to the context cap (None: `u` ended)."""
+        if counter is None:
+            return build(u, round_)
+        return fit_context(u, lambda: build(u, round_), counter, memory, loop_cfg)
 
     def finish(units: list[Unit]) -> None:
         done = [_finish(u, memory, loop_cfg.mode, keep=id(u) in keep) for u in units]
@@ -159,28 +166,32 @@ def run_loop(
 
     start = time.perf_counter()
     if isinstance(engine, ConcurrentEngine) and engine.max_in_flight > 0:
-        _run_per_sample(engine, pending, request, params, memory, loop_cfg, finish, stats)
+        _run_per_sample(engine, pending, request, params, memory, loop_cfg, finish, stats,
+                        counter is not None)
         order = {(u.problem.id, u.sample): i for i, u in enumerate(pending)}
         records.sort(key=lambda r: order[r.key])  # finished out of order: canonical order
     else:
-        _run_batched(engine, chunks, request, params, memory, loop_cfg, finish, stats)
+        _run_batched(engine, chunks, request, params, memory, loop_cfg, finish, stats,
+                     counter is not None)
     bar.close()
     stats.wall_s += time.perf_counter() - start
     return records
 
 
 def _run_batched(engine: Engine, chunks: list[list[Unit]], request: Callable, params: Any,
-                 memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats) -> None:
+                 memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats,
+                 counted: bool = False) -> None:
     """Batch by batch: each round of a batch is one `generate` call over its active samples,
     and the next round waits for the batch's slowest sample (what a batched in-process model
     needs)."""
     kv_per_token = engine.kv_bytes_per_token()
     for chunk in chunks:
         for round_ in range(1, cfg.max_rounds + 1):
-            active = [u for u in chunk if not u.done]
+            requests = {id(u): request(u, round_) for u in chunk if not u.done}
+            active = [u for u in chunk if not u.done]  # a prompt past the cap ended its sample
             if not active:
                 break
-            outputs = engine.generate([request(u, round_) for u in active], params)
+            outputs = engine.generate([requests[id(u)] for u in active], params)
             stats.batches += 1
             if kv_per_token:
                 width = max(o.context_text_tokens + o.context_vision_tokens for o in outputs)
@@ -188,12 +199,13 @@ def _run_batched(engine: Engine, chunks: list[list[Unit]], request: Callable, pa
                 stats.kv_cache_peak_bytes_batch = max(
                     stats.kv_cache_peak_bytes_batch, kv_per_token * len(outputs) * (width + new))
             for u, out in zip(active, outputs):
-                advance(u, out, round_, memory, cfg)
+                advance(u, out, round_, memory, cfg, counted)
         finish(chunk)
 
 
 def _run_per_sample(engine: ConcurrentEngine, units: list[Unit], request: Callable, params: Any,
-                    memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats) -> None:
+                    memory: NoMemory, cfg: LoopConfig, finish: Callable, stats: LoopStats,
+                    counted: bool = False) -> None:
     """Each sample on its own (a server engine): at most `engine.max_in_flight` samples have a
     request in flight; a sample's next round is sent as soon as its previous one returns, and a
     finished sample's slot goes to the next pending one. A sample's rounds depend only on its
@@ -204,7 +216,14 @@ def _run_per_sample(engine: ConcurrentEngine, units: list[Unit], request: Callab
     in_flight: dict[Any, tuple[Unit, int]] = {}
 
     def send(u: Unit, round_: int) -> None:
-        in_flight[engine.submit(request(u, round_), params)] = (u, round_)
+        req = request(u, round_)
+        if req is None:  # its prompt is past the context cap: the sample ends here
+            finish([u])
+            nxt = next(queue, None)
+            if nxt is not None:
+                send(nxt, 1)
+            return
+        in_flight[engine.submit(req, params)] = (u, round_)
 
     try:
         for u in itertools.islice(queue, engine.max_in_flight):
@@ -213,7 +232,7 @@ def _run_per_sample(engine: ConcurrentEngine, units: list[Unit], request: Callab
             done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for future in done:
                 u, round_ = in_flight.pop(future)
-                advance(u, future.result(), round_, memory, cfg)
+                advance(u, future.result(), round_, memory, cfg, counted)
                 stats.batches += 1
                 if not u.done:
                     send(u, round_ + 1)
@@ -227,7 +246,8 @@ def _run_per_sample(engine: ConcurrentEngine, units: list[Unit], request: Callab
             future.cancel()
 
 
-def advance(u: Unit, out: Any, round_: int, memory: NoMemory, cfg: LoopConfig) -> None:
+def advance(u: Unit, out: Any, round_: int, memory: NoMemory, cfg: LoopConfig,
+            counted: bool = False) -> None:
     """Take round `round_`'s output into sample `u`: its round record, its memory for the next
     round, and whether it ends (`u.status`). A request the server refused as past the model's
     context length ends the sample as `context_overflow`, with no record for that round."""
@@ -242,21 +262,62 @@ def advance(u: Unit, out: Any, round_: int, memory: NoMemory, cfg: LoopConfig) -
         round=round_, text=out.text, generated_tokens=len(out.token_ids),
         context_text_tokens=out.context_text_tokens,
         context_vision_tokens=out.context_vision_tokens, images=len(u.images),
-        generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped)
+        generate_s=out.generate_s, final=is_final(graded_text), stopped=out.stopped,
+        dropped_tokens=u.dropped_tokens, dropped_images=u.dropped_images)
+    u.dropped_tokens = u.dropped_images = u.dropped_vision = 0
     u.rounds.append(rec)
     if not rec.final and round_ < cfg.max_rounds:  # there is a next round
         memory.remember(u, out, rec)
-    u.status = stop_reason(rec, round_, cfg)
+    u.status = stop_reason(rec, round_, cfg, counted=counted)
 
 
-def stop_reason(rec: RoundRecord, round_: int, cfg: LoopConfig) -> str | None:
+def prompt_counter(engine: Engine, cfg: LoopConfig) -> Callable | None:
+    """The engine's exact prompt counter (`count_prompt_tokens(request) -> (text, vision)`) when
+    the loop has a context cap and the engine has one; None otherwise. `drop_oldest` needs it."""
+    counter = getattr(engine, "count_prompt_tokens", None) if cfg.max_context_tokens else None
+    if counter is None and cfg.max_context_tokens and cfg.context_policy == "drop_oldest":
+        raise ValueError(
+            f"loop.context_policy=drop_oldest needs an engine that counts prompt tokens "
+            f"(engine=hf); {type(engine).__name__} does not: use loop.context_policy=stop")
+    return counter
+
+
+def fit_context(u: Unit, build: Callable[[], GenerationRequest], counter: Callable,
+                memory: NoMemory, cfg: LoopConfig) -> GenerationRequest | None:
+    """The request `build()` makes for `u`, its prompt within `cfg.max_context_tokens`.
+
+    The prompt is counted exactly (the engine's own template, tokenizer and processor). Past
+    the cap: `stop` ends the sample as `context_overflow`; `drop_oldest` drops the oldest memory
+    (`memory.drop_oldest`, in the memory's own unit) and counts again until it fits, recording
+    what went into `u` for this round's record; a prompt that does not fit without memory
+    ends the sample too. The same rule for every memory kind.
+    """
+    cap = cfg.max_context_tokens
+    req = build()
+    text, vision = counter(req)
+    first = text + vision
+    while text + vision > cap:
+        if cfg.context_policy != "drop_oldest" or not memory.drop_oldest(u, text + vision - cap):
+            u.status = "context_overflow"
+            return None
+        req = build()
+        text, now = counter(req)
+        u.dropped_vision += vision - now
+        vision = now
+    u.dropped_tokens += first - (text + vision)
+    return req
+
+
+def stop_reason(rec: RoundRecord, round_: int, cfg: LoopConfig,
+                counted: bool = False) -> str | None:
     """Why a sample ends after round `round_` (whose memory step has run), or None to go on.
 
     The whole stop rule, in order: the round is final; it was the last allowed round; its text
     could not be rendered into memory; or the next prompt would exceed `max_context_tokens`.
     That next prompt is this one plus the new memory: exact for text memory (the kept ids),
     bounded by the rendered text's token count for optical memory (the vision tokens of new
-    pages are only known once the processor has seen them).
+    pages are only known once the processor has seen them). `counted`: the engine counts each
+    prompt before it is sent (`fit_context`), which applies the cap instead of this bound.
     """
     if rec.final:
         return "final"
@@ -265,7 +326,7 @@ def stop_reason(rec: RoundRecord, round_: int, cfg: LoopConfig) -> str | None:
     if rec.render_error is not None:
         return "render_error"
     next_prompt = rec.context_text_tokens + rec.context_vision_tokens + rec.memory_text_tokens
-    if cfg.max_context_tokens and next_prompt > cfg.max_context_tokens:
+    if cfg.max_context_tokens and not counted and next_prompt > cfg.max_context_tokens:
         return "context_overflow"
     return None
 
@@ -276,7 +337,7 @@ def make_memory(cfg: LoopConfig, engine: Engine, render_cfg: Any = None,
     run's renderer config through vtc_lab.render, and capped at `image_max_pixels`)."""
     if cfg.mode == "optical":
         return OpticalMemory(renderer or default_renderer(render_cfg), engine.count_text_tokens,
-                             image_max_pixels)
+                             image_max_pixels, cfg.min_render_tokens)
     return TextMemory() if cfg.mode == "text" else NoMemory()
 
 

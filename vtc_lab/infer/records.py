@@ -48,6 +48,15 @@ class RoundRecord:
     """The renderer's exception message, when rendering this round's text failed."""
     render_truncated: bool = False
     """The renderer reported truncation / dropped characters for this round's text."""
+    memory_kind: str = ""
+    """How this round was kept for the next one: `pages` (rendered), `text` (kept as token ids:
+    the text loop, or an optical round shorter than `loop.min_render_tokens`), empty when it
+    was not kept (final round, no memory, nothing to keep)."""
+    dropped_tokens: int = 0
+    """Prompt tokens of memory dropped before this round so that its prompt fits
+    `loop.max_context_tokens` (`loop.context_policy=drop_oldest`); 0: nothing dropped."""
+    dropped_images: int = 0
+    """Memory pages dropped before this round (optical memory, same rule)."""
 
 
 @dataclass
@@ -116,5 +125,6 @@ class ProblemRecord:
             "gold": self.gold, "prediction": self.prediction, "correct": self.correct,
             "prediction_strict": self.prediction_strict, "correct_strict": self.correct_strict,
             "latency_s": round(self.latency_s, 4),
+            "dropped_tokens": sum(r.dropped_tokens for r in self.rounds),
             "outputs": [r.text for r in self.rounds],
         }
