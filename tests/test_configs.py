@@ -320,7 +320,7 @@ def test_switching_hardware_changes_only_machine_keys():
     assert (gpu.trainer.accelerator, gpu.optim) == ("gpu", _to_object("train").optim)
 
 
-@pytest.mark.parametrize("preset", ["paper_glyph", "paper_qwen3_vl", "toy"])
+@pytest.mark.parametrize("preset", ["paper_glyph", "paper_qwen3_vl", "toy", "toy_long"])
 def test_full_scale_training_presets_train_on_every_problem(preset):
     """train.yaml limits data to 64 problems for the CPU quick start; a preset meant to train on
     the whole dataset must lift it (the paper presets once trained on 64 OpenR1 problems)."""
@@ -347,3 +347,18 @@ def test_one_seed_drives_the_tiny_models_init_in_train_only():
     for app in ("eval", "serve"):
         assert _to_object(app).model.tiny.seed == 0, app
     assert _to_object("eval", ["loop.seed=4"]).model.tiny.seed == 0
+
+
+def test_toy_long_trains_on_its_benchmarks_lengths_under_one_cap():
+    """experiment=toy_long trains on the step range of the `toy_long` benchmark it evaluates on,
+    and its offline preset applies the training evaluator's cap (issue 23 §5)."""
+    from vtc_lab.eval.benchmarks import TOY_LONG_STEPS
+
+    train = _to_object("train", ["experiment=toy_long"])
+    assert train.data.toy.step_range == TOY_LONG_STEPS
+    assert train.evaluator.benchmarks == ["toy_long"]
+    ev = _to_object("eval", ["experiment=toy_long_eval"])
+    assert ev.benchmark.name == "toy_long"
+    for key in ("max_context_tokens", "max_rounds", "max_new_tokens"):
+        assert getattr(ev.loop, key) == getattr(train.evaluator.loop, key), key
+    assert train.evaluator.loop.context_policy == "drop_oldest"

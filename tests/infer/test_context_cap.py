@@ -145,3 +145,24 @@ def _first_requests(probs):
 
     return [GenerationRequest(messages=build_messages(p.question, [], "sys", "before"))
             for p in probs]
+
+
+def test_length_buckets_are_exact():
+    from vtc_lab.infer.metrics import length_bucket, length_metrics
+    from vtc_lab.infer.records import ProblemRecord
+
+    assert [length_bucket(s) for s in (0, 4, 5, 9, 10, 24, 25)] == \
+        [(0, 4), (0, 4), (5, 9), (5, 9), (10, 14), (20, 24), (25, 29)]
+    probs = [Problem(id=f"p{s}", question="q", gold="1", benchmark="toy", meta={"steps": s})
+             for s in (5, 9, 12, 14, 25)]
+    probs.append(Problem(id="x", question="q", gold="1", benchmark="toy"))  # no length: left out
+    correct = {"p5": [True, False], "p9": [True, True], "p12": [False, False], "p14": [True, False],
+               "p25": [True, True], "x": [True, True]}
+    recs = [ProblemRecord(problem_id=pid, benchmark="toy", sample=s, mode="optical", seed=0,
+                          gold="1", status="final", output="", latency_s=0.0, correct=c)
+            for pid, cs in correct.items() for s, c in enumerate(cs)]
+    assert length_metrics(recs, probs) == {
+        "accuracy_len_05-09": 0.75, "samples_len_05-09": 4.0,
+        "accuracy_len_10-14": 0.25, "samples_len_10-14": 4.0,
+        "accuracy_len_25-29": 1.0, "samples_len_25-29": 2.0}
+    assert length_metrics(recs, probs[-1:]) == {}

@@ -141,7 +141,8 @@ def test_loss_on_log_scale_and_saved_files_uncut(tmp_path):
     assert {p.name for p in written} == {"accuracy_vs_samples.png", "accuracy_vs_vision_tokens.png",
                                          "latency_vs_reasoning_length.png", "rounds_histogram.png",
                                          "training_loss.png"}
-    assert set(skipped) == {"data_compression.png", "loop_speedup_vs_length.png"}
+    assert set(skipped) == {"data_compression.png", "loop_speedup_vs_length.png",
+                            "accuracy_vs_problem_length.png"}
     # the legend sits beside the axes: the tight box widens the image past the 8-inch figure
     assert Image.open(tmp_path / "training_loss.png").size[0] > 8 * 110
 
@@ -164,3 +165,38 @@ def test_the_no_memory_loop_always_gets_the_last_line_style():
                                                      "eval/t/optical/accuracy": 0.2,
                                                      "eval/t/text/accuracy": 0.3})]
     assert look(runs).loop_styles == {"optical": "-", "text": "--", "none": ":"}
+
+
+def by_length(memory, loop, seed, lo):
+    """A made-up accuracy that falls with length, faster for text memory."""
+    slope = 0.02 if memory == "optical" else 0.04
+    return max(0.0, 1.0 - slope * lo - 0.01 * seed - (0.0 if loop == "memory" else 0.5))
+
+
+def test_accuracy_vs_length_is_the_last_evaluations_mean_over_seeds_with_a_band():
+    runs = toy_sweep()
+    buckets = ((5, 9), (10, 14), (15, 19), (20, 24))
+    for r in runs:
+        memory, seed = r.params["memory"], int(r.params["seed"])
+        for loop in ("memory", "none"):
+            for lo, hi in buckets:
+                key = f"eval/toy_long/{loop}/accuracy_len_{lo:02d}-{hi:02d}"
+                # an earlier evaluation with other values: only the last step is drawn
+                r.curves[key] = [(10, 0.0), (30, by_length(memory, loop, seed, lo))]
+                r.metrics[key] = by_length(memory, loop, seed, lo)
+    try:
+        fig = figures(runs)["accuracy_vs_problem_length.png"]
+        ax = fig.axes[0]
+        got = {(to_hex(ln.get_color()), ln.get_linestyle()): ln for ln in ax.get_lines()}
+        assert len(got) == 4
+        for k, memory in enumerate(("optical", "text")):
+            for loop, ls in (("memory", "-"), ("none", "--")):
+                line = got[(PALETTE[k], ls)]
+                assert list(line.get_xdata()) == [(lo + hi) / 2 for lo, hi in buckets]
+                assert list(line.get_ydata()) == pytest.approx(
+                    [np.mean([by_length(memory, loop, s, lo) for s in range(3)]) for lo, _ in buckets])
+        assert len(ax.collections) == 4  # a band per configuration and loop (3 seeds each)
+        assert set(_legend_texts(fig)) == {"memory=optical", "memory=text", "loop: memory",
+                                           "loop: none"}
+    finally:
+        plt.close("all")

@@ -123,6 +123,20 @@ register_benchmark(BenchmarkSpec(
     "gsm8k", "1", "gsm8k.jsonl", "question", "answer", "idx", "gsm8k", 1319,
     description="GSM8K test; gold is the number after '####'"))
 register_toy_benchmark()
+TOY_LONG_STEPS = (5, 25)
+"""Step range of the `toy_long` benchmark (issue 23 §5: accuracy against problem length under a
+fixed context; conf/experiment/toy_long.yaml trains on the same range). 25 is the task's most
+steps: the countdown letter is one character, A-Z."""
+
+
+def _register_toy_long() -> None:
+    from vtc_lab.eval.toytask import ToyTaskSpec
+
+    register_toy_benchmark(ToyTaskSpec(min_steps=TOY_LONG_STEPS[0], steps=TOY_LONG_STEPS[1]),
+                           name="toy_long")
+
+
+_register_toy_long()
 
 
 @dataclass

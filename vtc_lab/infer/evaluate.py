@@ -18,7 +18,8 @@ from typing import Any
 
 from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.loop import LoopStats, run_loop
-from vtc_lab.infer.metrics import PeakMemory, efficiency_metrics, grade_records, read_metrics
+from vtc_lab.infer.metrics import (PeakMemory, efficiency_metrics, grade_records,
+                                   length_metrics, read_metrics)
 from vtc_lab.infer.records import ProblemRecord
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -156,6 +157,7 @@ def evaluate_benchmarks(
                                     workers=grade_workers)
             metrics.update(efficiency_metrics(records, loop_cfg.max_rounds, kv_per_token))
             metrics.update(read_metrics(records, probs))
+            metrics.update(length_metrics(records, probs))
             if stats.wall_s > 0 and new:
                 # Throughput of this invocation only: resumed samples cost no time here.
                 metrics["samples_per_s"] = len(new) / stats.wall_s

@@ -61,6 +61,35 @@ def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> d
     return {"read_rate": ok / checked if checked else 0.0, "read_checked": float(checked)}
 
 
+LENGTH_BUCKET = 5
+"""Width, in problem steps, of the length buckets of `length_metrics`."""
+
+
+def length_bucket(steps: int, width: int = LENGTH_BUCKET) -> tuple[int, int]:
+    """(first, last) step count of the bucket holding `steps`: [0, w-1], [w, 2w-1], ..."""
+    lo = (steps // width) * width
+    return lo, lo + width - 1
+
+
+def length_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> dict[str, float]:
+    """Accuracy by problem length, for benchmarks whose problems say how long they are (the toy
+    task's `steps`): `accuracy_len_<first>-<last>` over the graded samples of the problems in
+    that bucket and `samples_len_<first>-<last>` their number (zero-padded, so keys sort by
+    length). Other benchmarks: no keys. What a context cap costs shows as accuracy falling with
+    length (`loop.max_context_tokens`)."""
+    steps = {p.id: p.meta["steps"] for p in problems if isinstance(p.meta.get("steps"), int)}
+    groups: dict[str, list[float]] = {}
+    for rec in records:
+        if rec.problem_id in steps and rec.correct is not None:
+            lo, hi = length_bucket(steps[rec.problem_id])
+            groups.setdefault(f"{lo:02d}-{hi:02d}", []).append(float(rec.correct))
+    out: dict[str, float] = {}
+    for name, xs in sorted(groups.items()):
+        out[f"accuracy_len_{name}"] = sum(xs) / len(xs)
+        out[f"samples_len_{name}"] = float(len(xs))
+    return out
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default), 0.0 for no values."""
     if not values:
@@ -132,6 +161,12 @@ def efficiency_metrics(records: Sequence[ProblemRecord], max_rounds: int,
     out["bad/budget_hits"] = float(sum(not r.stopped for r in rounds))
     out["bad/render_errors"] = float(sum(r.render_error is not None for r in rounds))
     out["bad/render_lossy"] = float(sum(r.render_truncated for r in rounds))
+    # The context cap (loop.context_policy=drop_oldest): how often memory was dropped to fit.
+    out["context/dropped_rounds"] = float(sum(r.dropped_tokens > 0 for r in rounds))
+    out["context/dropped_tokens_mean"] = mean(
+        sum(r.dropped_tokens for r in rec.rounds) for rec in records)
+    out["kept/text_rounds"] = float(sum(r.memory_kind == "text" for r in rounds))
+    out["kept/page_rounds"] = float(sum(r.memory_kind == "pages" for r in rounds))
     return out
 
 

@@ -160,6 +160,29 @@ def eval_points(runs: list[RunRecord], metrics: tuple[str, ...] = AGG_METRICS) -
                                       loop_order(p.arm.loop), p.step))
 
 
+_LENGTH = re.compile(r"^accuracy_len_(\d+)-(\d+)$")
+
+
+def length_curves(runs: list[RunRecord]) -> dict[Arm, list[tuple[int, int, Interval]]]:
+    """Accuracy against problem length per arm (`accuracy_len_<first>-<last>`, logged by
+    `vtc_lab.infer.metrics.length_metrics`): (first, last step of the bucket, mean and 95 %
+    interval over seeds) at each arm's last evaluation step, buckets in length order."""
+    names = tuple(sorted({m.group(3) for r in runs for k in r.metrics
+                          for m in [_EVAL.match(k)] if m and _LENGTH.match(m.group(3))}))
+    if not names:
+        return {}
+    points = eval_points(runs, names)
+    last = {}
+    for p in points:
+        last[p.arm] = max(last.get(p.arm, p.step), p.step)
+    out: dict[Arm, list[tuple[int, int, Interval]]] = defaultdict(list)
+    for p in points:
+        if p.step == last[p.arm]:
+            lo, hi = (int(x) for x in _LENGTH.match(p.metric).groups())
+            out[p.arm].append((lo, hi, p.interval))
+    return {arm: sorted(v, key=lambda t: t[0]) for arm, v in out.items()}
+
+
 @dataclass(frozen=True)
 class Comparison:
     """A - B at one evaluation step, outcomes pooled over the seeds both arms have."""

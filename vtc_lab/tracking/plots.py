@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from vtc_lab import atomic
-from vtc_lab.tracking.aggregate import config_keys, eval_points, loop_order
+from vtc_lab.tracking.aggregate import config_keys, eval_points, length_curves, loop_order
 from vtc_lab.tracking.report import RunRecord
 
 _EVAL = re.compile(r"^eval/([^/]+)/([^/]+)/(.+)$")
@@ -362,7 +362,36 @@ def plot_loop_speedup(runs: list[RunRecord], lk: Look) -> Drawn:
     return fig
 
 
+def plot_accuracy_vs_length(runs: list[RunRecord], lk: Look) -> Drawn:
+    """Accuracy against problem length (issue 23 §5: what memory buys under a fixed context):
+    one line per configuration and loop at its last evaluation, the band its 95 % interval
+    over seeds (no band with one seed)."""
+    curves = length_curves(runs)
+    if not curves:
+        return "no run has eval/<benchmark>/<loop>/accuracy_len_<first>-<last> (a benchmark " \
+               "whose problems record their length, e.g. toy_long)"
+    fig, ax = _figure(figsize=(8, 4.8))
+    for i, (arm, pts) in enumerate(sorted(curves.items(), key=lambda kv: (
+            kv[0].bench, kv[0].config, loop_order(kv[0].loop)))):
+        xs = [(lo + hi) / 2 for lo, hi, _ in pts]
+        color = lk.colors.get(arm.config, "0.3")
+        ax.plot(xs, [iv.mean for _, _, iv in pts], color=color, marker=lk.markers.get(arm.config, "o"),
+                ls=lk.loop_styles.get(arm.loop, "-"), **_ladder(i))
+        if all(iv.has_interval for _, _, iv in pts):
+            ax.fill_between(xs, [iv.low for _, _, iv in pts], [iv.high for _, _, iv in pts],
+                            color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("problem length (steps; bucket midpoint)")
+    ax.set_ylabel("accuracy (last evaluation; band: 95 % CI over seeds)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title("Accuracy vs problem length")
+    ax.grid(alpha=0.3)
+    _legend(ax, lk, sorted({a.config for a in curves if a.config in lk.colors}),
+            sorted({a.loop for a in curves}), loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
 PLOTS = {
+    "accuracy_vs_problem_length.png": plot_accuracy_vs_length,
     "accuracy_vs_samples.png": plot_accuracy_vs_samples,
     "accuracy_vs_vision_tokens.png": plot_accuracy_vs_compression,
     "data_compression.png": plot_data_compression,
