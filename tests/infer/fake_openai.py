@@ -13,7 +13,8 @@ Faults for the client's error handling, each real HTTP:
   (`overflow_style`: the wording of a server in `OVERFLOW_MESSAGES`);
 - `faults`: a marker string -> what to answer when a prompt holds it: `html` (200 text/html),
   `no_choices` (200 JSON without `choices`), `overflow` (the 400 above, whatever the length).
-`latency_s` + a uniform `jitter_s` delay each generation (deterministic per prompt), to stand in
+`replies`: a marker string -> the text to answer (ending the turn) when a prompt holds it, for a
+known transcript (the transcription eval). `latency_s` + a uniform `jitter_s` delay each generation (deterministic per prompt), to stand in
 for a busy server in the pipelining benchmark (experiments/perf/openai_pipeline.py); `slow`
 (marker -> seconds) adds a delay to the generations whose prompt holds the marker.
 """
@@ -107,13 +108,15 @@ class FakeOpenAIServer:
 
     def __init__(self, *, model: str = "fake-vl", latency_s: float = 0.0, jitter_s: float = 0.0,
                  max_model_len: int | None = None, overflow_style: str = "vllm",
-                 faults: dict[str, str] | None = None, slow: dict[str, float] | None = None):
+                 faults: dict[str, str] | None = None, slow: dict[str, float] | None = None,
+                 replies: dict[str, str] | None = None):
         self.model = model
         self.slow = dict(slow or {})
         self.latency_s, self.jitter_s = latency_s, jitter_s
         self.max_model_len = max_model_len
         self.overflow_style = overflow_style
         self.faults = dict(faults or {})
+        self.replies = dict(replies or {})
         self.calls: Counter[str] = Counter()
         self.in_flight = self.peak_in_flight = 0
         self._lock = threading.Lock()
@@ -193,6 +196,9 @@ class FakeOpenAIServer:
                 else {"object": "error", **err}, "application/json"
         sampled = float(body.get("temperature") or 0.0) > 0
         ids, stopped = generate(prompt, budget, body.get("seed") if sampled else None)
+        reply = next((r for marker, r in self.replies.items() if marker in text), None)
+        if reply is not None:
+            ids, stopped = tokenize(reply)[:budget] + [EOS_ID], True
         with self._lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)

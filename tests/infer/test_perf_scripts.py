@@ -125,3 +125,45 @@ def test_gpu_acceptance_on_a_gpu(tmp_path):
     status = {c["name"]: c["status"] for c in report["checks"]}
     assert all(status[n] == "PASS" for n in ("static_cache", "loop_latency", "train_eval", "fsdp"))
     assert status["zero3"] in ("PASS", "SKIP") and status["openai"] in ("PASS", "SKIP")
+
+
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_render_crossover_is_where_the_delta_changes_sign():
+    crossover = _script("render_crossover").crossover
+    assert crossover([(8, 0.4), (16, 0.2), (32, -0.2), (64, -0.5)]) == pytest.approx(24.0)
+    assert crossover([(32, -0.2), (8, 0.4), (16, 0.2)]) == pytest.approx(24.0)  # any order
+    assert crossover([(8, 0.4), (16, 0.1)]) is None      # rendering never pays in the range
+    assert crossover([(8, -0.1), (16, -0.3)]) is None    # it always pays: below the range
+
+
+def test_render_crossover_forces_round_lengths_and_measures_both_ways(tmp_path):
+    out = tmp_path / "rc.json"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "render_crossover.py"), "--lengths",
+                           "8,32", "--rounds", "2", "--repeats", "1", "--mixed", "8,32",
+                           "--mixed-rounds", "4", "--threshold", "16", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = json.loads(out.read_text())["models"]["tiny_qwen3_vl"]
+    for s, point in model["sweep"].items():
+        for mode in ("text", "optical"):
+            (run,) = point["runs"][mode]
+            assert run["generated"] == 2 * int(s) and run["rounds"] == 2  # forced, no EOS
+        (optical,) = point["runs"]["optical"]
+        assert optical["pages"] >= 1 and optical["render_s"] > 0
+        assert point["deltas"] == [optical["latency_s"] - point["runs"]["text"][0]["latency_s"]]
+    both = model["both"]
+    # rounds of 8, 32, 8, 32 tokens: with min_render_tokens=16 both 8-token rounds stay text,
+    # the first 32-token one is rendered with the text kept before it (the last round is final)
+    assert [r["text_rounds"] for r in both["threshold"]] == [2]
+    assert [r["text_rounds"] for r in both["all"]] == [0]
+    assert both["all"][0]["generated"] == both["threshold"][0]["generated"] == 8 + 32 + 8 + 32 + 4
+    assert set(model["predicted"]) == {"Qwen3-VL-8B", "GLM-4.1V-9B"}
+    assert "crossover (tiny_qwen3_vl, CPU, measured)" in proc.stdout

@@ -104,8 +104,10 @@ def test_key_params_one_name_per_quantity_and_none_named_like_a_group():
         "max_rounds": 2, "max_new_tokens": 256}
     assert not {"data", "benchmark", "loop"} & set(kp)
     off = key_params(_train_cfg(evaluator=False))
-    assert not {"benchmarks", "loops", "max_rounds", "max_new_tokens"} & set(off)
-    assert set(kp) - set(off) == {"benchmarks", "loops", "max_rounds", "max_new_tokens"}
+    evaluator_keys = {"benchmarks", "loops", "max_rounds", "max_new_tokens", "context_cap",
+                      "context_policy", "min_render_tokens"}
+    assert not evaluator_keys & set(off)
+    assert set(kp) - set(off) == evaluator_keys
 
 
 def test_every_key_param_path_is_a_field_of_some_app_schema():

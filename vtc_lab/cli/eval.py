@@ -3,6 +3,7 @@
     vtc-lab eval model=local model.path=/ckpt/VTC-R1-Glyph benchmark=aime25 loops=[optical,text]
     vtc-lab eval -m loop=optical,text,none benchmark.limit=50
     vtc-lab eval ... seeds=3                        # each configuration with loop.seed 0, 1, 2
+    vtc-lab eval task=transcribe benchmark.limit=20 # CER of transcribed pages (no loops)
 
 The work is `vtc_lab.infer.offline.evaluate` (see there for what is written and logged).
 """
@@ -32,6 +33,10 @@ def _app(raw: DictConfig) -> float | None:
 
     cfg: EvalConfig = resolve_model(validate(raw))  # + unknown keys, non-finite numbers
     metrics = evaluate(cfg)
+    if cfg.task == "transcribe":
+        for key, value in sorted(metrics.items()):
+            print(f"{key:<48}{value:>12.4g}", flush=True)
+        return metrics.get(f"eval/{cfg.benchmark.name}/transcribe/cer")
     modes = [c.mode for c in cfg.loop_configs]
     print(summary_table(metrics, cfg.benchmark.name, modes, cfg.memory), flush=True)
     return metrics.get(metric_key(cfg.benchmark.name, modes[0], "accuracy", cfg.memory))

@@ -125,6 +125,37 @@ class LoopConfig:
                 f"loop.repetition_penalty must be > 0, got {self.repetition_penalty}")
 
 
+TASKS = ("solve", "transcribe")
+TRANSCRIBE_PROMPT = "Transcribe the text in the image exactly, line by line."
+
+
+@dataclass
+class TranscribeConfig:
+    """The transcription evaluation (`task=transcribe`): how well a model reads a rendered page,
+    measured directly as the character error rate of its transcript (issue 23 §3)."""
+
+    prompt: str = TRANSCRIBE_PROMPT
+    """The question shown with each page (the page goes where `image_position` says)."""
+    source: str = "auto"
+    """What text of each problem is rendered: `auto` (the reference solution: the problem's
+    `solution`, else `reference`, else `reasoning` field, else its question), `question`, or the
+    name of a field of the benchmark file."""
+    max_chars: int = 2000
+    """Characters of each problem's text that are rendered (from the start); 0 = all."""
+    max_pages: int = 1
+    """Pages per problem transcribed (the first ones); 0 = all."""
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise ValueError("transcribe.prompt must not be empty")
+        if not self.source.strip():
+            raise ValueError("transcribe.source must be auto, question or a field name")
+        for name in ("max_chars", "max_pages"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"transcribe.{name} must be an integer >= 0, got {value!r}")
+
+
 @dataclass
 class EvalConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -142,6 +173,13 @@ class EvalConfig:
     """Where the MLflow run goes."""
     output_root: str = "vtc-runs"
     """Root of all outputs (MLflow store, predictions)."""
+    task: str = "solve"
+    """`solve`: run the loops on the benchmark's problems and grade the answers. `transcribe`:
+    render each problem's text (`transcribe.source`) with `renderer`, ask the model to
+    transcribe each page and score the character error rate against the rendered text
+    (`eval/<benchmark>/transcribe/cer`; the loops are not run). Any backbone and engine."""
+    transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
+    """Settings of `task=transcribe`."""
     loops: list[str] = field(default_factory=list)
     """Several loop modes with the same budgets in one run (e.g. [optical, text, none]); empty:
     just `loop.mode`."""
@@ -182,6 +220,8 @@ class EvalConfig:
     """Show tqdm progress bars."""
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         for mode in self.loops:
             if mode not in MODES:
                 raise ValueError(f"loops entries must be in {MODES}, got {mode!r}")

@@ -39,7 +39,10 @@ def settings_header(cfg: EvalConfig, problems: Any, served_model: str | None = N
         stat = Path(cfg.checkpoint).stat()
         model["checkpoint"] = {"path": str(Path(cfg.checkpoint).resolve()), "size": stat.st_size,
                                "mtime_ns": stat.st_mtime_ns}
+    task = {} if cfg.task == "solve" else {"task": cfg.task, "transcribe": asdict(cfg.transcribe),
+                                           "loop": asdict(cfg.loop)}
     return {
+        **task,
         "model": model,
         "benchmark": {"name": problems.name, "version": problems.version,
                       "fingerprint": problems.fingerprint, "limit": cfg.benchmark.limit,
@@ -109,7 +112,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
         from vtc_lab.infer.openai_engine import OpenAIEngine
 
         engine = OpenAIEngine(cfg.engine)
-        engine.check([c.mode for c in cfg.loop_configs])  # unreachable / wrong model: fail now
+        # unreachable / wrong model / cannot do what the task needs: fail now
+        engine.check(["optical"] if cfg.task == "transcribe" else [c.mode for c in cfg.loop_configs])
         served = engine.model
     header = settings_header(cfg, problems, served)
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()
@@ -154,6 +158,8 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
         from vtc_lab.eval.benchmarks import benchmark_input
 
         run.log_dataset(**benchmark_input(problems), context="evaluation")
+        if cfg.task == "transcribe":
+            return _transcribe_and_log(cfg, engine, problems, out_dir, run)
         results = evaluate_benchmarks(
             engine, {problems.name: problems}, cfg.loop_configs, cfg.renderer,
             cfg.system_prompt, cfg.image_position, image_max_pixels=cfg.model.image_max_pixels,
@@ -174,6 +180,27 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
             run.log_image(image, f"memory/{name}")
         atomic.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
         run.log_artifact(out_dir / "metrics.json")
+    return metrics
+
+
+def _transcribe_and_log(cfg: EvalConfig, engine: Any, problems: Any, out_dir: Path,
+                        run: Any) -> dict[str, float]:
+    """`task=transcribe`: metrics `eval/<benchmark>/transcribe/<metric>`, a table of the pages
+    and the page images in MLflow, the records as jsonl in `out_dir`."""
+    from vtc_lab.infer.transcribe import run_transcription, transcription_metrics
+
+    records = run_transcription(engine, problems, cfg.transcribe, cfg.loop, cfg.renderer,
+                                cfg.system_prompt, cfg.image_position,
+                                image_max_pixels=cfg.model.image_max_pixels)
+    metrics = {f"eval/{problems.name}/transcribe/{k}": v
+               for k, v in transcription_metrics(records).items()}
+    run.log_metrics(metrics)
+    rows = [r.to_dict() for r in records]
+    run.log_table(rows, f"predictions/{problems.name}__transcribe.json")
+    atomic.write_text(out_dir / f"{problems.name}__transcribe.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+    run.log_artifact(out_dir / "metrics.json")
     return metrics
 
 

@@ -48,6 +48,10 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "precision": ("trainer.precision",),
     "strategy": ("trainer.strategy",),
     "seed": ("optim.seed", "loop.seed"),
+    "task": ("task",),
+    "context_cap": ("loop.max_context_tokens", "evaluator.loop.max_context_tokens"),
+    "context_policy": ("loop.context_policy", "evaluator.loop.context_policy"),
+    "min_render_tokens": ("loop.min_render_tokens", "evaluator.loop.min_render_tokens"),
 }
 
 _SHORT = {path: name for name, paths in KEY_PARAMS.items() for path in paths}

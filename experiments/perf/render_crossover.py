@@ -1,0 +1,274 @@
+"""When rendering does not pay (issue 23 §6): the round length below which rendering a round to
+pages (render + image preprocessing + vision tower + prefill of its vision tokens) costs more time
+than the text tokens it saves, measured with the loop's own timers on the tiny models, and
+predicted by the cost model (vtc_lab.infer.costmodel) for Qwen3-VL-8B and GLM-4.1V-9B on an H100.
+
+1. Sweep. Per round length S: the text loop and the optical loop, each `--rounds` rounds of
+   exactly S tokens (forced: the next S ids of MATH500 reference solutions, never the end of the
+   turn; the forcing engine of experiments/perf/loop_latency.py), batch 1, greedy, the engine's
+   cross-round reuse on (as `vtc-lab eval` runs). Time split from the loop's own timers: render
+   (round records), preprocess, vision, prefill, decode (`HFEngine.stats`). Repeated `--repeats`
+   times, text and optical side by side in each repeat. Delta = optical - text latency; the
+   crossover is where the mean delta changes sign (linear in S between the two sweep points).
+2. Prediction. `costmodel.text_loop` / `optical_loop` (eager, reuse) for the two 8-9B models on
+   an H100 over a fine grid of S, with this machine's measured render and preprocessing time per
+   page, and the reference renderer's compression and pages per token (docs/cost-model.md).
+3. Both ways. A mixed workload (rounds alternating `--mixed` lengths, each ended by the
+   end-of-turn token) through the optical loop with `loop.min_render_tokens` 0 (every round
+   rendered) and = the threshold (`--threshold`, default: the measured crossover rounded up),
+   side by side in each repeat; mean and 95 % t-interval over repeats and of the paired
+   difference.
+
+    python experiments/perf/render_crossover.py --quick
+    python experiments/perf/render_crossover.py --lengths 8,16,32,64,128,256,512 --repeats 3
+
+Results: printed, and a JSON file (`--json`). Wall times on a shared CPU depend on the load
+(printed at start and end): compare only numbers of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REFERENCE_COMPRESSION = 3.8
+"""Text tokens per vision token of the reference renderer on MATH500 (Qwen3-VL; docs/cost-model.md)."""
+REFERENCE_PAGES_PER_8K = 5.1
+"""Pages per 8,192-token round of the reference renderer (docs/cost-model.md)."""
+
+
+def _loop_latency():
+    """experiments/perf/loop_latency.py as a module (its forcing engine, one home)."""
+    path = Path(__file__).with_name("loop_latency.py")
+    spec = importlib.util.spec_from_file_location("loop_latency", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("loop_latency", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mixed_engine_class(base):
+    """The forcing engine, but round k emits the next `lengths[k % len]` stream ids and then the
+    end-of-turn token (rounds of chosen, unequal lengths)."""
+    import torch
+
+    class Force:
+        def __init__(self, targets: list[int]):
+            self.targets, self.width = targets, None
+
+        def __call__(self, input_ids, scores):
+            if self.width is None:
+                self.width = input_ids.shape[1]
+            t = min(input_ids.shape[1] - self.width, len(self.targets) - 1)
+            out = torch.full_like(scores, float("-inf"))
+            out[:, self.targets[t]] = 0.0
+            return out
+
+    class MixedEngine(base):
+        def __init__(self, backbone, stream, lengths, **kwargs):
+            super().__init__(backbone, stream, **kwargs)
+            self.lengths, self.call = lengths, 0
+
+        def logits_processors(self, requests, params, device):
+            n = self.lengths[self.call % len(self.lengths)]
+            self.call += 1
+            targets = self.stream[self.pos:self.pos + n] + [self.stop_ids[0]]
+            self.pos += n
+            return [Force(targets)]
+
+    return MixedEngine
+
+
+def run_once(engine, mode: str, rounds: int, budget: int, min_render: int = 0) -> dict:
+    """One problem through `run_loop`; the latency and its split from the loop's timers."""
+    from vtc_lab.eval.benchmarks import Problem
+    from vtc_lab.infer.config import LoopConfig
+    from vtc_lab.infer.engine import EngineStats
+    from vtc_lab.infer.loop import LoopStats, run_loop
+    from vtc_lab.render import RenderConfig
+
+    engine.stats = EngineStats()
+    engine.clear_cache()
+    engine.pos = 0
+    if hasattr(engine, "call"):
+        engine.call = 0
+    cfg = LoopConfig(mode=mode, max_rounds=rounds, max_new_tokens=budget, do_sample=False,
+                     batch_size=1, min_render_tokens=min_render)
+    problem = Problem(id="p", question="Solve the problem; reason step by step.", gold="0",
+                      benchmark="math500")
+    stats = LoopStats()
+    [rec] = run_loop(engine, [problem], cfg, RenderConfig(), None, progress=False, stats=stats)
+    s = engine.stats
+    pages = sum(r.new_images for r in rec.rounds)
+    return dict(latency_s=stats.wall_s, render_s=sum(r.render_s for r in rec.rounds),
+                preprocess_s=s.preprocess_s, vision_s=s.vision_s, prefill_s=s.prefill_s,
+                decode_s=s.decode_s, rounds=len(rec.rounds), pages=pages,
+                generated=sum(r.generated_tokens for r in rec.rounds),
+                text_rounds=sum(r.memory_kind == "text" for r in rec.rounds),
+                memory_text_tokens=sum(r.memory_text_tokens for r in rec.rounds if r.new_images),
+                memory_vision_tokens=sum(r.memory_vision_tokens for r in rec.rounds))
+
+
+def crossover(points: list[tuple[float, float]]) -> float | None:
+    """The x where y (sorted by x) first goes from > 0 to <= 0, linear between the two points;
+    None when it never does (or is <= 0 from the first point: then below the range)."""
+    pts = sorted(points)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if y0 > 0 >= y1:
+            return x0 + (x1 - x0) * y0 / (y0 - y1)
+    return None
+
+
+def predicted(render_s_per_page: float, preprocess_s_per_page: float, rounds: int) -> dict:
+    """Cost-model crossover for the two 8-9B models on one H100 (eager engine, reuse on)."""
+    from vtc_lab.infer.costmodel import (GLM_41V_9B, H100, QWEN3_VL_8B, Workload, optical_loop,
+                                         text_loop)
+
+    grid = sorted({int(round(2 ** (k / 8))) for k in range(24, 8 * 14 + 1)})  # 8 .. 16384
+    out = {}
+    for name, model in (("Qwen3-VL-8B", QWEN3_VL_8B), ("GLM-4.1V-9B", GLM_41V_9B)):
+        deltas = []
+        for s in grid:
+            w = Workload(total=rounds * s, round_tokens=s, compression=REFERENCE_COMPRESSION,
+                         pages_per_round=max(1.0, REFERENCE_PAGES_PER_8K * s / 8192),
+                         render_s_per_page=render_s_per_page,
+                         preprocess_s_per_page=preprocess_s_per_page)
+            deltas.append((s, optical_loop(model, H100, w, True).total_s
+                           - text_loop(model, H100, w).total_s))
+        out[name] = dict(crossover=crossover(deltas),
+                         delta_at={s: d for s, d in deltas if s in (64, 256, 1024, 4096, 8192)})
+    return out
+
+
+def interval(xs: list[float]) -> str:
+    from vtc_lab.eval.stats import mean_ci
+
+    iv = mean_ci(xs)
+    return (f"{iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]" if iv.has_interval
+            else f"{iv.mean:.3f} (n=1)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="tiny_qwen3_vl",
+                        help="registered tiny models (tiny_qwen3_vl, tiny_glm4v, tiny_qwen2_5_vl)")
+    parser.add_argument("--lengths", default="8,16,32,64,128,256", help="round lengths S")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per problem")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mixed", default="16,128", help="round lengths of the mixed workload")
+    parser.add_argument("--mixed-rounds", type=int, default=6)
+    parser.add_argument("--threshold", type=int, default=None,
+                        help="loop.min_render_tokens of the mixed run (default: the crossover)")
+    parser.add_argument("--predict-rounds", type=int, default=8,
+                        help="rounds of the cost-model prediction (the paper's 8)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help="S=8,32,128, 2 repeats, 4-round mixed workload")
+    parser.add_argument("--json", default="vtc-runs/perf/render_crossover.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.lengths, args.repeats, args.mixed_rounds = "8,32,128", 2, 4
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from vtc_lab.infer.evaluate import load_problems
+    from vtc_lab.models import ModelConfig, load_backbone
+
+    lengths = [int(x) for x in args.lengths.split(",")]
+    mixed = [int(x) for x in args.mixed.split(",")]
+    forcing = _loop_latency().forcing_engine_class()
+    solutions = "\n\n".join(p.meta.get("solution") or p.question
+                            for p in load_problems("math500", 500, 0))
+    print(f"# {args.threads} thread(s), torch {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
+    report: dict = {"args": vars(args), "models": {}}
+    for name in args.models.split(","):
+        backbone = load_backbone(ModelConfig(name=name, arch=name.removeprefix("tiny_")))
+        backbone.model.eval()
+        stream = backbone.tokenizer(solutions, add_special_tokens=False)["input_ids"]
+        banned = set(backbone.tokenizer.all_special_ids) | {
+            backbone.tokenizer.convert_tokens_to_ids("</think>")}
+        stream = [t for t in stream if t not in banned]
+        engine = forcing(backbone, stream)
+        run_once(engine, "optical", 2, min(lengths))  # warm-up
+        sweep = {}
+        print(f"## {name}: {args.rounds} rounds of S tokens, {args.repeats} repeats "
+              "(seconds; mean [95 % CI])", flush=True)
+        print("| S | text | optical | optical - text | optical render / prep / vision / prefill |"
+              " text prefill | pages/round | vision tok/round |")
+        print("|---|---|---|---|---|---|---|---|")
+        for s in lengths:
+            runs = {"text": [], "optical": []}
+            for _ in range(args.repeats):
+                for mode in ("text", "optical"):
+                    runs[mode].append(run_once(engine, mode, args.rounds, s))
+            deltas = [o["latency_s"] - t["latency_s"] for t, o in zip(runs["text"], runs["optical"])]
+            sweep[s] = dict(runs=runs, deltas=deltas)
+            o = runs["optical"]
+
+            def avg(key, rs=o):
+                return sum(r[key] for r in rs) / len(rs)
+
+            memory_rounds = max(1, args.rounds - 1)
+            print(f"| {s} | {interval([r['latency_s'] for r in runs['text']])} | "
+                  f"{interval([r['latency_s'] for r in o])} | {interval(deltas)} | "
+                  f"{avg('render_s'):.3f} / {avg('preprocess_s'):.3f} / {avg('vision_s'):.3f} / "
+                  f"{avg('prefill_s'):.3f} | {avg('prefill_s', runs['text']):.3f} | "
+                  f"{avg('pages') / memory_rounds:.1f} | "
+                  f"{avg('memory_vision_tokens') / memory_rounds:.1f} |", flush=True)
+        cross = crossover([(s, sum(v["deltas"]) / len(v["deltas"])) for s, v in sweep.items()])
+        pages = sum(r["pages"] for v in sweep.values() for r in v["runs"]["optical"])
+        render_pp = sum(r["render_s"] for v in sweep.values() for r in v["runs"]["optical"]) / pages
+        prep_pp = sum(r["preprocess_s"] for v in sweep.values()
+                      for r in v["runs"]["optical"]) / pages
+        print(f"crossover ({name}, CPU, measured): "
+              + (f"S* = {cross:.0f} tokens per round" if cross is not None else
+                 f"none in S = {lengths[0]}..{lengths[-1]} (optical - text has one sign)"),
+              flush=True)
+        threshold = args.threshold or (math.ceil(cross) if cross is not None else None)
+        both = None
+        if threshold:
+            engine = mixed_engine_class(forcing)(backbone, stream, mixed)
+            both = {"all": [], "threshold": [], "text": []}
+            for _ in range(args.repeats):
+                both["all"].append(run_once(engine, "optical", args.mixed_rounds, max(mixed)))
+                both["threshold"].append(run_once(engine, "optical", args.mixed_rounds,
+                                                  max(mixed), threshold))
+                both["text"].append(run_once(engine, "text", args.mixed_rounds, max(mixed)))
+            diff = [a["latency_s"] - b["latency_s"] for a, b in zip(both["all"], both["threshold"])]
+            print(f"mixed rounds {mixed} x {args.mixed_rounds}: optical, every round rendered "
+                  f"{interval([r['latency_s'] for r in both['all']])} s; min_render_tokens="
+                  f"{threshold} {interval([r['latency_s'] for r in both['threshold']])} s "
+                  f"({both['threshold'][0]['text_rounds']} rounds kept as text); text "
+                  f"{interval([r['latency_s'] for r in both['text']])} s; rendered - "
+                  f"threshold {interval(diff)} s", flush=True)
+        report["models"][name] = dict(sweep=sweep, crossover=cross, render_s_per_page=render_pp,
+                                      preprocess_s_per_page=prep_pp, threshold=threshold,
+                                      both=both)
+        pred = predicted(render_pp, prep_pp, args.predict_rounds)
+        report["models"][name]["predicted"] = pred
+        for gpu_model, p in pred.items():
+            c = p["crossover"]
+            print(f"crossover ({gpu_model}, one H100, cost model, {args.predict_rounds} rounds, "
+                  f"this machine's {render_pp * 1e3:.1f} ms render + {prep_pp * 1e3:.1f} ms "
+                  f"preprocessing per page): "
+                  + (f"S* = {c:.0f} tokens per round" if c is not None else "none in 8..16384"),
+                  flush=True)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"# wrote {out}; load average {os.getloadavg()[0]:.1f} at the end "
+          f"({time.strftime('%H:%M:%S')})")
+
+
+if __name__ == "__main__":
+    main()
