@@ -9,13 +9,18 @@ predicted by the cost model (vtc_lab.infer.costmodel) for Qwen3-VL-8B and GLM-4.
    cross-round reuse on (as `vtc-lab eval` runs). Time split from the loop's own timers: render
    (round records), preprocess, vision, prefill, decode (`HFEngine.stats`). Repeated `--repeats`
    times, text and optical side by side in each repeat. Delta = optical - text latency; the
-   crossover is where the mean delta changes sign (linear in S between the two sweep points).
-2. Prediction. `costmodel.text_loop` / `optical_loop` (eager, reuse) for the two 8-9B models on
-   an H100 over a fine grid of S, with this machine's measured render and preprocessing time per
-   page, and the reference renderer's compression and pages per token (docs/cost-model.md).
+   crossover is where the mean delta changes sign (linear in S between the two sweep points),
+   printed with the S at which the delta's 95 % interval excludes 0 (on a loaded machine decode
+   noise can hide it). Also: the same for the memory work alone (every timer but decode), and
+   the token crossover (where a round's pages cost fewer prompt tokens than its text).
+2. Prediction. The cost model (vtc_lab.infer.costmodel) for the two 8-9B models on an H100 over
+   a fine grid of S, reuse on, eager (`text_loop` / `optical_loop`) and serving (`serving`, 512
+   problems) regimes, with this machine's measured render and preprocessing time per page, and
+   the reference renderer's compression and pages per token (docs/cost-model.md).
 3. Both ways. A mixed workload (rounds alternating `--mixed` lengths, each ended by the
    end-of-turn token) through the optical loop with `loop.min_render_tokens` 0 (every round
-   rendered) and = the threshold (`--threshold`, default: the measured crossover rounded up),
+   rendered) and = the threshold (`--threshold`, default: the measured crossover rounded up: end
+   to end, else memory work, else tokens),
    side by side in each repeat; mean and 95 % t-interval over repeats and of the paired
    difference.
 
@@ -117,6 +122,18 @@ def run_once(engine, mode: str, rounds: int, budget: int, min_render: int = 0) -
                 memory_vision_tokens=sum(r.memory_vision_tokens for r in rec.rounds))
 
 
+def memory_work(run: dict) -> float:
+    """Seconds of a loop that are not decode: render, preprocess, vision tower, prefill."""
+    return run["render_s"] + run["preprocess_s"] + run["vision_s"] + run["prefill_s"]
+
+
+def _excludes_zero(xs: list[float]) -> bool:
+    from vtc_lab.eval.stats import mean_ci
+
+    iv = mean_ci(xs)
+    return iv.has_interval and (iv.low > 0 or iv.high < 0)
+
+
 def crossover(points: list[tuple[float, float]]) -> float | None:
     """The x where y (sorted by x) first goes from > 0 to <= 0, linear between the two points;
     None when it never does (or is <= 0 from the first point: then below the range)."""
@@ -127,24 +144,31 @@ def crossover(points: list[tuple[float, float]]) -> float | None:
     return None
 
 
-def predicted(render_s_per_page: float, preprocess_s_per_page: float, rounds: int) -> dict:
-    """Cost-model crossover for the two 8-9B models on one H100 (eager engine, reuse on)."""
+def predicted(render_s_per_page: float, preprocess_s_per_page: float, rounds: int,
+              problems: int = 512) -> dict:
+    """Cost-model crossover for the two 8-9B models on one H100, reuse on, in the eager regime
+    (one sequence through HF `generate`) and the serving regime (`problems` sequences through a
+    vLLM-like engine, concurrency bounded by the KV cache; `costmodel.serving`)."""
     from vtc_lab.infer.costmodel import (GLM_41V_9B, H100, QWEN3_VL_8B, Workload, optical_loop,
-                                         text_loop)
+                                         serving, text_loop)
 
     grid = sorted({int(round(2 ** (k / 8))) for k in range(24, 8 * 14 + 1)})  # 8 .. 16384
     out = {}
     for name, model in (("Qwen3-VL-8B", QWEN3_VL_8B), ("GLM-4.1V-9B", GLM_41V_9B)):
-        deltas = []
+        eager, served = [], []
         for s in grid:
             w = Workload(total=rounds * s, round_tokens=s, compression=REFERENCE_COMPRESSION,
                          pages_per_round=max(1.0, REFERENCE_PAGES_PER_8K * s / 8192),
                          render_s_per_page=render_s_per_page,
                          preprocess_s_per_page=preprocess_s_per_page)
-            deltas.append((s, optical_loop(model, H100, w, True).total_s
-                           - text_loop(model, H100, w).total_s))
-        out[name] = dict(crossover=crossover(deltas),
-                         delta_at={s: d for s, d in deltas if s in (64, 256, 1024, 4096, 8192)})
+            eager.append((s, optical_loop(model, H100, w, True).total_s
+                          - text_loop(model, H100, w).total_s))
+            served.append((s, serving(model, H100, w, "optical", problems).total_s
+                           - serving(model, H100, w, "text", problems).total_s))
+        out[name] = {regime: dict(crossover=crossover(d),
+                                  delta_at={s: x for s, x in d
+                                            if s in (64, 256, 1024, 4096, 8192)})
+                     for regime, d in (("eager", eager), ("serving", served))}
     return out
 
 
@@ -166,7 +190,8 @@ def main() -> None:
     parser.add_argument("--mixed", default="16,128", help="round lengths of the mixed workload")
     parser.add_argument("--mixed-rounds", type=int, default=6)
     parser.add_argument("--threshold", type=int, default=None,
-                        help="loop.min_render_tokens of the mixed run (default: the crossover)")
+                        help="loop.min_render_tokens of the mixed run (default: the crossover "
+                             "end to end, else of the memory work, else of the tokens)")
     parser.add_argument("--predict-rounds", type=int, default=8,
                         help="rounds of the cost-model prediction (the paper's 8)")
     parser.add_argument("--threads", type=int, default=1)
@@ -202,17 +227,22 @@ def main() -> None:
         run_once(engine, "optical", 2, min(lengths))  # warm-up
         sweep = {}
         print(f"## {name}: {args.rounds} rounds of S tokens, {args.repeats} repeats "
-              "(seconds; mean [95 % CI])", flush=True)
-        print("| S | text | optical | optical - text | optical render / prep / vision / prefill |"
-              " text prefill | pages/round | vision tok/round |")
+              "(seconds; mean [95 % CI]; 'memory work' = render + preprocess + vision + prefill, "
+              "everything but decode)", flush=True)
+        print("| S | text | optical | optical - text | memory work optical - text | "
+              "decode optical - text | optical render / prep / vision / prefill | "
+              "memory tokens per round text / optical |")
         print("|---|---|---|---|---|---|---|---|")
         for s in lengths:
             runs = {"text": [], "optical": []}
             for _ in range(args.repeats):
                 for mode in ("text", "optical"):
                     runs[mode].append(run_once(engine, mode, args.rounds, s))
-            deltas = [o["latency_s"] - t["latency_s"] for t, o in zip(runs["text"], runs["optical"])]
-            sweep[s] = dict(runs=runs, deltas=deltas)
+            pairs = list(zip(runs["text"], runs["optical"]))
+            deltas = [o["latency_s"] - t["latency_s"] for t, o in pairs]
+            work = [memory_work(o) - memory_work(t) for t, o in pairs]
+            decode = [o["decode_s"] - t["decode_s"] for t, o in pairs]
+            sweep[s] = dict(runs=runs, deltas=deltas, work_deltas=work, decode_deltas=decode)
             o = runs["optical"]
 
             def avg(key, rs=o):
@@ -221,29 +251,44 @@ def main() -> None:
             memory_rounds = max(1, args.rounds - 1)
             print(f"| {s} | {interval([r['latency_s'] for r in runs['text']])} | "
                   f"{interval([r['latency_s'] for r in o])} | {interval(deltas)} | "
+                  f"{interval(work)} | {interval(decode)} | "
                   f"{avg('render_s'):.3f} / {avg('preprocess_s'):.3f} / {avg('vision_s'):.3f} / "
-                  f"{avg('prefill_s'):.3f} | {avg('prefill_s', runs['text']):.3f} | "
-                  f"{avg('pages') / memory_rounds:.1f} | "
+                  f"{avg('prefill_s'):.3f} | {s} / "
                   f"{avg('memory_vision_tokens') / memory_rounds:.1f} |", flush=True)
         cross = crossover([(s, sum(v["deltas"]) / len(v["deltas"])) for s, v in sweep.items()])
+        work_cross = crossover([(s, sum(v["work_deltas"]) / len(v["work_deltas"]))
+                                for s, v in sweep.items()])
+        token_cross = crossover([(s, sum(r["memory_vision_tokens"] for r in v["runs"]["optical"])
+                                  / len(v["runs"]["optical"]) / max(1, args.rounds - 1) - s)
+                                 for s, v in sweep.items()])
+        settled = [s for s, v in sweep.items() if _excludes_zero(v["deltas"])]
         pages = sum(r["pages"] for v in sweep.values() for r in v["runs"]["optical"])
         render_pp = sum(r["render_s"] for v in sweep.values() for r in v["runs"]["optical"]) / pages
         prep_pp = sum(r["preprocess_s"] for v in sweep.values()
                       for r in v["runs"]["optical"]) / pages
-        print(f"crossover ({name}, CPU, measured): "
-              + (f"S* = {cross:.0f} tokens per round" if cross is not None else
-                 f"none in S = {lengths[0]}..{lengths[-1]} (optical - text has one sign)"),
+
+        def said(c):
+            return (f"S* = {c:.0f} tokens per round" if c is not None else
+                    f"none in S = {lengths[0]}..{lengths[-1]} (one sign throughout)")
+
+        print(f"crossover ({name}, CPU, measured, end to end): {said(cross)}; the 95 % CI of "
+              f"optical - text excludes 0 at S = {settled or 'none'}", flush=True)
+        print(f"crossover ({name}, CPU, measured, memory work only): {said(work_cross)}",
               flush=True)
-        threshold = args.threshold or (math.ceil(cross) if cross is not None else None)
+        print(f"crossover ({name}, tokens: a round's page costs fewer prompt tokens than its "
+              f"text): {said(token_cross)}", flush=True)
+        found = next((c for c in (cross, work_cross, token_cross) if c is not None), None)
+        threshold = args.threshold or (math.ceil(found) if found is not None else None)
         both = None
         if threshold:
             engine = mixed_engine_class(forcing)(backbone, stream, mixed)
             both = {"all": [], "threshold": [], "text": []}
+            budget = max(mixed) + 1  # the longest round and its end-of-turn token
             for _ in range(args.repeats):
-                both["all"].append(run_once(engine, "optical", args.mixed_rounds, max(mixed)))
+                both["all"].append(run_once(engine, "optical", args.mixed_rounds, budget))
                 both["threshold"].append(run_once(engine, "optical", args.mixed_rounds,
-                                                  max(mixed), threshold))
-                both["text"].append(run_once(engine, "text", args.mixed_rounds, max(mixed)))
+                                                  budget, threshold))
+                both["text"].append(run_once(engine, "text", args.mixed_rounds, budget))
             diff = [a["latency_s"] - b["latency_s"] for a, b in zip(both["all"], both["threshold"])]
             print(f"mixed rounds {mixed} x {args.mixed_rounds}: optical, every round rendered "
                   f"{interval([r['latency_s'] for r in both['all']])} s; min_render_tokens="
@@ -251,18 +296,21 @@ def main() -> None:
                   f"({both['threshold'][0]['text_rounds']} rounds kept as text); text "
                   f"{interval([r['latency_s'] for r in both['text']])} s; rendered - "
                   f"threshold {interval(diff)} s", flush=True)
-        report["models"][name] = dict(sweep=sweep, crossover=cross, render_s_per_page=render_pp,
+        report["models"][name] = dict(sweep=sweep, crossover=cross, work_crossover=work_cross,
+                                      token_crossover=token_cross, settled=settled,
+                                      render_s_per_page=render_pp,
                                       preprocess_s_per_page=prep_pp, threshold=threshold,
                                       both=both)
         pred = predicted(render_pp, prep_pp, args.predict_rounds)
         report["models"][name]["predicted"] = pred
-        for gpu_model, p in pred.items():
-            c = p["crossover"]
-            print(f"crossover ({gpu_model}, one H100, cost model, {args.predict_rounds} rounds, "
-                  f"this machine's {render_pp * 1e3:.1f} ms render + {prep_pp * 1e3:.1f} ms "
-                  f"preprocessing per page): "
-                  + (f"S* = {c:.0f} tokens per round" if c is not None else "none in 8..16384"),
-                  flush=True)
+        for gpu_model, regimes in pred.items():
+            for regime, p in regimes.items():
+                c = p["crossover"]
+                print(f"crossover ({gpu_model}, one H100, cost model, {regime}, "
+                      f"{args.predict_rounds} rounds, this machine's {render_pp * 1e3:.1f} ms "
+                      f"render + {prep_pp * 1e3:.1f} ms preprocessing per page): "
+                      + (f"S* = {c:.0f} tokens per round" if c is not None
+                         else "none in 8..16384"), flush=True)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
