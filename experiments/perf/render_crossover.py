@@ -289,13 +289,15 @@ def main() -> None:
                 both["threshold"].append(run_once(engine, "optical", args.mixed_rounds,
                                                   budget, threshold))
                 both["text"].append(run_once(engine, "text", args.mixed_rounds, budget))
-            diff = [a["latency_s"] - b["latency_s"] for a, b in zip(both["all"], both["threshold"])]
-            print(f"mixed rounds {mixed} x {args.mixed_rounds}: optical, every round rendered "
-                  f"{interval([r['latency_s'] for r in both['all']])} s; min_render_tokens="
-                  f"{threshold} {interval([r['latency_s'] for r in both['threshold']])} s "
-                  f"({both['threshold'][0]['text_rounds']} rounds kept as text); text "
-                  f"{interval([r['latency_s'] for r in both['text']])} s; rendered - "
-                  f"threshold {interval(diff)} s", flush=True)
+            for what, key in (("latency", lambda r: r["latency_s"]), ("memory work", memory_work)):
+                diff = [key(a) - key(b) for a, b in zip(both["all"], both["threshold"])]
+                print(f"mixed rounds {mixed} x {args.mixed_rounds}, {what}: optical, every round "
+                      f"rendered {interval([key(r) for r in both['all']])} s; "
+                      f"min_render_tokens={threshold} "
+                      f"{interval([key(r) for r in both['threshold']])} s "
+                      f"({both['threshold'][0]['text_rounds']} rounds kept as text); text "
+                      f"{interval([key(r) for r in both['text']])} s; rendered - threshold "
+                      f"{interval(diff)} s", flush=True)
         report["models"][name] = dict(sweep=sweep, crossover=cross, work_crossover=work_cross,
                                       token_crossover=token_cross, settled=settled,
                                       render_s_per_page=render_pp,

@@ -165,5 +165,12 @@ def test_render_crossover_forces_round_lengths_and_measures_both_ways(tmp_path):
     assert [r["text_rounds"] for r in both["threshold"]] == [2]
     assert [r["text_rounds"] for r in both["all"]] == [0]
     assert both["all"][0]["generated"] == both["threshold"][0]["generated"] == 8 + 32 + 8 + 32 + 4
+    for s, point in model["sweep"].items():
+        (t,), (o,) = point["runs"]["text"], point["runs"]["optical"]
+        work = [sum(o[k] for k in ("render_s", "preprocess_s", "vision_s", "prefill_s"))
+                - sum(t[k] for k in ("render_s", "preprocess_s", "vision_s", "prefill_s"))]
+        assert point["work_deltas"] == pytest.approx(work)
+        assert point["decode_deltas"] == pytest.approx([o["decode_s"] - t["decode_s"]])
     assert set(model["predicted"]) == {"Qwen3-VL-8B", "GLM-4.1V-9B"}
-    assert "crossover (tiny_qwen3_vl, CPU, measured)" in proc.stdout
+    assert all(set(p) == {"eager", "serving"} for p in model["predicted"].values())
+    assert "crossover (tiny_qwen3_vl, CPU, measured, end to end)" in proc.stdout

@@ -12,7 +12,10 @@ the same thing:
 - `none`: every round sees only the question (what the memory is worth).
 
 What a mode keeps between rounds is its memory strategy (vtc_lab.infer.memory); when a sample
-ends is `stop_reason`, the one stop rule. The loop itself never branches on the mode.
+ends is `stop_reason`, the one stop rule. The loop itself never branches on the mode. Under a
+context cap (`loop.max_context_tokens`) with an engine that counts prompts, every request goes
+through `fit_context` first: the same rule for every memory (stop, or drop the oldest memory in
+the memory's own unit until the prompt fits).
 
 Work is batched over (problem, sample) units in chunks of `batch_size`; within a chunk the
 active set shrinks as units finish. An engine whose requests are independent calls to a server
