@@ -359,6 +359,9 @@ def test_toy_long_trains_on_its_benchmarks_lengths_under_one_cap():
     assert train.evaluator.benchmarks == ["toy_long"]
     ev = _to_object("eval", ["experiment=toy_long_eval"])
     assert ev.benchmark.name == "toy_long"
-    for key in ("max_context_tokens", "max_rounds", "max_new_tokens"):
+    # every setting that decides a greedy loop's outputs, but the policy the eval sweeps
+    for key in ("max_rounds", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k",
+                "repetition_penalty", "seed", "max_context_tokens", "min_render_tokens"):
         assert getattr(ev.loop, key) == getattr(train.evaluator.loop, key), key
+    assert ev.benchmark.limit == train.evaluator.limit
     assert train.evaluator.loop.context_policy == "drop_oldest"

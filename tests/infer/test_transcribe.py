@@ -76,8 +76,16 @@ def test_tiny_model_transcribes_and_the_run_is_logged(tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("vtc-lab").experiment_id])
     assert run.data.metrics["eval/math500/transcribe/cer"] == pytest.approx(total)
     assert run.data.params["task"] == "transcribe"
-    assert "predictions/math500__transcribe.json" in [
-        a.path for a in client.list_artifacts(run.info.run_id, "predictions")]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "transcripts")] == [
+        "transcripts/math500.json"]
+    # a report over the experiment reads transcription runs without taking them for answers
+    from vtc_lab.tracking import TrackingConfig
+    from vtc_lab.tracking.report_app import ReportConfig, make_report
+
+    report = make_report(ReportConfig(tracking=TrackingConfig(experiment="vtc-lab"),
+                                      output_root=str(tmp_path / "out"),
+                                      output_dir=str(tmp_path / "rep"), log_to_mlflow=False))
+    assert report["report/runs"] == 1.0 and report["report/comparisons"] == 0.0
 
 
 def test_openai_engine_transcript_is_scored_against_the_rendered_text(tmp_path):

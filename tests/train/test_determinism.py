@@ -25,7 +25,8 @@ torch.set_num_threads(1)
 # What decides a greedy loop's outputs (the rest is bookkeeping or throughput).
 # (samples_per_problem: greedy loops refuse more than one sample, so it is always 1 here.)
 DECODING = ("max_rounds", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k",
-            "repetition_penalty", "seed", "max_context_tokens")
+            "repetition_penalty", "seed", "max_context_tokens", "context_policy",
+            "min_render_tokens")
 
 
 def _compose(app: str, overrides: list[str]):

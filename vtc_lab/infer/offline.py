@@ -185,8 +185,9 @@ def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, 
 
 def _transcribe_and_log(cfg: EvalConfig, engine: Any, problems: Any, out_dir: Path,
                         run: Any) -> dict[str, float]:
-    """`task=transcribe`: metrics `eval/<benchmark>/transcribe/<metric>`, a table of the pages
-    and the page images in MLflow, the records as jsonl in `out_dir`."""
+    """`task=transcribe`: metrics `eval/<benchmark>/transcribe/<metric>` and a table of the
+    pages (`transcripts/<benchmark>.json`: not under `predictions/`, whose tables `vtc-lab
+    report` reads as graded answers) in MLflow, the records as jsonl in `out_dir`."""
     from vtc_lab.infer.transcribe import run_transcription, transcription_metrics
 
     records = run_transcription(engine, problems, cfg.transcribe, cfg.loop, cfg.renderer,
@@ -196,7 +197,7 @@ def _transcribe_and_log(cfg: EvalConfig, engine: Any, problems: Any, out_dir: Pa
                for k, v in transcription_metrics(records).items()}
     run.log_metrics(metrics)
     rows = [r.to_dict() for r in records]
-    run.log_table(rows, f"predictions/{problems.name}__transcribe.json")
+    run.log_table(rows, f"transcripts/{problems.name}.json")
     atomic.write_text(out_dir / f"{problems.name}__transcribe.jsonl",
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     atomic.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
