@@ -26,6 +26,7 @@ predicted by the cost model (vtc_lab.infer.costmodel) for Qwen3-VL-8B and GLM-4.
 
     python experiments/perf/render_crossover.py --quick
     python experiments/perf/render_crossover.py --lengths 8,16,32,64,128,256,512 --repeats 3
+    python experiments/perf/render_crossover.py --predict-only 0.0071,0.0357   # cost model only
 
 Results: printed, and a JSON file (`--json`). Wall times on a shared CPU depend on the load
 (printed at start and end): compare only numbers of one run.
@@ -194,6 +195,10 @@ def main() -> None:
                              "end to end, else of the memory work, else of the tokens)")
     parser.add_argument("--predict-rounds", type=int, default=8,
                         help="rounds of the cost-model prediction (the paper's 8)")
+    parser.add_argument("--predict-only", metavar="RENDER_S,PREPROCESS_S", default=None,
+                        help="no measurement: only the cost model's crossovers, with these "
+                             "per-page costs (e.g. a sweep's render_s_per_page and "
+                             "preprocess_s_per_page from its JSON)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true",
                         help="S=8,32,128, 2 repeats, 4-round mixed workload")
@@ -201,6 +206,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.lengths, args.repeats, args.mixed_rounds = "8,32,128", 2, 4
+
+    if args.predict_only:
+        render_pp, prep_pp = (float(x) for x in args.predict_only.split(","))
+        for gpu_model, regimes in predicted(render_pp, prep_pp, args.predict_rounds).items():
+            for regime, p in regimes.items():
+                c = p["crossover"]
+                print(f"crossover ({gpu_model}, one H100, cost model, {regime}, "
+                      f"{args.predict_rounds} rounds, {render_pp * 1e3:.1f} ms render + "
+                      f"{prep_pp * 1e3:.1f} ms preprocessing per page): "
+                      + (f"S* = {c:.0f} tokens per round" if c is not None
+                         else "none in 8..16384"), flush=True)
+        return
 
     import torch
 
