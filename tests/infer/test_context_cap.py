@@ -10,7 +10,7 @@ import torch
 from .infer_scripted import VISION_PER_IMAGE, ScriptedEngine, images_of, question_of
 from .test_loop import cfg, pages_of, problems
 from vtc_lab.eval.benchmarks import Problem
-from vtc_lab.infer.config import LoopConfig
+from vtc_lab.infer.config import EvalConfig, LoopConfig
 from vtc_lab.infer.engine import HFEngine
 from vtc_lab.infer.loop import run_loop
 from vtc_lab.infer.metrics import efficiency_metrics
@@ -103,6 +103,17 @@ def test_min_render_tokens_zero_renders_every_round():
                       renderer=pages_of, progress=False)
     assert [r.memory_kind for r in rec.rounds] == ["pages", "pages", ""]
     assert [c[0].prefix_ids for c in eng.calls] == [[], [], []]
+
+
+def test_text_kept_next_to_pages_is_refused_for_a_server_engine():
+    from vtc_lab.infer.engine_config import EngineConfig
+
+    with pytest.raises(ValueError, match="loop.min_render_tokens applies to engine=hf only"):
+        EvalConfig(engine=EngineConfig(name="openai", base_urls=["http://127.0.0.1:9/v1"]),
+                   loop=LoopConfig(min_render_tokens=64))
+    # the other loops keep no text next to pages: nothing to refuse
+    EvalConfig(engine=EngineConfig(name="openai", base_urls=["http://127.0.0.1:9/v1"]),
+               loop=LoopConfig(mode="text", min_render_tokens=64))
 
 
 def test_loop_config_refuses_bad_cap_settings():

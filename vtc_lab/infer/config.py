@@ -83,7 +83,8 @@ class LoopConfig:
     fewer tokens than this stays as text memory (the model continues it in its assistant turn,
     as the text loop does) instead of being rendered; once the kept text reaches this many
     tokens it is rendered as a whole and the kept text cleared. Each round records which
-    (`memory_kind`: pages | text). 0: every round is rendered (the paper's loop). Below the
+    (`memory_kind`: pages | text). 0: every round is rendered (the paper's loop). `engine=hf`
+    only (a server takes no token-id prompt next to images). Below the
     crossover measured by experiments/perf/render_crossover.py, rendering costs more time than
     the text tokens it saves."""
 
@@ -248,6 +249,12 @@ class EvalConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ValueError(f"checkpoint: file not found: {self.checkpoint}")
+        if (self.engine.name != "hf" and self.loop.min_render_tokens
+                and "optical" in (self.loops or [self.loop.mode])):
+            raise ValueError(
+                "loop.min_render_tokens applies to engine=hf only: text kept from short rounds is "
+                "continued as token ids next to the pages, which an OpenAI-compatible server "
+                "cannot take (token-id prompts carry no images); set loop.min_render_tokens=0")
         if self.checkpoint is not None and self.engine.name != "hf":
             raise ValueError("checkpoint applies to engine=hf only; a server serves exported "
                              "weights (vtc-lab serve train_run=... / vllm serve <export dir>)")
