@@ -74,15 +74,15 @@ def length_bucket(steps: int, width: int = LENGTH_BUCKET) -> tuple[int, int]:
 def length_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> dict[str, float]:
     """Accuracy by problem length, for benchmarks whose problems say how long they are (the toy
     task's `steps`): `accuracy_len_<first>-<last>` over the graded samples of the problems in
-    that bucket and `samples_len_<first>-<last>` their number (zero-padded, so keys sort by
+    that bucket (the strict verdict, like `accuracy`) and `samples_len_<first>-<last>` their number (zero-padded, so keys sort by
     length). Other benchmarks: no keys. What a context cap costs shows as accuracy falling with
     length (`loop.max_context_tokens`)."""
     steps = {p.id: p.meta["steps"] for p in problems if isinstance(p.meta.get("steps"), int)}
     groups: dict[str, list[float]] = {}
-    for rec in records:
-        if rec.problem_id in steps and rec.correct is not None:
+    for rec in records:  # the strict verdict, as the headline accuracy counts
+        if rec.problem_id in steps and rec.correct_strict is not None:
             lo, hi = length_bucket(steps[rec.problem_id])
-            groups.setdefault(f"{lo:02d}-{hi:02d}", []).append(float(rec.correct))
+            groups.setdefault(f"{lo:02d}-{hi:02d}", []).append(float(rec.correct_strict))
     out: dict[str, float] = {}
     for name, xs in sorted(groups.items()):
         out[f"accuracy_len_{name}"] = sum(xs) / len(xs)
