@@ -11,22 +11,39 @@ from omegaconf import OmegaConf
 from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.eval import BENCHMARKS, BenchmarkConfig, load_benchmark
 
-SIZES = {"math500": 500, "aime25": 30, "amc23": 40, "gpqa_diamond": 198, "gsm8k": 1319}
+SIZES = {"math500": 500, "aime25": 30, "amc23": 40, "gpqa_diamond": 198, "gsm8k": 1319,
+         "toy": 500}
 
 
-@pytest.mark.parametrize("name", sorted(SIZES))
+def test_the_sizes_below_cover_the_registry():
+    assert set(SIZES) == set(BENCHMARKS), "a newly registered benchmark needs its size here"
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_registered_benchmarks_load_in_full(name):
+    """The contract every registered benchmark meets, whoever registered it: it loads in full
+    at its registered size, ids are unique, each problem names its benchmark and grader, it has
+    a preset conf/benchmark/<name>.yaml, and its own grader marks its gold answer correct."""
+    from vtc_lab.eval.grade import answers_match
+
+    spec = BENCHMARKS[name]
     problems = load_benchmark(BenchmarkConfig(name=name))
-    assert len(problems) == SIZES[name] == BENCHMARKS[name].size
-    assert problems.version == BENCHMARKS[name].version == "1"
+    assert len(problems) == SIZES[name] == spec.size
+    assert problems.version == spec.version
     assert len(problems.fingerprint) == 16 and problems.skipped == []
     assert len({p.id for p in problems}) == len(problems)
-    assert all(p.benchmark == name and p.gold and p.question.strip() for p in problems)
+    assert all(p.benchmark == name and p.grader == spec.grader and p.gold and p.question.strip()
+               for p in problems)
+    preset = OmegaConf.load(Path(CONF_DIR) / "benchmark" / f"{name}.yaml")
+    assert preset.name == name
+    for p in problems[:10]:
+        assert answers_match(p.gold, p.gold, p.grader), (name, p.id)
+        assert not answers_match("no answer at all", p.gold, p.grader), (name, p.id)
 
 
 def test_reference_protocol_samples_per_problem():
     assert {n: BENCHMARKS[n].samples_per_problem for n in SIZES} == {
-        "math500": 1, "aime25": 16, "amc23": 16, "gpqa_diamond": 1, "gsm8k": 1}
+        "math500": 1, "aime25": 16, "amc23": 16, "gpqa_diamond": 1, "gsm8k": 1, "toy": 1}
     assert load_benchmark(BenchmarkConfig(name="aime25")).samples_per_problem == 16
     assert load_benchmark(BenchmarkConfig(name="aime25", samples_per_problem=4)).samples_per_problem == 4
 
@@ -132,7 +149,7 @@ def test_config_validation_names_the_field(kwargs, field):
         BenchmarkConfig(**kwargs)
 
 
-@pytest.mark.parametrize("preset", ["math500", "aime25", "amc23", "gpqa_diamond", "gsm8k", "local_jsonl"])
+@pytest.mark.parametrize("preset", [*sorted(BENCHMARKS), "local_jsonl"])
 def test_presets_compose_into_the_schema(preset, tmp_path):
     raw = OmegaConf.load(Path(CONF_DIR) / "benchmark" / f"{preset}.yaml")
     if preset == "local_jsonl":

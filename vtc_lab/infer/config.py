@@ -15,6 +15,7 @@ from pathlib import Path
 from vtc_lab.data.messages import IMAGE_POSITIONS, REFERENCE_SYSTEM_PROMPT
 from vtc_lab.eval.benchmarks import BenchmarkConfig
 from vtc_lab.infer.engine_config import EngineConfig
+from vtc_lab.infer.engines import get_engine
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.render.config import RenderConfig
 from vtc_lab.tracking.config import TrackingConfig
@@ -249,15 +250,23 @@ class EvalConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ValueError(f"checkpoint: file not found: {self.checkpoint}")
-        if (self.engine.name != "hf" and self.loop.min_render_tokens
+        if (get_engine(self.engine.name).servers and self.loop.min_render_tokens
                 and "optical" in (self.loops or [self.loop.mode])):
             raise ValueError(
                 "loop.min_render_tokens applies to engine=hf only: text kept from short rounds is "
                 "continued as token ids next to the pages, which an OpenAI-compatible server "
-                "cannot take (token-id prompts carry no images); set loop.min_render_tokens=0")
-        if self.checkpoint is not None and self.engine.name != "hf":
-            raise ValueError("checkpoint applies to engine=hf only; a server serves exported "
-                             "weights (vtc-lab serve train_run=... / vllm serve <export dir>)")
+                f"(engine={self.engine.name}) cannot take (token-id prompts carry no images); "
+                "set loop.min_render_tokens=0")
+        if self.checkpoint is not None and get_engine(self.engine.name).servers:
+            raise ValueError(f"checkpoint does not apply to engine={self.engine.name}: a server "
+                             "serves exported weights (vtc-lab serve train_run=... / "
+                             "vllm serve <export dir>)")
+
+    @property
+    def engine_modes(self) -> list[str]:
+        """What the engine must be able to serve, checked before any work: the loops' modes,
+        or `optical` (pages to read) for task=transcribe."""
+        return ["optical"] if self.task == "transcribe" else [c.mode for c in self.loop_configs]
 
     @property
     def loop_configs(self) -> list[LoopConfig]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,7 +25,29 @@ from vtc_lab.infer.reuse import (Clock, EngineStats, PrefixCache, VisionCache, c
                                  image_spans, page_key, sync)
 from vtc_lab.models.internals import reset_rope_deltas
 
-__all__ = ["Engine", "GenerationOutput", "GenerationParams", "GenerationRequest", "HFEngine"]
+if TYPE_CHECKING:
+    from vtc_lab.infer.config import EvalConfig
+
+__all__ = ["Engine", "GenerationOutput", "GenerationParams", "GenerationRequest", "HFEngine",
+           "build_hf_engine"]
+
+
+def build_hf_engine(cfg: EvalConfig) -> HFEngine:
+    """`vtc-lab eval`'s in-process engine (registered as `hf` in `vtc_lab.infer.engines`): the
+    `model` group's backbone with the `checkpoint=` weights, on `cfg.device`, in eval mode; torch's
+    global seed set from the loop's, so a run's greedy and sampled outputs repeat."""
+    from vtc_lab.models import load_backbone
+    from vtc_lab.models.checkpoint import load_checkpoint_weights
+
+    backbone = load_backbone(cfg.model)
+    if cfg.checkpoint:
+        load_checkpoint_weights(backbone.model, cfg.checkpoint)
+    device = cfg.device if cfg.device != "auto" else (
+        "cuda" if torch.cuda.is_available() else "cpu")
+    backbone.model.to(device).eval()
+    engine = HFEngine(backbone)
+    torch.manual_seed(cfg.loop.seed)
+    return engine
 
 
 class _RowSampler:
@@ -280,6 +302,10 @@ class HFEngine:
         """Extra logits processors for one batch (the per-row sampler when sampling). A subclass
         may add its own, e.g. to force a known continuation in a benchmark."""
         return [_RowSampler([r.seed for r in requests], params, device)] if params.do_sample else []
+
+    def close(self) -> None:
+        """Drop the cached pages and prefixes (the model stays: its owner frees it)."""
+        self.clear_cache()
 
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -10,19 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-ENGINES = ("hf", "openai")
+from vtc_lab.infer.engines import get_engine
 
 
 @dataclass
 class EngineConfig:
     name: str = "hf"
-    """`hf`: generate in this process with the `model` group's checkpoint. `openai`: send every
-    round to the OpenAI-compatible servers in `base_urls` (the `model` group is then not loaded)."""
+    """A registered engine (`vtc_lab.infer.engines`). `hf`: generate in this process with the
+    `model` group's checkpoint. `openai`: send every round to the OpenAI-compatible servers in
+    `base_urls` (the `model` group is then not loaded)."""
 
     base_urls: list[str] = field(default_factory=list)
     """OpenAI base URLs, one per server (e.g. `http://gpu1:8000/v1`; a URL without the `/v1`
     suffix gets it). Requests are spread over all of them; results do not depend on which server
-    answers. Only for `name: openai`."""
+    answers. Only for an engine that talks to servers (`openai`)."""
 
     model: str | None = None
     """The served model name (`vllm serve ... --served-model-name`, `vtc-lab serve
@@ -67,12 +68,10 @@ class EngineConfig:
     the server's /tokenize among those two."""
 
     def __post_init__(self) -> None:
-        if self.name not in ENGINES:
-            raise ValueError(f"engine.name must be one of {ENGINES}, got {self.name!r}")
-        if self.name == "openai":
+        if get_engine(self.name).servers:
             if not self.base_urls:
-                raise ValueError("engine.base_urls is empty: engine=openai needs at least one "
-                                 "server, e.g. engine.base_urls=[http://localhost:8000/v1]")
+                raise ValueError(f"engine.base_urls is empty: engine={self.name} needs at least "
+                                 "one server, e.g. engine.base_urls=[http://localhost:8000/v1]")
             for url in self.base_urls:
                 parsed = urlparse(str(url))
                 if parsed.scheme not in ("http", "https") or not parsed.netloc:

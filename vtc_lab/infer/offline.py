@@ -20,7 +20,7 @@ from typing import Any
 
 from vtc_lab import atomic
 from vtc_lab.infer.config import EvalConfig
-from vtc_lab.models.checkpoint import load_checkpoint_weights
+from vtc_lab.infer.engines import get_engine
 from vtc_lab.models.reading import (RUN_INFO, ReadingSpec, read_reading, run_export_model,
                                     run_reading)
 from vtc_lab.render.config import config_hash
@@ -33,7 +33,7 @@ def settings_header(cfg: EvalConfig, problems: Any, served_model: str | None = N
 
     Behind `engine=openai` the model is the served model's name; the server URLs are left out,
     so a resumed run may use other or more servers."""
-    model = asdict(cfg.model) if served_model is None else {"engine": "openai",
+    model = asdict(cfg.model) if served_model is None else {"engine": cfg.engine.name,
                                                              "served_model": served_model}
     if cfg.checkpoint:
         stat = Path(cfg.checkpoint).stat()
@@ -75,7 +75,8 @@ def apply_reading(cfg: EvalConfig, spec: ReadingSpec, where: str) -> EvalConfig:
 def apply_export_reading(cfg: EvalConfig) -> EvalConfig:
     """`cfg` with the reading record of the model directory it evaluates, when it has one
     (an export of `vtc-lab train`); unchanged for other models."""
-    if cfg.engine.name != "hf" or cfg.model.source != "pretrained" or not cfg.model.path:
+    if get_engine(cfg.engine.name).servers or cfg.model.source != "pretrained" \
+            or not cfg.model.path:
         return cfg
     spec = read_reading(cfg.model.path)
     return cfg if spec is None else apply_reading(cfg, spec, str(Path(cfg.model.path) / "reading.json"))
@@ -102,19 +103,17 @@ def resolve_model(cfg: EvalConfig) -> EvalConfig:
 def evaluate(cfg: EvalConfig) -> dict[str, float]:
     """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics.
     The predictions directory is locked for the whole evaluation (a second writer is refused,
-    naming the first). `engine=openai` imports no torch (a client-only install runs it)."""
+    naming the first). The engine comes from the registry (`vtc_lab.infer.engines`);
+    `engine=openai` imports no torch (a client-only install runs it)."""
     from vtc_lab.eval.benchmarks import load_benchmark
 
     cfg = resolve_model(cfg)
     problems = load_benchmark(cfg.benchmark)
-    served = None
-    if cfg.engine.name == "openai":
-        from vtc_lab.infer.openai_engine import OpenAIEngine
-
-        engine = OpenAIEngine(cfg.engine)
-        # unreachable / wrong model / cannot do what the task needs: fail now
-        engine.check(["optical"] if cfg.task == "transcribe" else [c.mode for c in cfg.loop_configs])
-        served = engine.model
+    spec = get_engine(cfg.engine.name)
+    # An engine behind servers connects (and checks them) first: an unreachable server or a
+    # wrong model fails now, and the served model's name is part of the predictions' identity.
+    engine = spec.build(cfg) if spec.servers else None
+    served = engine.served_model if engine is not None else None
     header = settings_header(cfg, problems, served)
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()
     # model names are free text: only a slug of one becomes a directory name.
@@ -127,23 +126,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     # duplicate records and leave files that no longer resume
     try:
         with OutputLock(out_dir, job="vtc-lab eval"):
-            if served is None:
-                import torch
-
-                from vtc_lab.infer.engine import HFEngine
-                from vtc_lab.models import load_backbone
-
-                backbone = load_backbone(cfg.model)
-                if cfg.checkpoint:
-                    load_checkpoint_weights(backbone.model, cfg.checkpoint)
-                device = cfg.device if cfg.device != "auto" else (
-                    "cuda" if torch.cuda.is_available() else "cpu")
-                backbone.model.to(device).eval()
-                engine = HFEngine(backbone)
-                torch.manual_seed(cfg.loop.seed)
+            if engine is None:  # an in-process model loads only once the directory is ours
+                engine = spec.build(cfg)
             return _run_and_log(cfg, engine, problems, header, out_dir)
     finally:
-        if served is not None:
+        if engine is not None:
             engine.close()
 
 
