@@ -206,6 +206,7 @@ def test_render_and_segment_import_no_torch_at_run_time():
 # What `vtc-lab eval engine=openai` runs in the client process: the engine API, the OpenAI
 # engine and the loop with its text/image handling. A client machine need not have torch.
 CLIENT = ("infer/engine_api.py", "infer/openai_engine.py", "infer/openai_answers.py",
+          "infer/openai_servers.py", "infer/openai_wire.py", "infer/engines.py",
           "infer/loop.py", "infer/memory.py", "infer/evaluate.py", "infer/metrics.py",
           "infer/records.py", "infer/predictions.py", "infer/engine_config.py", "infer/config.py")
 

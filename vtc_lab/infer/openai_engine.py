@@ -25,13 +25,15 @@ What travels over the wire (see docs/engines.md for the server-by-server table):
 
 Requests of one `generate` call run concurrently (at most `max_concurrency`), spread over the
 servers by how many requests each has in flight; a transient failure (connection, timeout,
-408/409/429/5xx) is retried on the next server after an exponential backoff. Each request
-carries the loop's per-sample seed, so which server answers does not change what is sampled.
+408/409/429/5xx) is retried on the next server after an exponential backoff
+(`vtc_lab.infer.openai_servers.ServerPool`). Each request carries the loop's per-sample seed, so
+which server answers does not change what is sampled. The wire format (messages, pages as PNG
+data URLs, prompt ids) is `vtc_lab.infer.openai_wire`; answers are checked and failures
+classified in `vtc_lab.infer.openai_answers`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
@@ -39,51 +41,35 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vtc_lab.infer.engine_api import GenerationOutput, GenerationParams, GenerationRequest
-from vtc_lab.infer.openai_answers import (ContextOverflowError, checked_answer, checked_json,
-                                          error_cause, error_message, is_context_overflow,
-                                          is_transient)
 from vtc_lab.infer.engine_config import EngineConfig
+from vtc_lab.infer.openai_answers import (ContextOverflowError, checked_answer, checked_json,
+                                          error_cause, error_message)
+from vtc_lab.infer.openai_servers import EngineUnavailableError, ServerPool
+from vtc_lab.infer.openai_wire import (IMAGE_TOKENS, has_images, image_data_url, prompt_ids,
+                                       to_openai_messages)
 
-IMAGE_TOKENS = ("<|image_pad|>", "<|image|>")
-"""Image placeholder tokens of the supported backbones (Qwen2/2.5/3-VL, GLM-4.1V/Glyph)."""
+if TYPE_CHECKING:
+    from vtc_lab.infer.config import EvalConfig
 
-
-class EngineUnavailableError(RuntimeError):
-    """A server cannot be reached, does not serve the model, or lacks what the loop needs."""
-
-
-def image_data_url(image: Any) -> str:
-    """A PIL image as a lossless PNG data URL (the OpenAI `image_url` content part), encoded by
-    the project's one PNG encoder; kept in its own mode (the server sees the page's pixels)."""
-    from vtc_lab.render.png import png_bytes
-
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image, grey=False)).decode("ascii")
+# what this module offered before its wire format and server pool had modules of their own
+__all__ = ["EngineUnavailableError", "IMAGE_TOKENS", "OpenAIEngine", "build_openai_engine",
+           "image_data_url", "to_openai_messages"]
 
 
-def to_openai_messages(messages: list[dict]) -> list[dict]:
-    """`build_messages` output -> OpenAI chat messages, part for part and in the same order.
-
-    String contents stay strings and part lists stay part lists, so a server that maps the
-    parts back (vtc-lab serve) renders exactly the template the in-process engine renders."""
-    out = []
-    for msg in messages:
-        content = msg.get("content")
-        if isinstance(content, list):
-            parts = []
-            for part in content:
-                if part.get("type") == "image":
-                    parts.append({"type": "image_url",
-                                  "image_url": {"url": image_data_url(part["image"])}})
-                elif part.get("type") == "text":
-                    parts.append({"type": "text", "text": part["text"]})
-                else:
-                    raise ValueError(f"OpenAIEngine: unsupported content part {part.get('type')!r}")
-            content = parts
-        out.append({"role": msg["role"], "content": content})
-    return out
+def build_openai_engine(cfg: EvalConfig) -> OpenAIEngine:
+    """`vtc-lab eval`'s engine over servers (registered as `openai` in `vtc_lab.infer.engines`):
+    connected and checked for what the configured loops need, so an unreachable server or a
+    wrong model fails before any work."""
+    engine = OpenAIEngine(cfg.engine)
+    try:
+        engine.check([c.mode for c in cfg.loop_configs])
+    except BaseException:
+        engine.close()
+        raise
+    return engine
 
 
 class OpenAIEngine:
@@ -109,10 +95,8 @@ class OpenAIEngine:
         self.model: str | None = cfg.model
         self.image_token_ids: set[int] = set()
         self.can_tokenize = False
-        self._in_flight = {u: 0 for u in self.urls}
-        self._down_until = {u: 0.0 for u in self.urls}
-        self._next = 0
-        self._lock = threading.Lock()
+        self.servers = ServerPool(self.urls, cfg)
+        self._lock = threading.Lock()  # guards the prompt-id cache
         self._pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
                                         thread_name_prefix="openai-engine")
         # ConcurrentEngine: the loop drives samples one by one, this many in flight
@@ -199,7 +183,7 @@ class OpenAIEngine:
                 raise EngineUnavailableError(
                     f"engine=openai: a one-image chat completion at {url} failed (a vision "
                     f"model? multimodal limits?): {error_message(err)}") from None
-            ids = _prompt_ids(out) or []
+            ids = prompt_ids(out) or []
             if not any(t in self.image_token_ids for t in ids):
                 raise EngineUnavailableError(
                     f"engine=openai: the prompt ids {url} returns for an image hold no image "
@@ -215,14 +199,14 @@ class OpenAIEngine:
             raise EngineUnavailableError(f"engine=openai: a 1-token chat completion at {url} "
                                          f"failed: {error_message(err)}") from None
         choice = out["choices"][0]
-        if choice.get("token_ids") is None or _prompt_ids(out) is None:
+        if choice.get("token_ids") is None or prompt_ids(out) is None:
             raise EngineUnavailableError(
                 f"engine=openai: {url} does not return token ids (vLLM needs `return_token_ids`, "
                 ">= 0.10.2; SGLang `return_token_ids`/`return_prompt_token_ids`); the loops need "
                 "them for exact token counts and the text-memory baseline")
         if text:
             try:
-                comp = self._completion(url, _prompt_ids(out), GenerationParams(
+                comp = self._completion(url, prompt_ids(out), GenerationParams(
                     max_new_tokens=1, do_sample=False), seed=0,
                     timeout=self.cfg.connect_timeout_s * 6)
             except Exception as err:  # noqa: BLE001
@@ -263,19 +247,19 @@ class OpenAIEngine:
     def _generate_one(self, request: GenerationRequest, params: GenerationParams,
                       start: float) -> GenerationOutput:
         key = json.dumps(request.messages, sort_keys=True, default=repr) \
-            if not _has_images(request.messages) else None
+            if not has_images(request.messages) else None
         if request.prefix_ids:
             base = self._base_ids(request.messages, key)
-            resp = self._retrying(lambda url: self._completion(
+            resp = self.servers.run(lambda url: self._completion(
                 url, base + list(request.prefix_ids), params, request.seed))
             choice = resp["choices"][0]
             text, prompt = choice.get("text") or "", base + list(request.prefix_ids)
         else:
             messages = to_openai_messages(request.messages)
-            resp = self._retrying(lambda url: self._chat(url, messages, params, request.seed))
+            resp = self.servers.run(lambda url: self._chat(url, messages, params, request.seed))
             choice = resp["choices"][0]
             text = (choice.get("message") or {}).get("content") or ""
-            prompt = _prompt_ids(resp)
+            prompt = prompt_ids(resp)
             if key is not None and prompt is not None:
                 self._remember_prompt(key, prompt)
         return self._output(resp, choice, text, prompt, time.perf_counter() - start)
@@ -311,7 +295,7 @@ class OpenAIEngine:
                 f"server at {where} has no /tokenize to template them")
         body = {"model": self.model, "messages": to_openai_messages(messages),
                 "add_generation_prompt": True, "add_special_tokens": False}
-        ids = self._retrying(lambda url: self._post_root(url, "/tokenize", body))["tokens"]
+        ids = self.servers.run(lambda url: self._post_root(url, "/tokenize", body))["tokens"]
         self._remember_prompt(key, ids)
         return list(ids)
 
@@ -335,7 +319,13 @@ class OpenAIEngine:
         body = {"model": self.model, "prompt": text, "add_special_tokens": False}
         if url is not None:
             return list(self._post_root(url, "/tokenize", body)["tokens"])
-        return list(self._retrying(lambda u: self._post_root(u, "/tokenize", body))["tokens"])
+        return list(self.servers.run(lambda u: self._post_root(u, "/tokenize", body))["tokens"])
+
+    @property
+    def served_model(self) -> str | None:
+        """The served model's name (`engine.model`, or the one the servers list, once checked):
+        part of the predictions' identity, in place of the in-process model's config."""
+        return self.model
 
     def kv_bytes_per_token(self) -> int | None:
         """Unknown behind an API (the server holds the cache): KV metrics are not reported."""
@@ -395,57 +385,3 @@ class OpenAIEngine:
         # cast_to=object: the client hands back the decoded JSON, or the body text when the
         # answer is not JSON (checked like any other answer)
         return checked_json(self.roots[url].post(path, body=body, cast_to=object), path, "tokens")
-
-    def _retrying(self, call):
-        """`call(url)` on the least busy server; transient failures retried on the next one."""
-        delay = self.cfg.retry_backoff_s
-        for attempt in range(self.cfg.max_retries + 1):
-            url = self._acquire()
-            try:
-                return call(url)
-            except Exception as err:  # noqa: BLE001 - classified right below
-                if is_transient(err):  # keep other requests off this server for a while
-                    with self._lock:
-                        self._down_until[url] = time.monotonic() + max(
-                            delay * 2, self.cfg.retry_backoff_s, 1.0)
-                if is_context_overflow(err):
-                    raise ContextOverflowError(f"{url}: {error_message(err)}") from err
-                if not is_transient(err):
-                    raise EngineUnavailableError(
-                        f"engine=openai: request to {url} failed: {error_message(err)}") from err
-                if attempt == self.cfg.max_retries:
-                    raise EngineUnavailableError(
-                        f"engine=openai: giving up after {attempt + 1} attempts; last: {url}: "
-                        f"{error_message(err)}") from err
-            finally:
-                self._release(url)
-            time.sleep(delay)
-            delay = min(max(delay * 2, 0.05), self.cfg.retry_backoff_max_s)
-        raise AssertionError("unreachable")
-
-    def _acquire(self) -> str:
-        with self._lock:
-            # Servers that just failed last, then least in flight; ties rotate, so a retry
-            # moves to the next server.
-            now = time.monotonic()
-            order = self.urls[self._next:] + self.urls[:self._next]
-            url = min(order, key=lambda u: (self._down_until[u] > now, self._in_flight[u]))
-            self._next = (self.urls.index(url) + 1) % len(self.urls)
-            self._in_flight[url] += 1
-            return url
-
-    def _release(self, url: str) -> None:
-        with self._lock:
-            self._in_flight[url] -= 1
-
-
-def _prompt_ids(resp: dict) -> list[int] | None:
-    ids = resp.get("prompt_token_ids")  # vLLM: on the response
-    if ids is None and resp.get("choices"):
-        ids = resp["choices"][0].get("prompt_token_ids")  # SGLang: on each choice
-    return [int(t) for t in ids] if ids is not None else None
-
-
-def _has_images(messages: list[dict]) -> bool:
-    return any(isinstance(m.get("content"), list) and
-               any(p.get("type") == "image" for p in m["content"]) for m in messages)
