@@ -269,3 +269,39 @@ def test_dataset_inputs_are_recorded(tmp_path):
     exp = client.get_experiment_by_name("vtc-lab").experiment_id
     assert [r.info.run_id for r in client.search_runs([exp], "dataset.name = 'fixture'")] == [run_id]
     NullRunHandle().log_dataset("x", "d", data, "training")  # tracking=off: a no-op
+
+
+def test_two_tracking_states_share_nothing(tmp_path):
+    """The process's run bookkeeping is an object (`TrackingState`): two of them keep their own
+    job run and open runs; killing one's open runs leaves the other's running, and a
+    `start_run` under a state hands out that state's job run only."""
+    from vtc_lab.tracking import TrackingState, finish_run, open_run
+    from vtc_lab.tracking.runs import current_job_run, set_job_run
+    from vtc_lab.tracking.state import STATE
+
+    cfg = TrackingConfig(experiment="unit")
+    uri = resolve_tracking_uri(cfg, tmp_path)
+    store.prepare_store(uri)
+    a, b = TrackingState(), TrackingState()
+    run_a = open_run(cfg, uri, run_name="a", state=a)
+    run_b = open_run(cfg, uri, run_name="b", state=b)
+    assert set(a.open_runs) == {run_a.run_id} and set(b.open_runs) == {run_b.run_id}
+    assert run_a.run_id not in STATE.open_runs and run_b.run_id not in STATE.open_runs
+
+    set_job_run(run_a, a)
+    assert current_job_run(a) is run_a and current_job_run(b) is None
+    assert current_job_run() is None  # the process's own state is untouched
+    with start_run(cfg, None, tmp_path, state=a) as got:
+        assert got.run_id == run_a.run_id
+    with start_run(cfg, None, tmp_path, run_name="own", state=b) as got:
+        own_id = got.run_id
+        assert own_id not in (run_a.run_id, run_b.run_id) and own_id in b.open_runs
+    assert own_id not in b.open_runs  # ended by start_run
+
+    a.kill_open_runs()
+    client = MlflowClient(uri)
+    assert client.get_run(run_a.run_id).info.status == "KILLED"
+    assert client.get_run(run_b.run_id).info.status == "RUNNING"
+    assert client.get_run(own_id).info.status == "FINISHED"
+    finish_run(run_b, state=b)
+    assert b.open_runs == {} and client.get_run(run_b.run_id).info.status == "FINISHED"

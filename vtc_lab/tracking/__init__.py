@@ -12,11 +12,12 @@ from vtc_lab.tracking.runs import (
     continue_run,
     current_job_run,
     finish_run,
-    lightning_logger,
     open_run,
     record_config,
     start_run,
 )
+from vtc_lab.tracking.lightning_logger import lightning_logger
+from vtc_lab.tracking.state import TrackingState
 from vtc_lab.tracking.store import (
     TrackingUnavailableError,
     check_server,
@@ -30,6 +31,7 @@ __all__ = [
     "NullRunHandle",
     "RunHandle",
     "TrackingConfig",
+    "TrackingState",
     "TrackingUnavailableError",
     "check_server",
     "continue_run",

@@ -34,14 +34,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from vtc_lab.tracking import liveness, runs, sweep
 from vtc_lab.tracking.config import TrackingConfig
+from vtc_lab.tracking.handle import client_for
 from vtc_lab.tracking.provenance import short_name
+from vtc_lab.tracking.state import STATE  # its `parents`: sweep dir -> open parent run
 from vtc_lab.tracking.store import TrackingUnavailableError, prepare
 
 log = logging.getLogger(__name__)
-
-# sweep dir -> open parent run (launching process only)
-_parents: dict[str, runs.RunHandle] = {}
-
 
 def _tracking_config(config: DictConfig) -> Optional[TrackingConfig]:
     """The job's TrackingConfig, or None when the app has no tracking node."""
@@ -146,13 +144,13 @@ class TrackingCallback(Callback):
         parent.log_params({f"sweep.{short_name(k)}": v for k, v in swept.items()})
         sweep.write_parent(sweep_dir, parent.run_id, uri, parent.experiment_id,
                            sweep.swept_keys(config))
-        _parents[sweep_dir] = parent
+        STATE.parents[sweep_dir] = parent
         atexit.register(_close_parent, sweep_dir, False)
         log.info("MLflow sweep parent run %s (%s)", parent.run_id, uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = str(config.hydra.sweep.dir)
-        parent = _parents.get(sweep_dir)
+        parent = STATE.parents.get(sweep_dir)
         _close_parent(sweep_dir, True)
         if parent is not None:
             _report_sweep(config, parent)
@@ -205,7 +203,7 @@ class TrackingCallback(Callback):
                 except Exception:  # noqa: BLE001
                     cfg = uri = None
                 if cfg is not None and uri is not None:
-                    parent = runs.RunHandle(runs._client(uri), "", uri, "", _spool_root(config))
+                    parent = runs.RunHandle(client_for(uri), "", uri, "", _spool_root(config))
                     _count_job(config, parent, error)
             return
         if error is None:
@@ -271,7 +269,7 @@ def _spool_root(config: DictConfig) -> Path:
 def _mark_dead_runs(cfg: TrackingConfig, uri: str) -> None:
     """A sweep killed earlier left its parent and children RUNNING: this sweep marks them."""
     try:
-        client = runs._client(uri)
+        client = client_for(uri)
         exp = client.get_experiment_by_name(cfg.experiment)
         if exp is not None:
             liveness.mark_dead_runs(client, [exp.experiment_id], "the next sweep")
@@ -281,7 +279,7 @@ def _mark_dead_runs(cfg: TrackingConfig, uri: str) -> None:
 
 def _close_parent(sweep_dir: str, completed: bool) -> None:
     """End the sweep's parent run once: FINISHED when every job finished, else FAILED."""
-    parent = _parents.pop(sweep_dir, None)
+    parent = STATE.parents.pop(sweep_dir, None)
     if parent is None:
         return
     try:
@@ -296,7 +294,7 @@ def _close_parent(sweep_dir: str, completed: bool) -> None:
             if (Path(sweep_dir) / name).is_file():
                 parent.log_artifact(Path(sweep_dir) / name, "config")
         status = "FINISHED" if counts["failed"] == 0 and completed else "FAILED"
-        runs._open_runs.pop(parent.run_id, None)
+        STATE.closed(parent.run_id)
         parent.set_status(status)
         print(f"[vtc-lab] MLflow sweep run {parent.run_id}: {counts['finished']} finished, "
               f"{counts['failed']} failed ({parent.tracking_uri})")

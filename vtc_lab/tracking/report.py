@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from vtc_lab.tracking.liveness import mark_dead_runs
-from vtc_lab.tracking.runs import PARENT_TAG
+from vtc_lab.tracking.lifecycle import PARENT_TAG
 
 # Headline metrics for the Markdown table (the CSV has every metric).
 HEADLINE = ("*/accuracy", "*/compression_ratio", "*/context_vision_tokens_mean",

@@ -24,7 +24,8 @@ from vtc_lab.tracking.report import (
     HEADLINE, collect_outcomes, collect_runs, select_metrics, table_rows, to_csv, to_markdown,
     varying_params)
 from vtc_lab.tracking.report_html import to_html
-from vtc_lab.tracking.runs import RunHandle, _client, finish_run, open_run
+from vtc_lab.tracking.handle import RunHandle, client_for
+from vtc_lab.tracking.lifecycle import finish_run, open_run
 from vtc_lab.tracking.store import prepare
 
 
@@ -109,7 +110,7 @@ def make_report(cfg: ReportConfig) -> dict[str, float]:
     atomic.write_text(out / "runs.csv", to_csv(table_rows(runs, params, all_metrics)))
     if cfg.log_to_mlflow:
         if parent_id:
-            target = RunHandle(_client(uri), parent_id, uri, exp_id)
+            target = RunHandle(client_for(uri), parent_id, uri, exp_id)
         else:
             target = open_run(cfg.tracking, uri, run_name=f"report {time.strftime('%Y-%m-%d %H:%M')}",
                               tags={"vtc.report": "true"})

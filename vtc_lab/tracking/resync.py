@@ -19,7 +19,7 @@ from typing import Any, Optional
 from vtc_lab.tracking.outage import (PENDING, QUARANTINE, Flushed, SpoolError,
                                      bound_http_requests, flush, is_outage, pending_ops,
                                      store_answers)
-from vtc_lab.tracking.runs import RunHandle, _client
+from vtc_lab.tracking.handle import RunHandle, client_for
 from vtc_lab.tracking.store import sqlite_path
 
 USAGE = "usage: python -m vtc_lab.tracking.resync <spool dir>"
@@ -44,7 +44,7 @@ def _check_store(uri: str, run_ids: set[str], waiting: int, spool: Path) -> None
                           f"writes are kept in {spool}")
     if not store_answers(uri):
         raise ResyncError(f"the MLflow store {uri} does not answer; {down}")
-    client = _client(uri)
+    client = client_for(uri)
     for run_id in sorted(run_ids):
         try:
             client.get_run(run_id)
@@ -87,7 +87,7 @@ def resync(spool_dir: str | os.PathLike) -> Flushed:
     def send(op: dict) -> None:
         key = (op["uri"], op["run_id"])
         if key not in handles:
-            handles[key] = RunHandle(_client(key[0]), key[1], key[0], experiment_id="")
+            handles[key] = RunHandle(client_for(key[0]), key[1], key[0], experiment_id="")
         handles[key].send_op(op)
 
     try:
