@@ -15,7 +15,6 @@ evaluate a messy local file and still see how much of it was dropped.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random
@@ -25,6 +24,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
+
+from vtc_lab.textio import JsonLine, read_jsonl
 
 #: Grader kinds: how an extracted answer is compared with the gold answer (see grade.py).
 GRADERS = ("math", "gsm8k", "gpqa")
@@ -250,24 +251,16 @@ def benchmark_file(spec: BenchmarkSpec) -> Path:
     return packaged_file(spec.file)
 
 
-def read_jsonl_text(path: Path, data: bytes | None = None) -> str:
-    """The text of a benchmark jsonl file (`data`: its bytes when already read), gunzipped
-    when it ends in .gz; a clear error when it is not UTF-8."""
-    data = path.read_bytes() if data is None else data
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
-
-
 def packaged_rows(name: str) -> list[dict]:
-    """The raw rows of a packaged benchmark file, in file order: the one reader of
-    benchmarks_data for the fixtures built from it (the MATH500 traces, the tiny tokenizer's
-    corpus); `load_benchmark` turns the same text into `Problem`s."""
-    return [json.loads(line) for line in read_jsonl_text(packaged_file(name)).split("\n")
-            if line.strip()]
+    """The raw rows of a packaged benchmark file, in file order, read by the one JSONL reader
+    (`vtc_lab.textio.read_jsonl`, as `load_benchmark` reads it): for the fixtures built from
+    benchmarks_data (the MATH500 traces, the tiny tokenizer's corpus)."""
+    rows = []
+    for line in read_jsonl(packaged_file(name)):
+        if line.error is not None:
+            raise ValueError(f"{line.where}: {line.error}")
+        rows.append(line.row)
+    return rows
 
 
 def _gold_text(value: Any, grader: str) -> str:
@@ -305,10 +298,12 @@ def _choices(question: str) -> tuple[str, ...]:
     return tuple(found[k] for k in "ABCD") if len(found) == 4 else ()
 
 
-def _parse_line(raw: str, lineno: int, spec: BenchmarkSpec, template: str) -> Problem:
-    row = json.loads(raw)
-    if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+def _parse_line(line: JsonLine, spec: BenchmarkSpec, template: str) -> Problem:
+    if line.error is not None:
+        raise ValueError(line.error)
+    if line.replaced:  # a benchmark is curated text: a replaced byte means a damaged file
+        raise ValueError(f"not UTF-8 ({line.replaced} invalid sequence(s) on this line)")
+    row, lineno = line.row, line.lineno
     for f in (spec.question_field, spec.answer_field):
         if f not in row:
             raise ValueError(f"missing field {f!r} (fields: {sorted(row)[:12]})")
@@ -341,19 +336,19 @@ def load_benchmark(cfg: BenchmarkConfig) -> ProblemList:
     path = benchmark_file(spec)
     if spec.generate is not None:
         data = spec.generate().encode("utf-8")
+        lines = read_jsonl(data.split(b"\n"), label=spec.file)
     elif not path.is_file():
         raise FileNotFoundError(f"benchmark {spec.name!r}: file not found: {path}")
     else:
-        data = path.read_bytes()
-    text = read_jsonl_text(path, data)
+        data = path.read_bytes()  # the fingerprint is of the file as stored
+        lines = read_jsonl(path)
     problems: list[Problem] = []
     skipped: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
+    for line in lines:
+        lineno = line.lineno
         try:
-            p = _parse_line(raw, lineno, spec, cfg.question_template)
+            p = _parse_line(line, spec, cfg.question_template)
             if p.id in seen:
                 raise ValueError(f"duplicate id {p.id!r} (first on line {seen[p.id]})")
         except (ValueError, TypeError) as e:
@@ -361,7 +356,7 @@ def load_benchmark(cfg: BenchmarkConfig) -> ProblemList:
             if cfg.on_malformed == "skip":
                 skipped.append((lineno, reason))
                 continue
-            raise ValueError(f"{path}:{lineno}: malformed benchmark line: {reason}") from None
+            raise ValueError(f"{line.where}: malformed benchmark line: {reason}") from None
         seen[p.id] = lineno
         problems.append(p)
     if spec.size >= 0 and len(problems) + len(skipped) != spec.size:

@@ -103,7 +103,7 @@ def load_source(cfg: RenderAppConfig) -> LoadedTexts:
     default = spec.question_field if spec.version == "local" else \
         SOLUTION_FIELDS.get(spec.name, spec.question_field)
     if spec.generate is not None:  # a generated benchmark (the toy task) has no file
-        texts = jsonl_texts(spec.generate().splitlines(), cfg.field or default, spec.file, counts)
+        texts = jsonl_texts(spec.generate().split("\n"), cfg.field or default, spec.file, counts)
     else:
         texts = read_texts(benchmark_file(spec), cfg.field or default, counts)
     if cfg.limit is not None:

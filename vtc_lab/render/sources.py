@@ -1,19 +1,16 @@
 """Where `vtc-lab render` gets its texts: a literal, a text file, or a jsonl/parquet column.
 Errors name the file, line and field, because these inputs are hand-made. (A benchmark is a
 jsonl file too: the CLI resolves its path through the `benchmark` config group and reads it here.)
-Bytes that are not UTF-8 follow the dataset builder's rule (`vtc_lab.render.textio`): replaced
+Bytes that are not UTF-8 follow the dataset builder's rule (`vtc_lab.textio`): replaced
 by U+FFFD and counted (`render/invalid_utf8`), never a crash and never silent."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 
-from vtc_lab.render.textio import clean_value, decode_utf8
+from vtc_lab.textio import clean_value, decode_utf8, read_jsonl
 
 
 class LoadedTexts(NamedTuple):
@@ -25,41 +22,23 @@ class LoadedTexts(NamedTuple):
     """Invalid UTF-8 sequences / lone surrogates replaced by U+FFFD."""
 
 
-def _jsonl(path: Path, field: str, opener=open, counts: list[int] | None = None) -> list[str]:
-    try:
-        with opener(path, "rb") as fh:
-            return jsonl_texts(fh, field, str(path), counts)
-    except EOFError:  # gzip: the stream ends before its end marker
-        raise ValueError(f"{path}: the gzip file is truncated (it ends before its end marker: "
-                         f"an interrupted copy or download?)") from None
-    except (gzip.BadGzipFile, zlib.error) as exc:  # not gzip, or damaged inside
-        raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
-
-
-def jsonl_texts(lines, field: str, label: str, counts: list[int] | None = None) -> list[str]:
-    """The string at key `field` of every JSON line (blank lines skipped); errors say
-    `label:line`. Lines may be bytes (decoded by the UTF-8 rule); `counts` gets each kept
-    text's number of replacements."""
+def jsonl_texts(source, field: str, label: str | None = None,
+                counts: list[int] | None = None) -> list[str]:
+    """The string at key `field` of every JSON line of `source` (a path or lines, as
+    `vtc_lab.textio.read_jsonl` takes them; blank lines skipped); errors say `file:line`.
+    `counts` gets each kept text's number of UTF-8 replacements."""
     texts: list[str] = []
-    for lineno, line in enumerate(lines, 1):
-        replaced = 0
-        if isinstance(line, bytes):
-            line, replaced = decode_utf8(line)
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{label}:{lineno}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict) or field not in row:
-            keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-            raise ValueError(f"{label}:{lineno}: no field {field!r} (has: {keys})")
+    for line in read_jsonl(source, label):
+        if line.error is not None:
+            raise ValueError(f"{line.where}: {line.error}")
+        row = line.row
+        if field not in row:
+            raise ValueError(f"{line.where}: no field {field!r} (has: {', '.join(row)})")
         value = row[field]
         if not isinstance(value, str):
-            raise ValueError(f"{label}:{lineno}: field {field!r} is {type(value).__name__}, not text")
-        value, more = clean_value(value)  # lone surrogates from JSON escapes
+            raise ValueError(f"{line.where}: field {field!r} is {type(value).__name__}, not text")
         if counts is not None:
-            counts.append(replaced + more)
+            counts.append(line.replaced)
         texts.append(value)
     return texts
 
@@ -97,7 +76,7 @@ def read_texts(path: str | Path, field: str, counts: list[int] | None = None) ->
         raise FileNotFoundError(f"input file not found: {path}")
     suffixes = "".join(path.suffixes[-2:]).lower()
     if suffixes.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
-        return _jsonl(path, field, gzip.open if suffixes.endswith(".gz") else open, counts)
+        return jsonl_texts(path, field, counts=counts)
     if path.suffix.lower() == ".parquet":
         return _parquet(path, field, counts)
     text, replaced = decode_utf8(path.read_bytes())
