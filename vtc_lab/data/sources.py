@@ -4,59 +4,32 @@ the synthetic toy task.
 Every source yields, in a deterministic order, either a `Trace` or a `Skip` (a counted reason
 plus the file and line/row it came from). The builder never sees a half-valid row, and a bad
 row never stops a build. Sources stream: parquet in record batches, jsonl line by line, so
-memory does not grow with the size of the data.
+memory does not grow with the size of the data. The record types are `vtc_lab.data.traces`,
+reading and fingerprinting files `vtc_lab.data.files`; both re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob as globlib
-import gzip
 import hashlib
 import json
-import os
 import re
-import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vtc_lab.data.files import INVALID_UTF8, file_fingerprint, iter_rows, resolve_files
 from vtc_lab.data.special_tokens import neutralise
+from vtc_lab.data.traces import Skip, Trace
 from vtc_lab.eval.completion import ANSWER_CLOSE, THINK_END, THINK_START, parse
-from vtc_lab.render.textio import clean_value, decode_utf8
 
 if TYPE_CHECKING:  # the config validates names against this module's registry, not back
     from vtc_lab.data.config import DataConfig
 
-READ_BATCH_ROWS = 256
-_EXTENSIONS = (".parquet", ".jsonl", ".jsonl.gz", ".json")
-
-
-@dataclass(frozen=True)
-class Trace:
-    """One reasoning trace to segment: the question, the reasoning inside <think>, the answer."""
-
-    problem_id: str
-    question: str
-    reasoning: str
-    answer: str
-    origin: str
-    """`file:line` (jsonl) or `file:row` (parquet) it came from, for error messages."""
-    invalid_utf8: int = 0
-    """Invalid UTF-8 sequences / lone surrogates replaced by U+FFFD in this row (counted)."""
-    special_tokens: int = 0
-    """Model special tokens / placeholders made inert in the question, reasoning and answer."""
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A row or generation that was left out, and why (counted in stats.json)."""
-
-    reason: str
-    origin: str
-    detail: str = ""
-
+__all__ = ["INVALID_UTF8", "Skip", "Trace", "available_sources", "extract_reasoning",
+           "file_fingerprint", "harden", "input_fingerprint", "iter_rows", "iter_traces",
+           "math500_fixture_rows", "register_source", "resolve_files", "safe_id",
+           "write_openr1_fixture"]
 
 SourceFn = Callable[["DataConfig"], Iterator["Trace | Skip"]]
 _REGISTRY: dict[str, SourceFn] = {}
@@ -121,95 +94,7 @@ def harden(trace: Trace) -> Trace:
                                answer=answer, special_tokens=trace.special_tokens + q + r + a)
 
 
-# ---------------------------------------------------------------------------------- files
-
-
-def resolve_files(path: str) -> list[Path]:
-    """One file, every data file in a directory (sorted), or a glob's matches (sorted)."""
-    p = Path(path).expanduser()
-    if p.is_file():
-        return [p]
-    if p.is_dir():
-        found = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(_EXTENSIONS))
-        if not found:
-            raise FileNotFoundError(f"data.path={path!r}: directory holds no {', '.join(_EXTENSIONS)} files")
-        return found
-    matches = sorted(Path(m) for m in globlib.glob(os.path.expanduser(path), recursive=True))
-    matches = [m for m in matches if m.is_file()]
-    if not matches:
-        raise FileNotFoundError(f"data.path={path!r}: no such file, directory or glob match")
-    return matches
-
-
-def iter_rows(path: Path, columns: list[str] | None = None) -> Iterator[tuple[str, dict | Skip]]:
-    """(origin, row) for each row of a parquet or jsonl(.gz) file; bad lines become Skips.
-
-    Parquet reads only `columns` (those present), so the large columns of OpenR1-Math-220K the
-    builder does not need (`messages`, `solution`, ...) are never decoded. A file that cannot be
-    read at all (truncated, not parquet, bad gzip) or a row group / the rest of a gzip stream that
-    fails to decode becomes one `bad_input_file` Skip naming the file, the rows lost and the
-    reason; the rows around it are kept. Text that is not valid UTF-8 follows
-    `vtc_lab.render.textio` (U+FFFD, counted in the row under `INVALID_UTF8`).
-    """
-    if path.name.endswith(".parquet"):
-        yield from _parquet_rows(path, columns)
-        return
-    opener = gzip.open if path.name.endswith(".gz") else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                origin = f"{path}:{lineno}"
-                line, replaced = decode_utf8(raw)
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield origin, Skip("malformed_json", origin, str(exc))
-                    continue
-                if not isinstance(record, dict):
-                    yield origin, Skip("malformed_json", origin, f"not an object: {type(record).__name__}")
-                    continue
-                record, more = clean_value(record)
-                record[INVALID_UTF8] = replaced + more
-                yield origin, record
-    except (OSError, EOFError, zlib.error) as exc:
-        yield str(path), Skip("bad_input_file", str(path),
-                              f"unreadable after line {lineno}: {type(exc).__name__}: {exc}")
-
-
-INVALID_UTF8 = "__vtc_invalid_utf8__"
-"""Key under which `iter_rows` reports a row's U+FFFD replacements (never a real column)."""
-
-
-def _parquet_rows(path: Path, columns: list[str] | None) -> Iterator[tuple[str, dict | Skip]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path, page_checksum_verification=True)
-        names = set(pf.schema_arrow.names)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
-        yield str(path), Skip("bad_input_file", str(path),
-                              f"not a readable parquet file: {type(exc).__name__}: {exc}")
-        return
-    wanted = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
-    row = 0
-    for group in range(pf.metadata.num_row_groups):
-        end = row + pf.metadata.row_group(group).num_rows
-        try:  # streamed in batches: memory stays one batch whatever the row group size
-            for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted,
-                                         row_groups=[group]):
-                for record in batch.to_pylist():
-                    row += 1
-                    record, replaced = clean_value(record)
-                    record[INVALID_UTF8] = replaced
-                    yield f"{path}:row {row}", record
-        except Exception as exc:  # noqa: BLE001 - corrupt pages: OSError, ArrowInvalid, ...
-            where = f"{path}:rows {row + 1}-{end}"
-            yield where, Skip("bad_input_file", where,
-                              f"row group {group} does not decode: {type(exc).__name__}: {exc}")
-        row = end
+# ---------------------------------------------------------------------------------- input
 
 
 def _rows(cfg: DataConfig, columns: list[str]) -> Iterator[tuple[str, dict | Skip]]:
@@ -218,33 +103,6 @@ def _rows(cfg: DataConfig, columns: list[str]) -> Iterator[tuple[str, dict | Ski
         columns = [*columns, cfg.id_field]
     for path in resolve_files(cfg.path):
         yield from iter_rows(path, columns)
-
-
-FULL_HASH_BYTES = 64 << 20
-"""Files up to this size are hashed whole; larger ones by size plus sampled blocks."""
-_SAMPLE_BLOCK = 1 << 20
-_SAMPLES = 16
-
-
-def file_fingerprint(path: Path) -> dict:
-    """{"path", "bytes", "sha256"} of one input file. Cheap by design (a build checks it on
-    every run): files up to FULL_HASH_BYTES are hashed whole, larger ones by their size and 16
-    blocks of 1 MiB spread evenly over the file (first and last included), so a parquet shard of
-    OpenR1-Math-220K costs ~16 MiB of reading, not its gigabytes."""
-    size = path.stat().st_size
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        if size <= FULL_HASH_BYTES:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        else:
-            step = (size - _SAMPLE_BLOCK) / (_SAMPLES - 1)
-            for i in range(_SAMPLES):
-                fh.seek(int(i * step))
-                h.update(fh.read(_SAMPLE_BLOCK))
-            h.update(str(size).encode())
-    return {"path": str(path.resolve()), "bytes": size, "sha256": h.hexdigest(),
-            "sampled": size > FULL_HASH_BYTES}
 
 
 def input_fingerprint(cfg: DataConfig) -> dict | None:
