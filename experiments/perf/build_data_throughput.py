@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -127,7 +128,9 @@ def main() -> None:
     PER_SHARD = args.shard_problems
     tmp = tempfile.TemporaryDirectory()
     if args.repeat > 1 or args.stitch > 1:
-        from vtc_lab.data.sources import math500_fixture_rows, write_openr1_fixture
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the test fixture writer
+        from tests.data.openr1_fixture import write_openr1_fixture
+        from vtc_lab.data.sources import math500_fixture_rows
 
         base = list(math500_fixture_rows())
         if args.stitch > 1:

@@ -8,7 +8,8 @@ from vtc_lab.data.config import DataConfig
 from vtc_lab.data.export import export_llamafactory
 from vtc_lab.data.messages import REFERENCE_SYSTEM_PROMPT
 from vtc_lab.data.shards import open_dataset
-from vtc_lab.data.sources import math500_fixture_rows, write_openr1_fixture
+from tests.data.openr1_fixture import write_openr1_fixture
+from vtc_lab.data.sources import math500_fixture_rows
 
 
 def test_llamafactory_export_loads_with_datasets(make_cfg):

@@ -6,13 +6,8 @@ from collections import Counter
 import pytest
 
 from vtc_lab.data.config import DataConfig
-from vtc_lab.data.sources import (
-    Skip,
-    Trace,
-    iter_traces,
-    math500_fixture_rows,
-    write_openr1_fixture,
-)
+from tests.data.openr1_fixture import write_openr1_fixture
+from vtc_lab.data.sources import Skip, Trace, iter_traces, math500_fixture_rows
 
 
 def split(items):

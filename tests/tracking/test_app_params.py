@@ -8,7 +8,7 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
-from vtc_lab.data.sources import write_openr1_fixture
+from tests.data.openr1_fixture import write_openr1_fixture
 
 from ._helpers import child_env
 

@@ -28,8 +28,7 @@ if TYPE_CHECKING:  # the config validates names against this module's registry, 
 
 __all__ = ["INVALID_UTF8", "Skip", "Trace", "available_sources", "extract_reasoning",
            "file_fingerprint", "harden", "input_fingerprint", "iter_rows", "iter_traces",
-           "math500_fixture_rows", "register_source", "resolve_files", "safe_id",
-           "write_openr1_fixture"]
+           "math500_fixture_rows", "register_source", "resolve_files", "safe_id"]
 
 SourceFn = Callable[["DataConfig"], Iterator["Trace | Skip"]]
 _REGISTRY: dict[str, SourceFn] = {}
@@ -266,23 +265,6 @@ def math500_fixture_rows() -> Iterator[dict]:
             "correctness_math_verify": [True],
             "finish_reasons": ["stop"],
         }
-
-
-def write_openr1_fixture(path: str | Path, rows: Iterable[dict] | None = None, limit: int | None = None) -> Path:
-    """Write rows (default: the MATH500 fixture) as an OpenR1-schema `.parquet` or `.jsonl` file."""
-    path = Path(path)
-    rows = list(rows if rows is not None else math500_fixture_rows())[:limit]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.endswith(".parquet"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), path)
-    else:
-        with open(path, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def math500_fixture_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
