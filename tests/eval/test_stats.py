@@ -90,3 +90,37 @@ def test_paired_comparison_bundles_both():
     assert (res.n, res.only_a, res.only_b) == (6, 2, 0)
     assert res.diff == pytest.approx(2 / 6)
     assert res.p_value == pytest.approx(2 * 0.25)     # binom(2, 1/2): P(X >= 2) = 1/4, two-sided
+
+
+# Tests from the mutation pass on eval/stats.py (docs/testing.md): each kills mutants that the
+# tests above let survive.
+
+def test_two_outcomes_already_have_a_standard_error_and_nan_is_refused():
+    assert accuracy_stderr([1, 0]) == pytest.approx(0.5, abs=1e-15)  # sd .7071 / sqrt 2
+    assert math.isnan(accuracy_stderr([1]))
+    for fn, args in ((accuracy_stderr, ([1, math.nan],)), (mean_ci, ([1.0, math.nan],)),
+                     (mcnemar_exact, ([1, math.nan], [0, 0]))):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: NaN among the values"):
+            fn(*args)
+
+
+def test_interval_width_and_the_confidence_bounds():
+    two = mean_ci([0.5, 0.7])
+    low, high = sps.t.interval(0.95, 1, loc=0.6, scale=sps.sem([0.5, 0.7]))
+    assert (two.low, two.high, two.n) == (pytest.approx(low), pytest.approx(high), 2)
+    assert two.has_interval and two.half_width() == pytest.approx((high - low) / 2)
+    one = mean_ci([0.5])
+    assert not one.has_interval and math.isnan(one.half_width())
+    for bad in (0, 1, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
+            mean_ci([0.5, 0.7], confidence=bad)
+    assert mean_ci([0.5, 0.7], confidence=0.5).half_width() < two.half_width()
+
+
+def test_paired_statistics_refuse_no_pairs_and_short_cut_a_constant_difference():
+    for fn in (paired_bootstrap_diff, mcnemar_exact):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: no paired outcomes"):
+            fn([], [])
+    # every pair alike: the difference is exact, no bootstrap (which would give NaN bounds)
+    assert paired_bootstrap_diff([1, 0], [1, 0]) == (0.0, 0.0, 0.0)
+    assert paired_bootstrap_diff([1, 1], [0, 0]) == (1.0, 1.0, 1.0)
