@@ -121,6 +121,18 @@ def test_paired_statistics_refuse_no_pairs_and_short_cut_a_constant_difference()
     for fn in (paired_bootstrap_diff, mcnemar_exact):
         with pytest.raises(ValueError, match=rf"{fn.__name__}: no paired outcomes"):
             fn([], [])
-    # every pair alike: the difference is exact, no bootstrap (which would give NaN bounds)
+    # every pair alike: the difference is exact (the short cut skips the bootstrap)
     assert paired_bootstrap_diff([1, 0], [1, 0]) == (0.0, 0.0, 0.0)
     assert paired_bootstrap_diff([1, 1], [0, 0]) == (1.0, 1.0, 1.0)
+
+
+def test_a_single_value_gives_nan_without_scipy_warning():
+    """One problem / one seed: NaN spread, and no SmallSampleWarning in the user's output (the
+    guards answer before scipy would warn)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(accuracy_stderr([1]))
+        one = mean_ci([0.5])
+        assert one.mean == 0.5 and math.isnan(one.low) and math.isnan(one.high)
