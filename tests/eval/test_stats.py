@@ -136,3 +136,10 @@ def test_a_single_value_gives_nan_without_scipy_warning():
         assert math.isnan(accuracy_stderr([1]))
         one = mean_ci([0.5])
         assert one.mean == 0.5 and math.isnan(one.low) and math.isnan(one.high)
+
+
+def test_mcnemar_counts_balanced_discordant_pairs():
+    """As many pairs right under A only as under B only: p = 1, and the counts are reported
+    (not the (0, 0) of 'no discordant pair')."""
+    assert mcnemar_exact([1, 0, 1, 1], [0, 1, 1, 1]) == (1, 1, 1.0)
+    assert mcnemar_exact([1, 1], [1, 1]) == (0, 0, 1.0)
