@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import vtc_lab
-from vtc_lab.textio import JsonlFileError, read_jsonl
+from vtc_lab.textio import (JsonlFileError, clean_value, decode_utf8, read_jsonl,
+                            replace_surrogates)
 
 BODY = (b'{"a": 1}\n'
         b'\n'                                  # blank: skipped, still counted
@@ -37,6 +38,28 @@ def test_lines_in_memory_are_read_the_same_way():
     from_text = list(read_jsonl(BODY.decode("utf-8", "replace").split("\n"), label="gen"))
     assert [x.where for x in from_bytes] == ["gen:1", "gen:3", "gen:4", "gen:5", "gen:6"]
     assert [x.row for x in from_bytes][:2] == [x.row for x in from_text][:2]
+    assert [x.replaced for x in from_text] == [0] * 5  # str lines: nothing was decoded
+
+
+def test_a_line_counts_invalid_bytes_and_lone_surrogate_escapes_together():
+    (line,) = read_jsonl([b'{"a": "\\ud800", "b": "\xff"}'], label="x")
+    assert line.row == {"a": "\ufffd", "b": "\ufffd"} and line.replaced == 2
+
+
+def test_the_utf8_rule():
+    """Each invalid sequence and each lone surrogate becomes one U+FFFD and is counted; a
+    U+FFFD that was in the input is not a replacement; values inside lists and dicts and
+    bytes values get the same rule."""
+    assert decode_utf8(b"ok") == ("ok", 0)
+    assert decode_utf8(b"\xef\xbf\xbd\xff") == ("\ufffd\ufffd", 1)
+    assert replace_surrogates("plain") == ("plain", 0)
+    assert replace_surrogates("a\ud800b") == ("a\ufffdb", 1)
+    assert clean_value("a\ud800") == ("a\ufffd", 1)
+    assert clean_value(b"\xffok") == ("\ufffdok", 1)
+    assert clean_value(["\ud800", "x", b"\xff"]) == (["\ufffd", "x", "\ufffd"], 2)
+    assert clean_value({"k": "\ud800", "n": 3, "l": ["\udfff"]}) == (
+        {"k": "\ufffd", "n": 3, "l": ["\ufffd"]}, 2)
+    assert clean_value(7) == (7, 0)
 
 
 def test_a_truncated_gzip_names_the_file_after_yielding_what_it_could(tmp_path):
