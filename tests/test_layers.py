@@ -1,6 +1,6 @@
 """The package's layering, checked on the source: imports point down, never up.
 
-    render segment eval tracking (leaves)  <-  models  <-  data  <-  infer  <-  train, serve  <-  cli
+    render segment task eval tracking (leaves)  <-  models  <-  data  <-  infer  <-  train, serve  <-  cli
 
 and below the leaves the package's own top-level modules (`vtc_lab.atomic`, ...), which import
 no stage at all.
@@ -22,7 +22,7 @@ import pytest
 import vtc_lab
 
 ROOT = Path(vtc_lab.__file__).parent
-RANK = {"render": 0, "segment": 0, "eval": 0, "tracking": 0, "models": 1, "data": 2, "infer": 3,
+RANK = {"render": 0, "segment": 0, "task": 0, "eval": 0, "tracking": 0, "models": 1, "data": 2, "infer": 3,
         "train": 4, "serve": 4, "cli": 5}
 BASE = "vtc_lab (top-level module)"
 RANK[BASE] = -1

@@ -1,6 +1,6 @@
 """A small mutation pass: break one thing at a time in a module and see whether its tests notice.
 
-    python experiments/mutation/mutate.py vtc_lab/eval/completion.py tests/eval/test_completion.py
+    python experiments/mutation/mutate.py vtc_lab/task/completion.py tests/task/test_completion.py
     python experiments/mutation/mutate.py vtc_lab/infer/loop.py tests/infer/test_loop.py \\
         --functions stop_reason generation_params
 

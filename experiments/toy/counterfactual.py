@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from vtc_lab.data import build_messages
-from vtc_lab.eval import toytask
+from vtc_lab.task import toytask
 from vtc_lab.infer.engine import GenerationParams, GenerationRequest, HFEngine
 from vtc_lab.infer.loop import default_renderer
 from vtc_lab.models import ModelConfig, load_backbone

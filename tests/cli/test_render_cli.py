@@ -16,8 +16,8 @@ from PIL import Image
 
 from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.cli.render import text_tokenizer
-from vtc_lab.render.app import RenderAppConfig, load_source
-from vtc_lab.render.app import run_render as _run_render
+from vtc_lab.data.render_app import RenderAppConfig, load_source
+from vtc_lab.data.render_app import run_render as _run_render
 from vtc_lab.render import RenderConfig, render_text, vision_tokens
 
 

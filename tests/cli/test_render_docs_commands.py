@@ -54,7 +54,7 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
 
     from vtc_lab.cli._hydra import CONF_DIR
     from vtc_lab.cli.render import text_tokenizer
-    from vtc_lab.render.app import run_render
+    from vtc_lab.data.render_app import run_render
 
     parser = OverridesParser.create()
     texts = []

@@ -183,10 +183,10 @@ def test_gzipped_jsonl_shards(tmp_path):
 
 def test_a_generation_ends_its_reasoning_where_the_parser_does(tmp_path):
     """One rule for where reasoning ends (issue 22 §5): the last `</think>`, as the loop and the
-    grader read it (vtc_lab.eval.completion.parse). A generation with two `</think>` has one
+    grader read it (vtc_lab.task.completion.parse). A generation with two `</think>` has one
     inside its reasoning: skipped as `bad_trace`, not cut at the first one."""
     from vtc_lab.data.sources import extract_reasoning
-    from vtc_lab.eval.completion import parse
+    from vtc_lab.task.completion import parse
 
     for text in ["<think>a</think>b", "<think>\nplain\n</think>\nok", "no tags at all",
                  "<think>a</think>b</think>c"]:

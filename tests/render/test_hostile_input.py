@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.cli.render import text_tokenizer
 from vtc_lab.render import RenderConfig, render_with_layout
-from vtc_lab.render.app import run_render as _run_render
+from vtc_lab.data.render_app import run_render as _run_render
 
 FORM_FEEDS = """
 import resource, sys

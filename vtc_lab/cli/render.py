@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.configcheck import validate
-from vtc_lab.render.app import RenderAppConfig
+from vtc_lab.data.render_app import RenderAppConfig
 from vtc_lab.render.vision import get_spec
 
 ConfigStore.instance().store(name="render_schema", node=RenderAppConfig)
@@ -36,7 +36,7 @@ def text_tokenizer(cfg: RenderAppConfig):
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="render")
 def main(raw: DictConfig) -> float | None:
-    from vtc_lab.render.app import run_render
+    from vtc_lab.data.render_app import run_render
 
     cfg: RenderAppConfig = validate(raw)  # + unknown keys, non-finite numbers
     metrics = run_render(cfg, text_tokenizer(cfg))

@@ -1,6 +1,6 @@
 """Traces -> SFT samples: the prompt builder, sources and the builder.
 
-The completion format (`format_target`, `is_final`) is defined in vtc_lab.eval.completion and
+The completion format (`format_target`, `is_final`) is defined in vtc_lab.task.completion and
 re-exported here.
 
 `build_messages` and the format helpers import nothing heavy; the builder and reader (pyarrow,
@@ -9,7 +9,7 @@ the renderer) load on first use.
 
 from vtc_lab.data.config import DataConfig
 from vtc_lab.data.messages import REFERENCE_SYSTEM_PROMPT, build_messages
-from vtc_lab.eval.completion import THINK_END, format_target, is_final, split_final  # re-exported
+from vtc_lab.task.completion import THINK_END, format_target, is_final, split_final  # re-exported
 
 _LAZY = {
     "build_dataset": "vtc_lab.data.build",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from vtc_lab.data.messages import IMAGE_POSITIONS, REFERENCE_SYSTEM_PROMPT
 from vtc_lab.data.sources import available_sources
-from vtc_lab.eval.toytask import ToyTaskSpec
+from vtc_lab.task.toytask import ToyTaskSpec
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.render.config import RenderConfig
 from vtc_lab.segment.config import SegmentationConfig
@@ -29,7 +29,7 @@ class DataConfig:
     """Trace source: `openr1` (OpenR1-Math-220K schema, parquet or jsonl), `jsonl` (one trace
     per line with configurable field names), `math500_fixture` (the packaged MATH500 solutions
     wrapped as OpenR1-style `<think>...</think>` generations; no download) or `toy` (the
-    synthetic long-reasoning task of `vtc_lab.eval.toytask`, knobs in `toy`), or any name
+    synthetic long-reasoning task of `vtc_lab.task.toytask`, knobs in `toy`), or any name
     registered with `vtc_lab.data.sources.register_source`."""
 
     path: str | None = None

@@ -3,7 +3,7 @@
 Sample k (1-based, of n) shows the question plus the pages of segments 1..k-1 (each segment
 rendered on its own pages, stored once in the shard's page table and referenced by id) and
 teaches the model to write segment k; sample n's target closes
-with `</think>\\n<answer>FINAL</answer>` (vtc_lab.eval.completion). Runs inside worker processes:
+with `</think>\\n<answer>FINAL</answer>` (vtc_lab.task.completion). Runs inside worker processes:
 `WorkerState` holds what is expensive to build (tokenizer, vision rule, render cache) once per
 process.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vtc_lab.data.cache import RenderCache
-from vtc_lab.eval.completion import format_target
+from vtc_lab.task.completion import format_target
 from vtc_lab.data.sources import Skip, Trace
 from vtc_lab.segment import SegmentationConfig, TooManySegmentsError, segment_text
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from vtc_lab.data.files import INVALID_UTF8, file_fingerprint, iter_rows, resolve_files
 from vtc_lab.data.special_tokens import neutralise
 from vtc_lab.data.traces import Skip, Trace
-from vtc_lab.eval.completion import ANSWER_CLOSE, THINK_END, THINK_START, parse
+from vtc_lab.task.completion import ANSWER_CLOSE, THINK_END, THINK_START, parse
 
 if TYPE_CHECKING:  # the config validates names against this module's registry, not back
     from vtc_lab.data.config import DataConfig
@@ -128,7 +128,7 @@ def input_fingerprint(cfg: DataConfig) -> dict | None:
 
 def extract_reasoning(text: str, require_think_end: bool) -> str | Skip:
     """The reasoning of a generation: what lies between its first `<think>` and its last
-    `</think>` (the completion format's rule, `vtc_lab.eval.completion.parse`), stripped.
+    `</think>` (the completion format's rule, `vtc_lab.task.completion.parse`), stripped.
 
     A text without any think tag is all reasoning (plain traces). A text that opens `<think>`
     but never closes it is a truncated generation: skipped when `require_think_end`. Reasoning
@@ -276,9 +276,9 @@ def math500_fixture_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
 
 
 def toy_source(cfg: DataConfig) -> Iterator[Trace | Skip]:
-    """Training problems of the synthetic task (`vtc_lab.eval.toytask`, knobs in `data.toy`);
+    """Training problems of the synthetic task (`vtc_lab.task.toytask`, knobs in `data.toy`);
     never one of the held-out benchmark's problems."""
-    from vtc_lab.eval.toytask import training_problems
+    from vtc_lab.task.toytask import training_problems
 
     count = min(cfg.toy.train_problems, cfg.limit or cfg.toy.train_problems)
     for problem in training_problems(cfg.toy, count):

@@ -1,8 +1,7 @@
 """Benchmarks, answer extraction, grading and evaluation metrics (see docs/evaluation.md).
 
 Public API (lazy: importing `vtc_lab.eval` loads neither sympy nor math-verify):
-`Problem`, `BenchmarkConfig`, `BENCHMARKS`, `load_benchmark`, `is_final`, `format_target`,
-`extract_answer`, `is_correct`,
+`Problem`, `BenchmarkConfig`, `BENCHMARKS`, `load_benchmark`, `extract_answer`, `is_correct`,
 `grade_many`, `GradeResult`, `grade_predictions`, `summarize`, `METRICS`.
 """
 
@@ -19,10 +18,6 @@ _EXPORTS = {
     "BENCHMARKS": "benchmarks",
     "register_benchmark": "benchmarks",
     "load_benchmark": "benchmarks",
-    "format_target": "completion",
-    "is_final": "completion",
-    "split_final": "completion",
-    "parse_completion": "completion",
     "extract_answer": "extract",
     "grader_kind": "extract",
     "is_correct": "grade",
@@ -41,8 +36,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        attr = "parse" if name == "parse_completion" else name
-        value = getattr(import_module(f"vtc_lab.eval.{_EXPORTS[name]}"), attr)
+        value = getattr(import_module(f"vtc_lab.eval.{_EXPORTS[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'vtc_lab.eval' has no attribute {name!r}")

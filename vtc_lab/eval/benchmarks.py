@@ -103,13 +103,13 @@ register_benchmark(BenchmarkSpec(
 
 
 def register_toy_benchmark(spec=None, name: str = "toy", count: int = 500) -> BenchmarkSpec:
-    """Register the synthetic task's held-out problems (`vtc_lab.eval.toytask`) as a benchmark.
+    """Register the synthetic task's held-out problems (`vtc_lab.task.toytask`) as a benchmark.
 
     The default registration uses the default knobs; a run training on other knobs registers
     its own held-out set under the same name, so the evaluator grades the task it trained on.
     The version names the knobs, so predictions of different variants are never mixed up.
     """
-    from vtc_lab.eval import toytask
+    from vtc_lab.task import toytask
 
     spec = spec or toytask.ToyTaskSpec()
     knobs = hashlib.sha256(json.dumps(dataclasses_asdict(spec), sort_keys=True).encode()).hexdigest()[:8]

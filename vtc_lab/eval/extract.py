@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-from vtc_lab.eval.completion import THINK_END, answer_tags, parse
+from vtc_lab.task.completion import THINK_END, answer_tags, parse
 
 _BRACE_RE = re.compile(r"\\[{}]|[{}]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")

@@ -23,7 +23,7 @@ active set shrinks as units finish. An engine whose requests are independent cal
 sent as soon as its previous one returns, a bounded number in flight, so no sample waits for a
 batch's slowest one (same records: a sample depends only on its own rounds and seeds).
 
-Model output is only ever decoded, rendered and parsed (vtc_lab.eval.completion): never
+Model output is only ever decoded, rendered and parsed (vtc_lab.task.completion): never
 executed. Misbehaving models (no `</think>`, empty answers,
 empty rounds, markup the renderer chokes on, budget-sized outputs) end up as statuses and
 counters, not exceptions.
@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vtc_lab.eval.completion import is_final
+from vtc_lab.task.completion import is_final
 from vtc_lab.infer.config import LoopConfig
 from vtc_lab.infer.engine_api import (ConcurrentEngine, Engine, GenerationParams,
                                       GenerationRequest)

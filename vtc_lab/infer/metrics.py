@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vtc_lab.eval.completion import THINK_END, parse
+from vtc_lab.task.completion import THINK_END, parse
 from vtc_lab.infer.records import STATUSES, ProblemRecord
 
 
@@ -42,11 +42,11 @@ def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> d
     """How often a round read its memory right, for benchmarks that can tell (the toy task).
 
     `read_rate`: of the rounds r >= 2 whose first line follows a valid unfinished line, the
-    share whose first line is exactly the next line (`vtc_lab.eval.toytask.read_checks`; text
+    share whose first line is exactly the next line (`vtc_lab.task.toytask.read_checks`; text
     memory's rounds are cut mid-line and checked on the joined text): the state was recovered
     from memory and stepped once. Other benchmarks: no keys.
     """
-    from vtc_lab.eval.toytask import read_checks
+    from vtc_lab.task.toytask import read_checks
 
     rules = {p.id: (p.meta.get("spec") or {}).get("rule") for p in problems
              if isinstance(p.meta.get("spec"), dict)}

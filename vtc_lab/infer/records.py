@@ -32,7 +32,7 @@ class RoundRecord:
     generate_s: float
     """Wall time of the batched generate call this round was part of."""
     final: bool
-    """`</think>` then a non-empty `<answer>` (vtc_lab.eval.completion.is_final)."""
+    """`</think>` then a non-empty `<answer>` (vtc_lab.task.completion.is_final)."""
     stopped: bool
     """The model ended its turn itself (False: it ran into max_new_tokens)."""
     render_s: float = 0.0

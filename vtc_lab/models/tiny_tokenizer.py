@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from vtc_lab.eval.completion import MARKERS
+from vtc_lab.task.completion import MARKERS
 from vtc_lab.models.registry import get_backbone
 from vtc_lab.models.spec import ChatFormat
 

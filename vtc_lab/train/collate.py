@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from vtc_lab.data import build_messages
-from vtc_lab.eval.completion import is_final
+from vtc_lab.task.completion import is_final
 from vtc_lab.models.images import cap_pixels
 
 IGNORE_INDEX = -100

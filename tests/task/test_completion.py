@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vtc_lab.eval.completion import answer_tags, format_target, is_final, parse, split_final
+from vtc_lab.task.completion import answer_tags, format_target, is_final, parse, split_final
 from vtc_lab.eval.extract import extract_answer
 
 _SPEC_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -92,17 +92,17 @@ def test_hostile_round_parses_in_linear_time(shape, fn):
     assert ratio < 8, f"{shape}: 4x the text took {ratio:.1f}x the time (quadratic?)"
 
 
-MARKER_OWNER = "vtc_lab/eval/completion.py"
+MARKER_OWNER = "vtc_lab/task/completion.py"
 
 
 def test_the_format_markers_are_spelt_in_one_module():
     """`<think>`, `</think>`, `<answer>`, `</answer>` as string literals (docstrings aside) appear
-    only in vtc_lab.eval.completion; every other module imports them (issue 22 §5)."""
+    only in vtc_lab.task.completion; every other module imports them (issue 22 §5)."""
     import ast
     from pathlib import Path
 
     import vtc_lab
-    from vtc_lab.eval import completion
+    from vtc_lab.task import completion
 
     assert completion.MARKERS == ("<think>", "</think>", "<answer>", "</answer>")
     root = Path(vtc_lab.__file__).parent

@@ -34,7 +34,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from vtc_lab.eval.completion import parse
+from vtc_lab.task.completion import parse
 
 RULES = ("sum", "table", "shift")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -20,7 +20,7 @@ pairs, each character visited a bounded number of times. A lazy regex such as
 `<answer>(.*?)</answer>` restarts a scan to the end from every unclosed `<answer>` and is
 quadratic: 2.3-4.3 s on a 36k-character round of unclosed tags and 48 s on 144k, versus 0.1 ms
 here (2-core dev box under a load average of 14-17), timed on `"</think>" + "<answer>" * 4499`
-with time.perf_counter around one call; tests/eval/test_completion.py asserts the scaling.
+with time.perf_counter around one call; tests/task/test_completion.py asserts the scaling.
 The loop parses every generated round, so a hostile or degenerate round must not stall it.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vtc_lab.eval.completion import format_target, is_final, split_final
+from vtc_lab.task.completion import format_target, is_final, split_final
 
 
 def test_a_mid_trace_target_is_the_segment_alone_even_with_an_answer_at_hand():

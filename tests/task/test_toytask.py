@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from vtc_lab.eval import toytask
+from vtc_lab.task import toytask
 from vtc_lab.eval.benchmarks import BenchmarkConfig, load_benchmark, register_toy_benchmark
 from vtc_lab.eval.metrics import grade_predictions
-from vtc_lab.eval.toytask import ToyTaskSpec
+from vtc_lab.task.toytask import ToyTaskSpec
 
 
 def test_solution_by_hand():
