@@ -186,7 +186,26 @@ def test_only_models_calls_from_pretrained():
     assert [c for c in calls if not c[0].startswith("models/")] == []
 
 
-@pytest.mark.parametrize("package", ["render", "segment"])
+LONE_LEAVES = ("render", "segment", "task")
+
+
+def test_render_segment_and_task_import_no_other_stage():
+    """These leaves stand alone: besides themselves they import only the top-level helpers
+    (render was not one: its `vtc-lab render` app read benchmarks and logged to MLflow; the app
+    now lives in data.render_app)."""
+    bad = []
+    for module in SOURCES:
+        stage = _stage(module)
+        if stage not in LONE_LEAVES:
+            continue
+        for line, target, _ in _imports(module):
+            other = _stage(target)
+            if other not in (None, BASE, stage):
+                bad.append(f"{module}:{line} imports {target}")
+    assert bad == []
+
+
+@pytest.mark.parametrize("package", ["render", "segment", "task"])
 def test_render_and_segment_import_no_torch_in_source(package):
     heavy = {f: lines for f, lines in _files_importing(NO_TORCH).items()
              if f.startswith(f"{package}/")}
