@@ -67,7 +67,7 @@ def main() -> None:
                 table = json.loads(Path(f).read_text())  # MLflow table: columns + data
                 rows += [dict(zip(table["columns"], row)) for row in table["data"]]
         # a toy problem id is `<rule>-<first line>`; the first line's countdown letter is the
-        # number of steps (A = 0): vtc_lab/eval/toytask.py
+        # number of steps (A = 0): vtc_lab/task/toytask.py
         outcomes[(memory, seed)] = {
             str(row["problem_id"]): (int(bool(row["correct_strict"])),
                                      ord(str(row["problem_id"]).split("-", 1)[1][0]) - ord("A"))

@@ -131,7 +131,7 @@ steps: the countdown letter is one character, A-Z."""
 
 
 def _register_toy_long() -> None:
-    from vtc_lab.eval.toytask import ToyTaskSpec
+    from vtc_lab.task.toytask import ToyTaskSpec
 
     register_toy_benchmark(ToyTaskSpec(min_steps=TOY_LONG_STEPS[0], steps=TOY_LONG_STEPS[1]),
                            name="toy_long")

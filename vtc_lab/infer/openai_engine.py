@@ -65,7 +65,7 @@ def build_openai_engine(cfg: EvalConfig) -> OpenAIEngine:
     wrong model fails before any work."""
     engine = OpenAIEngine(cfg.engine)
     try:
-        engine.check([c.mode for c in cfg.loop_configs])
+        engine.check(cfg.engine_modes)
     except BaseException:
         engine.close()
         raise
