@@ -12,7 +12,7 @@ from vtc_lab.cli._hydra import CONF_DIR
 from vtc_lab.eval import BENCHMARKS, BenchmarkConfig, load_benchmark
 
 SIZES = {"math500": 500, "aime25": 30, "amc23": 40, "gpqa_diamond": 198, "gsm8k": 1319,
-         "toy": 500}
+         "toy": 500, "toy_long": 500}
 
 
 def test_the_sizes_below_cover_the_registry():
@@ -43,7 +43,8 @@ def test_registered_benchmarks_load_in_full(name):
 
 def test_reference_protocol_samples_per_problem():
     assert {n: BENCHMARKS[n].samples_per_problem for n in SIZES} == {
-        "math500": 1, "aime25": 16, "amc23": 16, "gpqa_diamond": 1, "gsm8k": 1, "toy": 1}
+        "math500": 1, "aime25": 16, "amc23": 16, "gpqa_diamond": 1, "gsm8k": 1, "toy": 1,
+        "toy_long": 1}
     assert load_benchmark(BenchmarkConfig(name="aime25")).samples_per_problem == 16
     assert load_benchmark(BenchmarkConfig(name="aime25", samples_per_problem=4)).samples_per_problem == 4
 
