@@ -4,6 +4,7 @@ gloo), resumed from its sharded checkpoint, and its export reloaded with identic
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +19,24 @@ pytestmark = pytest.mark.slow
 VTC = str(Path(sys.executable).with_name("vtc-lab"))
 
 
-def run_train(root: Path, max_steps: int) -> str:
+def run_train(root: Path, max_steps: int, *overrides: str) -> str:
     args = [VTC, "train", f"output_root={root}", "data.limit=8", "trainer=fsdp_cpu",
             "optim.batch_size=2", f"optim.max_steps={max_steps}",
             "optim.checkpoint_every_n_steps=2", "optim.val_check_interval=4",
             "optim.val_max_samples=4", "optim.log_every_n_steps=1", "progress=false",
-            f"run_dir={root}/run", f"hydra.run.dir={root}/hydra"]
+            f"run_dir={root}/run", f"hydra.run.dir={root}/hydra", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900, cwd=root)
-    out = proc.stdout + proc.stderr
+    # a hang guard, not a speed claim: a stalled collective waits forever without it. The
+    # process group kills rank 1 with rank 0 (Lightning's launcher), so one kill ends both.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=root, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the 2-process run hung (killed after 900 s):\n{out[-6000:]}")
     assert proc.returncode == 0, out[-12000:]
     return out
 
@@ -88,3 +97,28 @@ def test_fsdp_two_cpu_processes_resume_and_export(tmp_path):
         a = reloaded(input_ids=ids).logits
         b = fresh(input_ids=ids).logits
     assert torch.equal(a, b)
+
+
+def test_fsdp_validation_split_uneven_across_ranks_does_not_hang(tmp_path):
+    """5 validation samples over 2 ranks at batch 2: rank 0 has 3 (2 batches), rank 1 has 2
+    (1 batch). Before the padding, rank 0's second validation forward waited in FSDP's
+    all-gather for a rank that had moved on to the epoch-end barrier: the job hung for good
+    (both stacks seen with py-spy). Now rank 1 runs a zero-weight padding batch; the job
+    finishes, resumes, and validates again."""
+    from vtc_lab.data.shards import open_dataset
+    from vtc_lab.train.datamodule import count_split
+
+    uneven = ["optim.val_fraction=0.2", "optim.val_max_samples=64", "optim.val_check_interval=2"]
+    out = run_train(tmp_path, 2, *uneven)
+    (dataset,) = (tmp_path / "datasets").iterdir()
+    n_val = count_split(open_dataset(dataset), 0.2, 0)[1]
+    assert n_val % 2 == 1 and (n_val + 1) // 2 % 2 == 1  # the ranks' batch counts differ
+    assert "steps          2" in out and "val/loss" in out
+    out = run_train(tmp_path, 4, *uneven)  # resumed from the sharded checkpoint, validated again
+    assert "Restoring states from the checkpoint path" in out and "steps          4" in out
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    history = client.get_metric_history(run.info.run_id, "val/loss")
+    assert len(history) == 2 and all(0 < m.value < 100 for m in history)

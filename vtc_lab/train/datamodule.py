@@ -6,6 +6,9 @@ problems the model never saw), shuffled in a bounded buffer, dealt round-robin t
 DataLoader workers, and encoded by `SFTEncoder`. The train stream is endless (epoch after epoch,
 reshuffled per epoch) so every rank runs exactly `max_steps` steps; each batch carries its
 consumer's stream position, which the checkpoint stores so a resumed run skips what was seen.
+The validation stream is finite, and under several ranks it is padded so that every rank runs
+the same number of batches: FSDP gathers each layer's shards from all ranks on every forward,
+so a rank with one batch more than the others would wait for them forever.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from vtc_lab.train.collate import EncodeStats, SFTEncoder, collate
+from vtc_lab.train.collate import IGNORE_INDEX, EncodeStats, SFTEncoder, collate
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,18 @@ def count_split(dataset, val_fraction: float, seed: int) -> tuple[int, int]:
     return train, val
 
 
+def padding_of(item: dict) -> dict:
+    """A copy of an encoded sample that supervises nothing (every label ignored): it runs the
+    same forward pass as a real sample, so a rank short of validation rows keeps step with the
+    others, and it adds no token to the loss and no sample to val/loss's weight."""
+    pad = {k: v for k, v in item.items() if not k.startswith("_")}
+    pad["labels"] = torch.full_like(item["labels"], IGNORE_INDEX)
+    if "char_labels" in item:
+        pad["char_labels"] = torch.full_like(item["char_labels"], IGNORE_INDEX)
+    pad["_pad"] = True
+    return pad
+
+
 def _buffer_shuffle(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
     buffer: list[dict] = []
     for row in rows:
@@ -59,13 +74,18 @@ class SFTStream(IterableDataset):
     def __init__(self, dataset, encoder: SFTEncoder, *, split: str, val_fraction: float,
                  seed: int, batch_size: int, shuffle_buffer: int = 0, endless: bool = False,
                  limit: int | None = None, rank: int = 0, world_size: int = 1,
-                 start_positions: dict[int, int] | None = None):
+                 start_positions: dict[int, int] | None = None, even_total: int | None = None):
+        """`even_total` (finite streams only): the number of rows the split yields over all
+        consumers; every consumer then yields exactly ceil(even_total / consumers) samples,
+        its own plus zero-weight padding (`padding_of`) for the rows it lacks or the encoder
+        dropped, so all ranks run the same number of batches."""
         self.dataset, self.encoder = dataset, encoder
         self.split, self.val_fraction, self.seed = split, val_fraction, seed
         self.batch_size, self.shuffle_buffer = batch_size, shuffle_buffer
         self.endless, self.limit = endless, limit
         self.rank, self.world_size = rank, world_size
         self.start_positions = dict(start_positions or {})
+        self.even_total = even_total
 
     def _rows(self, epoch: int) -> Iterator[dict]:
         want_val = self.split == "val"
@@ -87,6 +107,7 @@ class SFTStream(IterableDataset):
         encoder.stats = EncodeStats()
         skip = self.start_positions.get(worker, 0)
         position, epoch, batch = 0, 0, []
+        template = None  # the padding of this consumer's first sample
         while True:
             produced = seen = 0
             for j, row in enumerate(self._rows(epoch)):
@@ -101,6 +122,8 @@ class SFTStream(IterableDataset):
                 if item is None:
                     continue
                 produced += 1
+                if template is None and self.even_total is not None:
+                    template = padding_of(item)
                 batch.append(item)
                 if len(batch) == self.batch_size:
                     yield self._finish(batch, worker, position)
@@ -114,8 +137,27 @@ class SFTStream(IterableDataset):
             if produced == 0 and position > skip:
                 raise ValueError(self._nothing_fits())
             epoch += 1
+        if self.even_total is not None:
+            missing = -(-self.even_total // consumers) - produced
+            if missing > 0 and template is None:
+                template = self._any_padding()
+            for _ in range(missing if template is not None else 0):
+                batch.append(dict(template))
+                if len(batch) == self.batch_size:
+                    yield self._finish(batch, worker, position)
+                    batch = []
         if batch:
             yield self._finish(batch, worker, position)
+
+    def _any_padding(self) -> dict | None:
+        """Padding for a consumer that encoded no sample of its own: the first row of the split
+        that encodes (None when none does: then no consumer has a sample, and all yield
+        nothing alike)."""
+        for row in self._rows(0):
+            item = self.encoder.encode(row)
+            if item is not None:
+                return padding_of(item)
+        return None
 
     def _finish(self, batch: list[dict], worker: int, position: int) -> list[dict]:
         batch[0]["_position"] = (worker, position)
@@ -135,7 +177,9 @@ def collate_lists(batches: list[list[dict]], pad_token_id: int) -> dict:
     (items,) = batches
     position = items[0].pop("_position", None)
     stats = items[0].pop("_stats", None)
+    real = sum(not item.pop("_pad", False) for item in items)
     batch = collate(items, pad_token_id, stats)
+    batch["real_samples"] = torch.tensor(real)  # val/loss's weight: padding counts for nothing
     if position is not None:
         batch["position"] = torch.tensor(position)
     return batch
@@ -179,12 +223,16 @@ class SFTDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_samples or not self.val_max_samples:
             return []
-        rank, world = self._rank()
-        limit = max(world, self.val_max_samples // world * world)
-        stream = SFTStream(self.dataset, self.encoder, split="val", val_fraction=self.val_fraction,
-                           seed=self.seed, batch_size=self.batch_size, limit=limit, rank=rank,
-                           world_size=world)
-        return self._loader(stream, 0)
+        return self._loader(self.val_stream(*self._rank()), 0)
+
+    def val_stream(self, rank: int, world: int) -> SFTStream:
+        """The validation samples of `rank` out of `world`: the first `val_max_samples` of the
+        split, dealt round-robin; under several ranks padded to the same number of batches."""
+        limit = self.val_max_samples
+        even = min(limit, self.val_samples) if world > 1 else None
+        return SFTStream(self.dataset, self.encoder, split="val", val_fraction=self.val_fraction,
+                         seed=self.seed, batch_size=self.batch_size, limit=limit, rank=rank,
+                         world_size=world, even_total=even)
 
     # Lightning stores this in the checkpoint: where each worker's stream stood.
     def state_dict(self) -> dict[str, Any]:

@@ -129,7 +129,10 @@ class SFTModule(pl.LightningModule):
                 hook.remove()
         targets = labels[:, 1:][keep[:, :-1]]
         logits = out.logits.reshape(-1, out.logits.size(-1)).float()
-        lm_loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+        if targets.numel():
+            lm_loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+        else:  # a batch of validation padding only (datamodule.padding_of): no token, no loss
+            lm_loss = logits.sum() * 0.0
         parts = {"lm_loss": lm_loss.detach()}
         loss = lm_loss
         if dummy is not None:
@@ -140,7 +143,8 @@ class SFTModule(pl.LightningModule):
                 labels_c = batch["char_labels"].to(feats.device)
                 if labels_c.dim() == 1:
                     labels_c = labels_c[:, None]
-                if feats.shape[0] == labels_c.shape[0] and labels_c.shape[1] == self.char_slots:
+                if (feats.shape[0] == labels_c.shape[0] and labels_c.shape[1] == self.char_slots
+                        and bool((labels_c != IGNORE_INDEX).any())):
                     logits_c = self.char_head(feats.float()).view(-1, self.char_head.out_features
                                                                   // self.char_slots)
                     char = F.cross_entropy(logits_c, labels_c.reshape(-1),
@@ -194,8 +198,11 @@ class SFTModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.loss(batch)
+        # weighted by the batch's real samples: the padding that keeps the ranks of a
+        # multi-process run in step (datamodule.padding_of) weighs nothing in the mean
+        real = batch.get("real_samples")
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=batch["input_ids"].size(0))
+                 batch_size=int(real) if real is not None else batch["input_ids"].size(0))
         return loss
 
     # -- optimisation ------------------------------------------------------------------------
