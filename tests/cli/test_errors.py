@@ -30,6 +30,9 @@ def vtc(tmp_path: Path, *args: str, debug: bool = False,
     (["+renderer.fontsize=20", "optim.lr=inf"],  # both reported at once
      ["renderer.fontsize is not a setting of renderer (did you mean renderer.font_size?)",
       "optim.lr must be a finite number, got inf"]),
+    # rank 0 alone would generate with sharded weights: a deadlock (docs/inference.md), refused
+    (["trainer=fsdp_cpu", "evaluator=default"],
+     ["evaluator.enabled=true cannot run with trainer.strategy=fsdp"]),
 ])
 def test_bad_config_is_one_message_and_creates_nothing(tmp_path, overrides, messages):
     res = vtc(tmp_path, "train", *overrides)
