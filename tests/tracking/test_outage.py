@@ -212,6 +212,6 @@ def test_training_survives_its_tracking_server_dying(tmp_path, mlflow_server_pro
                          capture_output=True, text=True, env=child_env(), timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     steps = sorted(m.step for m in client.get_metric_history(run_id, "train/loss"))
-    assert steps == list(range(16))
+    assert steps == list(range(0, 32, 2))  # one point per optimizer step; step = samples seen
     assert client.get_run(run_id).info.status == "FINISHED"
     assert not os.path.exists(spool)
