@@ -174,3 +174,25 @@ def test_render_crossover_forces_round_lengths_and_measures_both_ways(tmp_path):
     assert set(model["predicted"]) == {"Qwen3-VL-8B", "GLM-4.1V-9B"}
     assert all(set(p) == {"eager", "serving"} for p in model["predicted"].values())
     assert "crossover (tiny_qwen3_vl, CPU, measured, end to end)" in proc.stdout
+
+
+def test_preprocess_benchmark_runs_every_backbone_on_the_same_pages(tmp_path):
+    """The per-backbone preprocessing benchmark, shrunk: one row per registered tiny family, the
+    same pages for each, the vision tokens each processor's grid implies."""
+    from vtc_lab.models.registry import get_backbone, tiny_backbone_names
+
+    out = tmp_path / "pre.json"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "preprocess_backbones.py"), "--texts", "2",
+                           "--rounds", "1", "--tracking", "off", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["backbone"]: r for r in json.loads(out.read_text())["rows"]}
+    assert sorted(rows) == sorted(tiny_backbone_names())
+    assert len({r["pages"] for r in rows.values()}) == 1
+    for name, row in rows.items():
+        assert row["patch_size"] == get_backbone(name).vision.patch_size
+        assert row["ms_per_page"] > 0 and row["vision_tokens_per_page"] > 0
+    assert rows["qwen3_vl"]["relative"] == 1.0
+    # 14 px patches (GLM-4.1V) cut more tokens from the same pages than 16 px ones (Qwen3-VL)
+    assert rows["glm4v"]["vision_tokens_per_page"] > rows["qwen3_vl"]["vision_tokens_per_page"]
+    assert "| glm4v | Glm4vImageProcessorPil | 14 |" in proc.stdout
