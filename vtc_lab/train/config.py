@@ -320,11 +320,13 @@ class TrainConfig:
         if not isinstance(self.build_workers, int) or self.build_workers < 1:
             raise ValueError(f"build_workers must be an int >= 1, got {self.build_workers!r}")
         sharded = self.trainer.strategy == "fsdp" or self.trainer.strategy.startswith("deepspeed_stage_3")
-        if self.evaluator.enabled and sharded:
-            # the evaluator generates on rank 0 alone; with sharded weights that rank gathers
-            # from ranks that are not there (measured on trainer=fsdp_cpu: rank 0 crashed in
+        ranks = self.trainer.devices * self.trainer.num_nodes
+        if self.evaluator.enabled and sharded and ranks > 1:
+            # the evaluator generates on rank 0 alone; with weights sharded over several ranks
+            # it needs shards the others hold (measured on trainer=fsdp_cpu: rank 0 crashed in
             # the embedding's shard, rank 1 was left waiting in a barrier)
             raise ValueError(f"evaluator.enabled=true cannot run with trainer.strategy="
-                             f"{self.trainer.strategy}: the evaluator generates on rank 0 alone and "
-                             f"the weights are sharded across ranks; set evaluator=off and evaluate "
-                             f"the export with vtc-lab eval, or train with trainer=ddp")
+                             f"{self.trainer.strategy} on {ranks} ranks: the evaluator generates on "
+                             f"rank 0 alone and the weights are sharded across the ranks; set "
+                             f"evaluator=off and evaluate the export with vtc-lab eval, or train "
+                             f"with trainer=ddp")
