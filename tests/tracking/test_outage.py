@@ -141,12 +141,15 @@ def test_locked_sqlite_store_degrades_then_resends(tmp_path, capfd, request, bus
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert locker.stdout.readline().strip() == "locked"
-        started = time.monotonic()
         for step in range(1, 30):
             run.log_metrics({"m": float(step)}, step=step)
-        assert time.monotonic() - started < 60
         assert "tracking degraded" in capfd.readouterr().err
-        assert (tmp_path / "spool" / run.run_id / PENDING).is_file()
+        # none of the 29 writes waited for the locked store: each went to the spool (a check
+        # of what happened, not of how long it took on a loaded machine)
+        pending = (tmp_path / "spool" / run.run_id / PENDING).read_text().splitlines()
+        spooled = [op for op in map(json.loads, pending) if op["op"] == "metrics"]
+        assert sorted(step for op in spooled for _key, _value, _ts, step in op["items"]) == \
+            list(range(1, 30))
     finally:
         locker.communicate("\n", timeout=30)
     time.sleep(retry + 0.1)
