@@ -53,6 +53,16 @@ BUILDER_KEYS = ("token_counter", "problems_per_shard")
 """`data` settings that the hash records at its top level (where they lived before)."""
 
 
+def _renderer_identity(render_cfg: Any) -> dict:
+    """The renderer's settings; its `degrade` only when a degradation is on, so datasets of
+    clean pages keep the hash they had before degradations existed (`vtc_lab.render.degrade`)."""
+    out = plain(render_cfg)
+    degrade = getattr(render_cfg, "degrade", None)
+    if degrade is None or not getattr(degrade, "active", True):
+        out.pop("degrade", None)
+    return out
+
+
 def identity_config(cfg: Any) -> dict:
     """The parts of a BuildDataConfig that decide the samples (what the hash covers).
 
@@ -77,7 +87,7 @@ def identity_config(cfg: Any) -> dict:
         "format_version": FORMAT_VERSION,
         "data": data,
         "segmentation": plain(cfg.segmentation),
-        "renderer": plain(cfg.renderer),
+        "renderer": _renderer_identity(cfg.renderer),
         "renderer_hash": render_hash(cfg.renderer),  # + renderer version and font bytes
         "model": model_id,
         **{name: getattr(cfg.data, name) for name in BUILDER_KEYS},

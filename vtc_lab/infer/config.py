@@ -18,6 +18,7 @@ from vtc_lab.infer.engine_config import EngineConfig
 from vtc_lab.infer.engines import get_engine
 from vtc_lab.models.config import ModelConfig
 from vtc_lab.render.config import RenderConfig
+from vtc_lab.render.degrade import DegradeConfig
 from vtc_lab.tracking.config import TrackingConfig
 
 MODES = ("optical", "text", "none")
@@ -191,6 +192,11 @@ class EvalConfig:
     `renderer`, `system_prompt`, `image_position` and `model.image_max_pixels`), so pages and
     prompts match training. An explicit `model.image_max_pixels` that differs is refused. Evaluating
     an export directly (`model=local model.path=<run>/export`) applies its reading.json the same way."""
+    eval_degrade: DegradeConfig | None = None
+    """Page degradations for this evaluation only: replaces `renderer.degrade` after
+    `train_run=` / an export's reading record set the renderer, so a model trained on clean
+    pages reads degraded ones (`eval_degrade.level=moderate`) and one trained with augmentation
+    reads clean ones (`eval_degrade.level=none`). null: the renderer's own (the trained) setting."""
     memory: str | None = None
     """What the model was trained to read its earlier rounds from (optical | text; null:
     unknown). The loop of that name logs under `eval/<benchmark>/memory/<metric>`, the key the

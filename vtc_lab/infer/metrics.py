@@ -39,26 +39,50 @@ def grade_records(records: Sequence[ProblemRecord], problems: Sequence[Any],
 
 
 def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> dict[str, float]:
-    """How often a round read its memory right, for benchmarks that can tell (the toy task).
+    """How well rounds read their memory, for benchmarks that can tell (the toy task).
 
     `read_rate`: of the rounds r >= 2 whose first line follows a valid unfinished line, the
-    share whose first line is exactly the next line (`vtc_lab.task.toytask.read_checks`; text
+    share whose first line is exactly the next line (`vtc_lab.task.toytask.read_details`; text
     memory's rounds are cut mid-line and checked on the joined text): the state was recovered
-    from memory and stepped once. Other benchmarks: no keys.
+    from memory and stepped once. Reading fidelity (issue 23 §3), what a misread costs:
+    `read_cer` is the mean character error rate of those first lines against the exact
+    expected line, `read_cer/round_<n>` the same per round; `first_misread/round_<n>` counts
+    the samples whose first wrong first line is in round n (`none`: checked, never wrong) and
+    `acc_by_first_misread/round_<n>` is their accuracy (graded records: call after
+    `grade_records`). Other benchmarks: no keys.
     """
-    from vtc_lab.task.toytask import read_checks
+    from vtc_lab.task.toytask import char_error_rate, read_details
 
     rules = {p.id: (p.meta.get("spec") or {}).get("rule") for p in problems
              if isinstance(p.meta.get("spec"), dict)}
     if not rules:
         return {}
     checked = ok = 0
+    cer_sum = 0.0
+    by_round: dict[int, list[float]] = {}
+    first: dict[str, list[bool]] = {}
     for rec in records:
         rule = rules.get(rec.problem_id)
-        if rule:
-            c, k = read_checks([r.text for r in rec.rounds], rule, continuous=rec.mode == "text")
-            checked, ok = checked + c, ok + k
-    return {"read_rate": ok / checked if checked else 0.0, "read_checked": float(checked)}
+        if not rule:
+            continue
+        details = read_details([r.text for r in rec.rounds], rule, continuous=rec.mode == "text")
+        misread = None
+        for r, got, want in details:
+            cer = char_error_rate(got, want)
+            checked, ok, cer_sum = checked + 1, ok + (got == want), cer_sum + cer
+            by_round.setdefault(r + 1, []).append(cer)
+            if misread is None and got != want:
+                misread = f"round_{r + 1}"
+        if details:
+            first.setdefault(misread or "none", []).append(bool(rec.correct))
+    out = {"read_rate": ok / checked if checked else 0.0, "read_checked": float(checked),
+           "read_cer": cer_sum / checked if checked else 0.0}
+    for n, cers in sorted(by_round.items()):
+        out[f"read_cer/round_{n}"] = sum(cers) / len(cers)
+    for name, correct in sorted(first.items()):
+        out[f"first_misread/{name}"] = float(len(correct))
+        out[f"acc_by_first_misread/{name}"] = sum(correct) / len(correct)
+    return out
 
 
 LENGTH_BUCKET = 5

@@ -96,8 +96,12 @@ def apply_train_run(cfg: EvalConfig) -> EvalConfig:
 
 def resolve_model(cfg: EvalConfig) -> EvalConfig:
     """`cfg` with the model of `train_run` (and what it was trained to read), or with the
-    reading an export records; unchanged otherwise. Applying it twice changes nothing."""
-    return apply_train_run(cfg) if cfg.train_run else apply_export_reading(cfg)
+    reading an export records, then `eval_degrade` as the renderer's degradation (evaluation
+    only); unchanged otherwise. Applying it twice changes nothing."""
+    cfg = apply_train_run(cfg) if cfg.train_run else apply_export_reading(cfg)
+    if cfg.eval_degrade is not None and cfg.eval_degrade != cfg.renderer.degrade:
+        cfg = replace(cfg, renderer=replace(cfg.renderer, degrade=cfg.eval_degrade))
+    return cfg
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, float]:

@@ -16,6 +16,8 @@ from typing import List, Optional
 
 from PIL import ImageColor
 
+from vtc_lab.render.degrade import DegradeConfig, as_degrade
+
 ALIGNMENTS = ("left", "right", "center")
 NEWLINE_MODES = ("break", "space")
 
@@ -84,6 +86,10 @@ class RenderConfig:
     fallback_fonts: List[str] = field(default_factory=list)
     """Fonts tried, in order, for characters the main font lacks; what none has is drawn as the
     main font's .notdef box and counted in `missing_glyphs`."""
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    """Page degradations (blur, JPEG, jitter, rotation, ink fade, noise, resampling, a font
+    per text), applied after layout, seeded per page: `vtc_lab.render.degrade`. All off by
+    default (pages byte-identical to a render without it)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.font, str) or not self.font.strip():
@@ -144,6 +150,7 @@ class RenderConfig:
             _fail("cell_height", f"({self.cell_height} px) must be >= the font's pixel size "
                   f"({self.font_size * self.dpi / 72.0:g} px)")
         self.fallback_fonts = list(self.fallback_fonts)
+        self.degrade = as_degrade(self.degrade)
 
     @property
     def scale(self) -> float:
@@ -152,12 +159,20 @@ class RenderConfig:
 
 
 def config_hash(config: RenderConfig) -> str:
-    """A short stable hash of everything that changes pixels: the fields, the renderer version
-    and the bytes of every font file used (a font swapped under the same name changes it)."""
+    """A short stable hash of everything that changes pixels: the fields, the renderer version,
+    the bytes of every font file used (a font swapped under the same name changes it) and the
+    degradation settings when any is on."""
     from vtc_lab.render.fonts import font_digest  # local: fonts imports this module
 
     payload = dataclasses.asdict(config)
     payload["_renderer_version"] = RENDERER_VERSION
     payload["_fonts"] = [font_digest(name) for name in [config.font, *config.fallback_fonts]]
+    # no degradation = no key: clean renders keep the hash they had before degradations existed
+    degrade = config.degrade.hash_payload()
+    if degrade is None:
+        del payload["degrade"]
+    else:
+        payload["degrade"] = degrade
+        payload["_degrade_fonts"] = [font_digest(name) for name in config.degrade.fonts]
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -18,6 +18,7 @@ at all is cut to its margins (the reference would keep a blank full page).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageColor
 
 from vtc_lab.render.config import RenderConfig
+from vtc_lab.render.degrade import degrade_pages, pick_font
 from vtc_lab.render.fonts import PHASES, Face, get_face, resolve_font
 from vtc_lab.render.layout import Layout, Line, layout_text
 from vtc_lab.render import pagemem
@@ -305,6 +307,9 @@ def _to_image(page: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, in
 def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     if not isinstance(text, str):
         raise TypeError(f"render_text expects str, got {type(text).__name__}")
+    font = pick_font(cfg.degrade, text)
+    if font is not None and font != cfg.font:
+        cfg = dataclasses.replace(cfg, font=font)
     faces = faces_for(cfg)
     layout = layout_text(text, cfg, faces)
     norm, cps = layout.norm, layout.cps
@@ -347,6 +352,7 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
             result.boxes.append(boxes)
         else:
             result.boxes.append([])
+    result.images = degrade_pages(result.images, text, cfg.degrade, bg)
     used = layout.fonts[: layout.chars_laid_out]
     result.fallback_glyphs = int((used > 0).sum())
     if layout.chars_laid_out >= len(norm.text):

@@ -233,6 +233,38 @@ def benchmark_jsonl(spec: ToyTaskSpec | None = None, count: int = 500) -> str:
 # --------------------------------------------------------------------- reading metrics
 
 
+def read_details(round_texts: list[str], rule: str, continuous: bool = False
+                 ) -> list[tuple[int, str, str]]:
+    """(round index, first line written, line expected) of every checked round of one sample.
+
+    A round r >= 1 (0-based) is checked when its first line follows a valid, unfinished line:
+    the expected line is `next_line` of that line, i.e. the state on the model's newest memory
+    page read exactly and stepped once (the page shows what the model wrote, so the expectation
+    is exact even after an earlier mistake). `continuous` as in `read_checks`.
+    """
+    joiner = "" if continuous else "\n"
+    text = parse(joiner.join(round_texts)).reasoning
+    starts, offset = [], 0
+    for t in round_texts:
+        starts.append(offset)
+        offset += len(t) + len(joiner)
+    # (start offset, line) of every non-blank line of the reasoning
+    lines, pos = [], 0
+    for raw in text.split("\n"):
+        if raw.strip():
+            lines.append((pos, raw.strip()))
+        pos += len(raw) + 1
+    out = []
+    for r, start in enumerate(starts[1:], start=1):
+        i = next((j for j, (p, _) in enumerate(lines) if p >= start), None)
+        if i is None or i == 0:
+            continue
+        want = next_line(lines[i - 1][1], rule)
+        if want is not None:
+            out.append((r, lines[i][1], want))
+    return out
+
+
 def read_checks(round_texts: list[str], rule: str, continuous: bool = False) -> tuple[int, int]:
     """(rounds checked, rounds read correctly) of one sample's rounds.
 
@@ -247,26 +279,21 @@ def read_checks(round_texts: list[str], rule: str, continuous: bool = False) -> 
     are joined and the first line that starts at or after round r's first character is checked
     against the line before it, which may straddle the cut.
     """
-    joiner = "" if continuous else "\n"
-    text = parse(joiner.join(round_texts)).reasoning
-    starts, offset = [], 0
-    for t in round_texts:
-        starts.append(offset)
-        offset += len(t) + len(joiner)
-    # (start offset, line) of every non-blank line of the reasoning
-    lines, pos = [], 0
-    for raw in text.split("\n"):
-        if raw.strip():
-            lines.append((pos, raw.strip()))
-        pos += len(raw) + 1
-    checked = ok = 0
-    for start in starts[1:]:
-        i = next((j for j, (p, _) in enumerate(lines) if p >= start), None)
-        if i is None or i == 0:
-            continue
-        want = next_line(lines[i - 1][1], rule)
-        if want is None:
-            continue
-        checked += 1
-        ok += lines[i][1] == want
-    return checked, ok
+    details = read_details(round_texts, rule, continuous)
+    return len(details), sum(got == want for _, got, want in details)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions each cost 1)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def char_error_rate(got: str, want: str) -> float:
+    """Edits from `want` to `got` per character of `want` (can exceed 1 for long garbage)."""
+    return edit_distance(got, want) / max(1, len(want))

@@ -31,6 +31,7 @@ KEY_PARAMS: dict[str, tuple[str, ...]] = {
     "font_size": ("renderer.font_size",),
     "dpi": ("renderer.dpi",),
     "page_width": ("renderer.page_width",),
+    "degrade": ("renderer.degrade.level",),
     "seg_policy": ("segmentation.policy",),
     "seg_budget": ("segmentation.max_tokens",),
     "dataset": ("data.name",),
