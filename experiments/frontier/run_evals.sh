@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The legibility frontier on trained toy models, evaluation only (experiments/frontier/README.md):
+# every optical-memory model (2.25x: train runs; 1.125x: last checkpoints) read its pages under
+# each degradation level, then the 2.25x models under down/up-scaling (the resolution frontier).
+# One eval at a time, niced: 200 held-out problems, greedy, the optical loop only.
+#   experiments/frontier/run_evals.sh /work/runs/frontier
+# Environment: TOY=<dir of the 2.25x runs 0 1 2> COMP=<dir of the 1.125x runs 0 1 2>.
+set -u
+OUT=${1:?usage: run_evals.sh OUTPUT_ROOT}
+TOY=${TOY:-/work/runs/toy/toy}
+COMP=${COMP:-/work/runs/comp/toy_compression}
+mkdir -p "$OUT"
+COMMON=(experiment=toy_eval "output_root=$OUT" "tracking.uri=sqlite:///$OUT/mlflow.db"
+        tracking.experiment=toy_frontier progress=false 'loops=[optical]')
+
+one() {  # name, then overrides
+  local name=$1; shift
+  if [ -f "$OUT/done/$name" ]; then return; fi
+  echo "== $name $(date -u +%H:%M:%S) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  local t0=$(date +%s)
+  if nice -n 10 vtc-lab eval "${COMMON[@]}" "run_name=$name" "$@" > "$OUT/logs/$name.log" 2>&1; then
+    mkdir -p "$OUT/done"
+    echo "$(( $(date +%s) - t0 )) s, load after: $(cut -d' ' -f1-3 /proc/loadavg)" > "$OUT/done/$name"
+    grep -E "^(accuracy|read_rate) " "$OUT/logs/$name.log"
+  else
+    echo "FAILED: see $OUT/logs/$name.log"
+  fi
+}
+mkdir -p "$OUT/logs"
+for level in none mild moderate severe; do
+  for s in 0 1 2; do
+    one "c2.25-s$s-$level" "train_run=$TOY/$s" "eval_degrade=$level"
+  done
+  for s in 0 1 2; do
+    one "c1.125-s$s-$level" "checkpoint=$COMP/$s/checkpoints/last.ckpt" renderer=toy_task_wide \
+      image_position=after system_prompt=null "eval_degrade=$level"
+  done
+done
+for f in 0.75 0.5 0.35; do
+  for s in 0 1 2; do
+    one "c2.25-s$s-down$f" "train_run=$TOY/$s" eval_degrade=none "eval_degrade.downscale=$f"
+  done
+done
