@@ -131,3 +131,16 @@ def test_read_checks_of_one_long_generation_cut_mid_line():
     assert toytask.read_checks(right, "sum") == (1, 0)
     # a cut exactly at a line start is the separate-turn case
     assert toytask.read_checks(["C4.8.2.1\n", "B2.0.3.5\n"], "sum", continuous=True) == (1, 1)
+
+
+def test_read_details_edit_distance_and_cer():
+    rounds = ["C4.8.2.1\n", "B2.0.3.6\nA2.3.8.7", "garbage</think>"]
+    # round 1 (0-based) wrote B2.0.3.6 where its page's C4.8.2.1 steps to B2.0.3.5; round 2's
+    # first line follows A (finished): not checked
+    assert toytask.read_details(rounds, "sum") == [(1, "B2.0.3.6", "B2.0.3.5")]
+    assert toytask.edit_distance("B2.0.3.6", "B2.0.3.5") == 1
+    assert toytask.edit_distance("", "abc") == 3 and toytask.edit_distance("abc", "") == 3
+    assert toytask.edit_distance("kitten", "sitting") == 3
+    assert toytask.char_error_rate("B2.0.3.6", "B2.0.3.5") == 1 / 8
+    assert toytask.char_error_rate("B2.0.3.5", "B2.0.3.5") == 0.0
+    assert toytask.char_error_rate("B2.0.3", "B2.0.3.5") == 2 / 8  # a dropped digit and dot

@@ -48,7 +48,7 @@ def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> d
     `read_cer` is the mean character error rate of those first lines against the exact
     expected line, `read_cer/round_<n>` the same per round; `first_misread/round_<n>` counts
     the samples whose first wrong first line is in round n (`none`: checked, never wrong) and
-    `acc_by_first_misread/round_<n>` is their accuracy (graded records: call after
+    `acc_by_first_misread/round_<n>` is their (strict) accuracy (graded records: call after
     `grade_records`). Other benchmarks: no keys.
     """
     from vtc_lab.task.toytask import char_error_rate, read_details
@@ -74,7 +74,7 @@ def read_metrics(records: Sequence[ProblemRecord], problems: Sequence[Any]) -> d
             if misread is None and got != want:
                 misread = f"round_{r + 1}"
         if details:
-            first.setdefault(misread or "none", []).append(bool(rec.correct))
+            first.setdefault(misread or "none", []).append(bool(rec.correct_strict))
     out = {"read_rate": ok / checked if checked else 0.0, "read_checked": float(checked),
            "read_cer": cer_sum / checked if checked else 0.0}
     for n, cers in sorted(by_round.items()):
