@@ -26,18 +26,19 @@ one() {  # name, then overrides
     echo "FAILED: see $OUT/logs/$name.log"
   fi
 }
+optical_225() { one "c2.25-s$1-$2" "train_run=$TOY/$1" "eval_degrade=$2"; }
+optical_1125() {
+  one "c1.125-s$1-$2" "checkpoint=$COMP/$1/checkpoints/last.ckpt" renderer=toy_task_wide \
+    image_position=after system_prompt=null "eval_degrade=$2"
+}
 mkdir -p "$OUT/logs"
-for level in none mild moderate severe; do
-  for s in 0 1 2; do
-    one "c2.25-s$s-$level" "train_run=$TOY/$s" "eval_degrade=$level"
-  done
-  for s in 0 1 2; do
-    one "c1.125-s$s-$level" "checkpoint=$COMP/$s/checkpoints/last.ckpt" renderer=toy_task_wide \
-      image_position=after system_prompt=null "eval_degrade=$level"
-  done
-done
-for f in 0.75 0.5 0.35; do
+# most informative points first (the machine is shared: whatever finishes is reported)
+for level in none moderate; do for s in 0 1 2; do optical_225 $s $level; done; done
+for level in none moderate; do for s in 0 1 2; do optical_1125 $s $level; done; done
+for level in mild severe; do for s in 0 1 2; do optical_225 $s $level; done; done
+for f in 0.5 0.75; do
   for s in 0 1 2; do
     one "c2.25-s$s-down$f" "train_run=$TOY/$s" eval_degrade=none "eval_degrade.downscale=$f"
   done
 done
+for level in mild severe; do for s in 0 1 2; do optical_1125 $s $level; done; done

@@ -265,3 +265,41 @@ def test_config_hash_placeholder_gives_one_directory_per_config(make_cfg, tmp_pa
     assert a["path"] != b["path"]
     assert Path(a["path"]).name == "ds-" + a["config_hash"][:12]
     assert build_dataset(make_cfg(limit=2, output_dir=template))["reused"] is True
+
+
+def test_degraded_build_is_its_own_dataset_recorded_in_manifest_and_params(make_cfg, tmp_path):
+    """Training with degraded pages (augmentation): the manifest records the settings, the
+    config hash (directory, reuse) tells them from clean pages, the pages are the degraded
+    renders, and the run's params carry the level. Clean builds keep their old identity."""
+    import dataclasses as dc
+
+    import mlflow  # test-only: read back what the run logged
+    import numpy as np
+
+    from vtc_lab.data.build import identity_config, run_build_data
+    from vtc_lab.render import RenderConfig, render_text
+    from vtc_lab.render.degrade import DegradeConfig
+    from vtc_lab.tracking.config import TrackingConfig
+
+    clean_cfg = make_cfg(limit=2)
+    assert "degrade" not in identity_config(clean_cfg)["renderer"]  # old hashes still hold
+    degraded = RenderConfig(degrade=DegradeConfig(level="mild", downscale=0.8))
+    cfg = make_cfg(limit=2, renderer=degraded,
+                   tracking=TrackingConfig(mode="local", experiment="degrade-test"))
+    metrics = run_build_data(cfg)
+    clean = build_dataset(clean_cfg)
+    assert metrics["config_hash"] != clean["config_hash"] and metrics["path"] != clean["path"]
+    manifest = json.loads((Path(metrics["path"]) / "manifest.json").read_text())
+    assert manifest["config"]["renderer"]["degrade"] == dc.asdict(degraded.degrade)
+    assert manifest["identity"]["renderer"]["degrade"]["downscale"] == 0.8
+    # the stored pages are the degraded renders of their segments: row k=2's first image is
+    # the first page of segment 1, the target of row k=1
+    rows = rows_of(metrics["path"])
+    row = next(r for r in rows if r["k"] == 2)
+    seg1 = next(r for r in rows if r["problem_id"] == row["problem_id"] and r["k"] == 1)["target"]
+    page = np.asarray(Image.open(io.BytesIO(row["images"][0])).convert("RGB"))
+    assert np.array_equal(page, np.asarray(render_text(seg1, degraded)[0]))
+    assert not np.array_equal(page, np.asarray(render_text(seg1, clean_cfg.renderer)[0]))
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("degrade-test").experiment_id])[0]
+    assert run.data.params["degrade"] == "mild"
