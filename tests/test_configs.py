@@ -131,7 +131,7 @@ def test_experiment_preset_and_its_sweep_points_compose(preset, app):
         pytest.fail(f"preset {preset} names app {app!r}, which has no conf/{app}.yaml")
     obj = _to_object(app, [f"experiment={preset}"])
     assert obj.tracking.experiment in (preset, "ablation_system_prompt", "toy", "paper_glyph",
-                                       "paper_qwen3_vl")
+                                       "paper_qwen3_vl", "toy_frontier")
     params = _compose(app, [f"experiment={preset}"], hydra=True).hydra.sweeper.params or {}
     parser = OverridesParser.create()
     for key, spec in params.items():

@@ -195,8 +195,9 @@ class EvalConfig:
     eval_degrade: DegradeConfig | None = None
     """Page degradations for this evaluation only: replaces `renderer.degrade` after
     `train_run=` / an export's reading record set the renderer, so a model trained on clean
-    pages reads degraded ones (`eval_degrade.level=moderate`) and one trained with augmentation
-    reads clean ones (`eval_degrade.level=none`). null: the renderer's own (the trained) setting."""
+    pages reads degraded ones (`eval_degrade=moderate`, a preset of conf/eval_degrade/) and
+    one trained with augmentation reads clean ones (`eval_degrade=none`). null: the
+    renderer's own (the trained) setting."""
     memory: str | None = None
     """What the model was trained to read its earlier rounds from (optical | text; null:
     unknown). The loop of that name logs under `eval/<benchmark>/memory/<metric>`, the key the

@@ -3,7 +3,7 @@
 `DegradeConfig` is the `renderer.degrade` sub-config. The renderer applies it after layout and
 drawing, before anything else sees the page (the dataset builder, the optical loop, the
 processor), so one setting degrades training pages (augmentation) and evaluation pages alike;
-`vtc-lab eval eval_degrade.level=...` replaces it for evaluation only (a model trained on clean
+`vtc-lab eval eval_degrade=<level>` replaces it for evaluation only (a model trained on clean
 pages read degraded ones, and the other way round).
 
 Why these operations: each is one way a page reaches a VLM less than perfect. Gaussian blur
