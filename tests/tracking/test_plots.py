@@ -142,7 +142,7 @@ def test_loss_on_log_scale_and_saved_files_uncut(tmp_path):
                                          "latency_vs_reasoning_length.png", "rounds_histogram.png",
                                          "training_loss.png"}
     assert set(skipped) == {"data_compression.png", "loop_speedup_vs_length.png",
-                            "accuracy_vs_problem_length.png"}
+                            "accuracy_vs_problem_length.png", "legibility_frontier.png"}
     # the legend sits beside the axes: the tight box widens the image past the 8-inch figure
     assert Image.open(tmp_path / "training_loss.png").size[0] > 8 * 110
 
@@ -200,3 +200,49 @@ def test_accuracy_vs_length_is_the_last_evaluations_mean_over_seeds_with_a_band(
                                            "loop: none"}
     finally:
         plt.close("all")
+def frontier_runs():
+    """Runs shaped like experiment=toy_frontier_eval: 2 compressions x 2 degradations x 3 seeds
+    (+ one downscaled point), each run one optical loop, and the text-memory models' runs."""
+    acc = {("none", 1.125): (1.0, 1.0, 1.0), ("none", 2.25): (1.0, 0.98, 0.96),
+           ("severe", 1.125): (0.9, 0.8, 0.7), ("severe", 2.25): (0.1, 0.2, 0.3)}
+    runs = []
+    for (level, ratio), values in acc.items():
+        for seed, a in enumerate(values):
+            runs.append(RunRecord(
+                run_id=f"{level}{ratio}{seed}", name="r", status="FINISHED",
+                params={"degrade": level, "seed": str(seed)},
+                metrics={"eval/toy/optical/accuracy": a, "eval/toy/optical/compression_ratio": ratio}))
+    runs.append(RunRecord(run_id="down", name="r", status="FINISHED",
+                          params={"degrade": "none", "eval_degrade.downscale": "0.5"},
+                          metrics={"eval/toy/optical/accuracy": 0.4,
+                                   "eval/toy/optical/compression_ratio": 2.25}))
+    for seed in range(2):
+        runs.append(RunRecord(run_id=f"text{seed}", name="t", status="FINISHED",
+                              params={"memory": "text"},
+                              metrics={"eval/toy/text/accuracy": 0.9}))
+    return runs
+
+
+def test_legibility_frontier_curves_bands_and_break_point():
+    from vtc_lab.tracking.frontier_plot import frontier_points
+
+    curves, baseline = frontier_points(frontier_runs())
+    assert baseline == pytest.approx(0.9)  # the text loop's mean, not the best optical point
+    assert sorted(curves) == ["none", "none, downscale 0.5", "severe"]
+    (x1, lo), (x2, hi) = curves["severe"]
+    assert (x1, x2) == (1.125, 2.25) and lo.mean == pytest.approx(0.8) and lo.n == 3
+    assert hi.mean == pytest.approx(0.2) and hi.low < 0.2 < hi.high  # a 95 % t-interval
+    fig = figures(frontier_runs())["legibility_frontier.png"]
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["severe"].get_ydata()) == pytest.approx([80.0, 20.0])
+    assert list(lines["none"].get_ydata()) == pytest.approx([100.0, 98.0])
+    # the break line at half the baseline; crosses exactly on the points below it
+    assert lines[next(k for k in lines if k.startswith("reading breaks"))].get_ydata()[0] == pytest.approx(45.0)
+    from matplotlib.collections import PathCollection
+
+    crosses = sorted(tuple(xy) for c in ax.collections if isinstance(c, PathCollection)
+                     for xy in c.get_offsets())
+    assert crosses == [pytest.approx((2.25, 20.0)), pytest.approx((2.25, 40.0))]
+    plt.close(fig)
+    assert isinstance(figures(toy_sweep())["legibility_frontier.png"], str)  # no degrade: why not

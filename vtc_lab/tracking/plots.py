@@ -28,6 +28,7 @@ from vtc_lab.tracking.plot_style import ladder as _ladder
 from vtc_lab.tracking.plot_style import legend as _legend
 from vtc_lab.tracking.plot_style import loop_fill_handles as _loop_fill_handles
 from vtc_lab.tracking.plot_style import save as _save
+from vtc_lab.tracking.frontier_plot import plot_legibility_frontier
 from vtc_lab.tracking.report import RunRecord
 
 
@@ -302,6 +303,7 @@ PLOTS = {
     "accuracy_vs_vision_tokens.png": plot_accuracy_vs_compression,
     "data_compression.png": plot_data_compression,
     "latency_vs_reasoning_length.png": plot_latency_vs_length,
+    "legibility_frontier.png": plot_legibility_frontier,
     "loop_speedup_vs_length.png": plot_loop_speedup,
     "rounds_histogram.png": plot_rounds_histogram,
     "training_loss.png": plot_training_curves,
