@@ -1,0 +1,138 @@
+"""Tables and the figure of the legibility frontier (experiments/frontier/README.md) from the
+runs `run_evals.sh` logged: per point (compression x page condition) the mean over the three
+trained models (seeds) with a 95 % t-interval, paired comparisons of each condition against
+clean pages on the same models and problems, and accuracy by the round of the first misread.
+
+    python experiments/frontier/summarize.py --tracking-uri sqlite:////work/runs/frontier/mlflow.db \
+        --out experiments/frontier
+
+Reading metrics are recomputed from each run's graded predictions with this checkout's
+`vtc_lab.infer.metrics.read_metrics` (strict verdicts), so runs logged by an older checkout
+report the same definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from vtc_lab.eval.benchmarks import BenchmarkConfig, load_benchmark
+from vtc_lab.eval.stats import mean_ci, paired_comparison
+from vtc_lab.infer.metrics import read_metrics
+from vtc_lab.infer.records import ProblemRecord
+from vtc_lab.tracking.aggregate import fmt_interval
+from vtc_lab.tracking.report import collect_runs
+
+NAME = re.compile(r"^c(?P<ratio>[\d.]+)-s(?P<seed>\d+)-(?P<cond>.+)$")
+CONDITIONS = ("none", "mild", "moderate", "severe", "down0.75", "down0.5", "down0.35")
+
+
+def load(uri: str, experiment: str):
+    runs, _, _ = collect_runs(uri, experiment, None, 1000)
+    problems = load_benchmark(BenchmarkConfig(name="toy", limit=200))
+    points = defaultdict(dict)  # (ratio, cond) -> seed -> dict
+    for run in runs:
+        m = NAME.match(run.name)
+        if not m or run.status != "FINISHED":
+            continue
+        pred = Path(run.tags["vtc_lab.predictions_dir"]) / "toy__optical.graded.jsonl"
+        recs = [ProblemRecord.from_dict(json.loads(line)) for line in pred.read_text().splitlines()]
+        reading = read_metrics(recs, problems)
+        acc = next(v for k, v in run.metrics.items() if k.endswith("/accuracy") and "/eval" not in k
+                   and k.startswith("eval/toy/"))
+        outcomes = {r.problem_id: float(bool(r.correct_strict)) for r in recs}
+        assert abs(sum(outcomes.values()) / len(outcomes) - acc) < 1e-9, run.name
+        points[(m["ratio"], m["cond"])][int(m["seed"])] = {
+            "run_id": run.run_id, "accuracy": acc, "outcomes": outcomes, **reading,
+            "wall": run.metrics.get(next((k for k in run.metrics if k.endswith("/wall_s")), ""), 0.0)}
+    return runs, points
+
+
+def interval(values) -> str:
+    return fmt_interval(mean_ci(values)) if values else "-"
+
+
+def tables(points) -> str:
+    lines = ["| compression | pages | seeds | accuracy | read rate | read CER | run ids |",
+             "|---|---|---|---|---|---|---|"]
+    for (ratio, cond) in sorted(points, key=lambda k: (float(k[0]), CONDITIONS.index(k[1])
+                                                       if k[1] in CONDITIONS else 99)):
+        seeds = points[(ratio, cond)]
+        vals = [seeds[s] for s in sorted(seeds)]
+        lines.append(f"| {ratio}x | {cond} | {','.join(map(str, sorted(seeds)))} | "
+                     f"{interval([v['accuracy'] for v in vals])} | "
+                     f"{interval([v['read_rate'] for v in vals])} | "
+                     f"{interval([v['read_cer'] for v in vals])} | "
+                     f"{' '.join(v['run_id'][:8] for v in vals)} |")
+    return "\n".join(lines)
+
+
+def paired(points) -> str:
+    lines = ["| compression | pages vs clean | seed | accuracy diff [95 % bootstrap] | only clean right | only degraded right | McNemar p |",
+             "|---|---|---|---|---|---|---|"]
+    for (ratio, cond), seeds in sorted(points.items()):
+        if cond == "none" or (ratio, "none") not in points:
+            continue
+        for seed, v in sorted(seeds.items()):
+            clean = points[(ratio, "none")].get(seed)
+            if clean is None:
+                continue
+            ids = sorted(v["outcomes"])
+            c = paired_comparison([v["outcomes"][i] for i in ids], [clean["outcomes"][i] for i in ids])
+            lines.append(f"| {ratio}x | {cond} | {seed} | {c.diff:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | "
+                         f"{c.only_b} | {c.only_a} | {c.p_value:.2g} |")
+    return "\n".join(lines)
+
+
+def misreads(points) -> str:
+    """Accuracy by the round of the first misread, pooled over seeds (counts and accuracy)."""
+    lines = ["| compression | pages | never misread | first misread round 2 | round 3 | round 4 | round 5 |",
+             "|---|---|---|---|---|---|---|"]
+    for (ratio, cond), seeds in sorted(points.items()):
+        cells = []
+        for name in ("none", "round_2", "round_3", "round_4", "round_5"):
+            n = sum(v.get(f"first_misread/{name}", 0.0) for v in seeds.values())
+            right = sum(v.get(f"first_misread/{name}", 0.0) * v.get(f"acc_by_first_misread/{name}", 0.0)
+                        for v in seeds.values())
+            cells.append(f"{right / n:.2f} (n={int(n)})" if n else "-")
+        lines.append(f"| {ratio}x | {cond} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cer_by_round(points) -> str:
+    lines = ["| compression | pages | CER round 2 | round 3 | round 4 |", "|---|---|---|---|---|"]
+    for (ratio, cond), seeds in sorted(points.items()):
+        cells = [interval([v[f"read_cer/round_{n}"] for v in seeds.values() if f"read_cer/round_{n}" in v])
+                 for n in (2, 3, 4)]
+        lines.append(f"| {ratio}x | {cond} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tracking-uri", required=True)
+    ap.add_argument("--experiment", default="toy_frontier")
+    ap.add_argument("--out", default="experiments/frontier")
+    args = ap.parse_args()
+    runs, points = load(args.tracking_uri, args.experiment)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = "\n\n".join(["## Points (mean over seeds, 95 % t-interval)", tables(points),
+                        "## Paired: each condition against clean pages, same model and problems",
+                        paired(points), "## Accuracy by the round of the first misread (pooled over seeds)",
+                        misreads(points), "## Read CER by round (mean over seeds, 95 % t-interval)",
+                        cer_by_round(points)])
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+    from vtc_lab.tracking.frontier_plot import plot_legibility_frontier
+
+    fig = plot_legibility_frontier([r for r in runs if NAME.match(r.name) and r.status == "FINISHED"], None)
+    if not isinstance(fig, str):
+        fig.savefig(out / "legibility_frontier.png", dpi=110, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
