@@ -32,7 +32,7 @@ def test_key_params_are_short_and_readable():
     cfg.segmentation.max_tokens = 96
     assert key_params(cfg) == {
         "backbone": "tiny_qwen3_vl", "arch": "qwen3_vl", "model_source": "tiny",
-        "font": "DejaVuSans", "font_size": 9.0, "dpi": 72, "page_width": 595.0,
+        "font": "DejaVuSans", "font_size": 9.0, "dpi": 72, "page_width": 595.0, "degrade": "none",
         "seg_policy": "boundary", "seg_budget": 96, "dataset": "math500_fixture",
         "system_prompt": "on", "image_position": "before", "max_pixels": None, "min_pixels": None,
         "image_max_pixels": None}
