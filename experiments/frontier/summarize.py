@@ -111,6 +111,46 @@ def cer_by_round(points) -> str:
     return "\n".join(lines)
 
 
+def levels_figure(path: Path) -> None:
+    """One toy round (the first of a held-out problem) as each model reads it under each page
+    condition of the sweep: what the numbers are about."""
+    import dataclasses
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import yaml
+
+    from vtc_lab.eval import toytask
+    from vtc_lab.render import RenderConfig, render_text
+    from vtc_lab.render.degrade import DegradeConfig
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "renderer"
+    problem = toytask.heldout_problems(toytask.ToyTaskSpec(), 1)[0]
+    text = "\n".join(problem.lines[:4])
+    conds = [("none", {}), ("mild", {"level": "mild"}), ("moderate", {"level": "moderate"}),
+             ("severe", {"level": "severe"}), ("down0.75", {"downscale": 0.75}),
+             ("down0.5", {"downscale": 0.5}), ("down0.35", {"downscale": 0.35})]
+    presets = [("1.125x (toy_task_wide)", "toy_task_wide"), ("2.25x (toy_task)", "toy_task")]
+    fig, axes = plt.subplots(len(presets), len(conds), figsize=(1.9 * len(conds), 2.6),
+                             layout="constrained")
+    for i, (label, name) in enumerate(presets):
+        base = RenderConfig(**yaml.safe_load((conf / f"{name}.yaml").read_text()))
+        for j, (cond, kw) in enumerate(conds):
+            page = render_text(text, dataclasses.replace(base, degrade=DegradeConfig(**kw)))[0]
+            ax = axes[i][j]
+            ax.imshow(page, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(cond, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tracking-uri", required=True)
@@ -127,6 +167,7 @@ def main() -> None:
                         cer_by_round(points)])
     (out / "results.md").write_text(text + "\n")
     print(text)
+    levels_figure(out / "page_conditions.png")
     from vtc_lab.tracking.frontier_plot import plot_legibility_frontier
 
     fig = plot_legibility_frontier([r for r in runs if NAME.match(r.name) and r.status == "FINISHED"], None)
