@@ -32,13 +32,16 @@ optical_1125() {
     image_position=after system_prompt=null "eval_degrade=$2"
 }
 mkdir -p "$OUT/logs"
-# most informative points first (the machine is shared: whatever finishes is reported)
+# most informative points first (the machine is shared: whatever finishes is reported);
+# the second group on the first 100 of the 200 problems (paired with the clean runs on them)
 for level in none moderate; do for s in 0 1 2; do optical_225 $s $level; done; done
 for level in none moderate; do for s in 0 1 2; do optical_1125 $s $level; done; done
-for level in mild severe; do for s in 0 1 2; do optical_225 $s $level; done; done
-for f in 0.5 0.75; do
-  for s in 0 1 2; do
-    one "c2.25-s$s-down$f" "train_run=$TOY/$s" eval_degrade=none "eval_degrade.downscale=$f"
-  done
+N100=benchmark.limit=100
+for s in 0 1 2; do one "c2.25-s$s-severe" "train_run=$TOY/$s" eval_degrade=severe $N100; done
+for s in 0 1 2; do
+  one "c2.25-s$s-down0.5" "train_run=$TOY/$s" eval_degrade=none eval_degrade.downscale=0.5 $N100
 done
-for level in mild severe; do for s in 0 1 2; do optical_1125 $s $level; done; done
+for s in 0 1 2; do one "c2.25-s$s-mild" "train_run=$TOY/$s" eval_degrade=mild $N100; done
+for s in 0 1 2; do
+  one "c2.25-s$s-down0.75" "train_run=$TOY/$s" eval_degrade=none eval_degrade.downscale=0.75 $N100
+done

@@ -56,13 +56,14 @@ def interval(values) -> str:
 
 
 def tables(points) -> str:
-    lines = ["| compression | pages | seeds | accuracy | read rate | read CER | run ids |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| compression | pages | problems | seeds | accuracy | read rate | read CER | run ids |",
+             "|---|---|---|---|---|---|---|---|"]
     for (ratio, cond) in sorted(points, key=lambda k: (float(k[0]), CONDITIONS.index(k[1])
                                                        if k[1] in CONDITIONS else 99)):
         seeds = points[(ratio, cond)]
         vals = [seeds[s] for s in sorted(seeds)]
-        lines.append(f"| {ratio}x | {cond} | {','.join(map(str, sorted(seeds)))} | "
+        n = "/".join(sorted({str(len(v["outcomes"])) for v in vals}))
+        lines.append(f"| {ratio}x | {cond} | {n} | {','.join(map(str, sorted(seeds)))} | "
                      f"{interval([v['accuracy'] for v in vals])} | "
                      f"{interval([v['read_rate'] for v in vals])} | "
                      f"{interval([v['read_cer'] for v in vals])} | "
@@ -80,7 +81,7 @@ def paired(points) -> str:
             clean = points[(ratio, "none")].get(seed)
             if clean is None:
                 continue
-            ids = sorted(v["outcomes"])
+            ids = sorted(v["outcomes"])  # a 100-problem run pairs with the clean run's first 100
             c = paired_comparison([v["outcomes"][i] for i in ids], [clean["outcomes"][i] for i in ids])
             lines.append(f"| {ratio}x | {cond} | {seed} | {c.diff:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | "
                          f"{c.only_b} | {c.only_a} | {c.p_value:.2g} |")
