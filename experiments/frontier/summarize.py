@@ -81,7 +81,7 @@ def paired(points) -> str:
             clean = points[(ratio, "none")].get(seed)
             if clean is None:
                 continue
-            ids = sorted(v["outcomes"])  # a 100-problem run pairs with the clean run's first 100
+            ids = sorted(v["outcomes"])  # a 100-problem run pairs with the clean run on its subset
             c = paired_comparison([v["outcomes"][i] for i in ids], [clean["outcomes"][i] for i in ids])
             lines.append(f"| {ratio}x | {cond} | {seed} | {c.diff:+.3f} [{c.low:+.3f}, {c.high:+.3f}] | "
                          f"{c.only_b} | {c.only_a} | {c.p_value:.2g} |")
