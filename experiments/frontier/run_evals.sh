@@ -39,7 +39,8 @@ mkdir -p "$OUT/logs"
 N100=benchmark.limit=100
 for s in 0 1 2; do optical_225 $s none; done
 for s in 0 1 2; do optical_225 $s moderate $N100; done
-for s in 0 1 2; do optical_1125 $s none $N100; done
+# the clean 1.125x reference is their in-training evaluation at step 450 (same protocol, same
+# code path, 200 problems, per-problem predictions in MLflow): summarize.py --clean-1125
 for s in 0 1 2; do optical_1125 $s moderate $N100; done
 for s in 0 1 2; do optical_225 $s severe $N100; done
 for s in 0 1 2; do
@@ -49,3 +50,4 @@ for s in 0 1 2; do optical_225 $s mild $N100; done
 for s in 0 1 2; do
   one "c2.25-s$s-down0.75" "train_run=$TOY/$s" eval_degrade=none eval_degrade.downscale=0.75 $N100
 done
+for s in 0 1 2; do optical_1125 $s none $N100; done

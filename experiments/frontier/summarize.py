@@ -51,6 +51,32 @@ def load(uri: str, experiment: str):
     return runs, points
 
 
+def add_reference(points, spec: str, problems) -> None:
+    """`RATIO:SEED:PATH` of an in-training evaluation's predictions table (MLflow artifact
+    `eval/predictions/<bench>/<loop>/step_N.json`) as the clean point of that model: same
+    protocol and code path as `vtc-lab eval` (tests/train/test_determinism.py)."""
+    from vtc_lab.infer.records import RoundRecord
+
+    ratio, seed, path = spec.split(":", 2)
+    table = json.loads(Path(path).read_text())
+    col = {c: i for i, c in enumerate(table["columns"])}
+    recs = []
+    for row in table["data"]:
+        rounds = [RoundRecord(round=i + 1, text=t, generated_tokens=0, context_text_tokens=0,
+                              context_vision_tokens=0, images=0, generate_s=0.0, final=False,
+                              stopped=True) for i, t in enumerate(row[col["outputs"]])]
+        rec = ProblemRecord(problem_id=row[col["problem_id"]], benchmark="toy", sample=0,
+                            mode=row[col["mode"]], seed=0, gold=row[col["gold"]], status=row[col["status"]],
+                            output=rounds[-1].text if rounds else "", latency_s=0.0, rounds=rounds)
+        rec.correct_strict = bool(row[col["correct_strict"]])
+        recs.append(rec)
+    outcomes = {r.problem_id: float(r.correct_strict) for r in recs}
+    points[(ratio, "none")][int(seed)] = {
+        "run_id": Path(path).parts[-7] if len(Path(path).parts) > 7 else path,
+        "accuracy": sum(outcomes.values()) / len(outcomes), "outcomes": outcomes,
+        **read_metrics(recs, problems)}
+
+
 def interval(values) -> str:
     return fmt_interval(mean_ci(values)) if values else "-"
 
@@ -157,8 +183,13 @@ def main() -> None:
     ap.add_argument("--tracking-uri", required=True)
     ap.add_argument("--experiment", default="toy_frontier")
     ap.add_argument("--out", default="experiments/frontier")
+    ap.add_argument("--reference", action="append", default=[], metavar="RATIO:SEED:PATH",
+                    help="a clean point from an in-training evaluation's predictions table")
     args = ap.parse_args()
     runs, points = load(args.tracking_uri, args.experiment)
+    problems = load_benchmark(BenchmarkConfig(name="toy", limit=200))
+    for spec in args.reference:
+        add_reference(points, spec, problems)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = "\n\n".join(["## Points (mean over seeds, 95 % t-interval)", tables(points),
