@@ -138,6 +138,7 @@ def test_boxes_and_counters_still_come_back():
     ({"jitter_px": -0.1}, "jitter_px"), ({"rotation_deg": 90}, "rotation_deg"),
     ({"contrast": 1.0}, "contrast"), ({"noise": "lots"}, "noise"), ({"downscale": 0}, "downscale"),
     ({"downscale": 1.5}, "downscale"), ({"fonts": "DejaVuSans"}, "fonts"), ({"seed": 1.5}, "seed"),
+    ({"fonts": ["DejaVuSans", "NoSuchFont"]}, "fonts"),
 ])
 def test_bad_settings_name_the_field(bad, field):
     with pytest.raises(ValueError, match=rf"^renderer\.degrade\.{field} "):

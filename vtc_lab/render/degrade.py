@@ -38,6 +38,8 @@ from typing import Any, List, Optional
 import numpy as np
 from PIL import Image, ImageFilter
 
+from vtc_lab.render.fonts import BUNDLED_FONTS, resolve_font
+
 KNOBS = ("blur_sigma", "jpeg_quality", "jitter_px", "rotation_deg", "contrast", "noise", "downscale")
 """The numeric settings a level fills in (fonts are never part of a level)."""
 
@@ -123,6 +125,12 @@ class DegradeConfig:
         if isinstance(self.fonts, str) or not all(isinstance(f, str) and f.strip() for f in self.fonts):
             _fail("fonts", f"must be a list of font names or paths, got {self.fonts!r}")
         self.fonts = list(self.fonts)
+        for font in self.fonts:  # a typo fails here, naming this field, not at the first page
+            try:
+                resolve_font(font)
+            except FileNotFoundError:
+                _fail("fonts", f"entry {font!r} is neither a bundled font "
+                      f"({', '.join(BUNDLED_FONTS)}) nor an existing font file")
 
     def settings(self) -> dict[str, float]:
         """The effective knobs: each set one, else the level's value."""
