@@ -202,7 +202,17 @@ def main() -> None:
     levels_figure(out / "page_conditions.png")
     from vtc_lab.tracking.frontier_plot import plot_legibility_frontier
 
-    fig = plot_legibility_frontier([r for r in runs if NAME.match(r.name) and r.status == "FINISHED"], None)
+    from vtc_lab.tracking.report import RunRecord
+
+    drawn = [r for r in runs if NAME.match(r.name) and r.status == "FINISHED"]
+    for spec in args.reference:  # the clean points evaluated in training, drawn like the rest
+        ratio, seed, _ = spec.split(":", 2)
+        v = points[(ratio, "none")][int(seed)]
+        drawn.append(RunRecord(run_id=v["run_id"], name=f"c{ratio}-s{seed}-none", status="FINISHED",
+                               params={"degrade": "none"},
+                               metrics={"eval/toy/optical/accuracy": v["accuracy"],
+                                        "eval/toy/optical/compression_ratio": float(ratio)}))
+    fig = plot_legibility_frontier(drawn, None)
     if not isinstance(fig, str):
         fig.savefig(out / "legibility_frontier.png", dpi=110, bbox_inches="tight")
 
