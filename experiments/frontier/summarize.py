@@ -149,7 +149,7 @@ def levels_figure(path: Path) -> None:
     import matplotlib.pyplot as plt
     import yaml
 
-    from vtc_lab.eval import toytask
+    from vtc_lab.task import toytask
     from vtc_lab.render import RenderConfig, render_text
     from vtc_lab.render.degrade import DegradeConfig
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from vtc_lab.eval.benchmarks import BenchmarkConfig, load_benchmark
-from vtc_lab.eval import toytask
-from vtc_lab.eval.toytask import next_line
+from vtc_lab.task import toytask
+from vtc_lab.task.toytask import next_line
 from vtc_lab.infer.metrics import read_metrics
 from vtc_lab.infer.records import ProblemRecord, RoundRecord
 
