@@ -39,8 +39,8 @@ mkdir -p "$OUT/logs"
 N100=benchmark.limit=100
 for s in 0 1 2; do optical_225 $s none; done
 for s in 0 1 2; do optical_225 $s moderate $N100; done
-# the clean 1.125x reference is their in-training evaluation at step 450 (same protocol, same
-# code path, 200 problems, per-problem predictions in MLflow): summarize.py --clean-1125
+# (the clean 1.125x runs come last: their in-training step-450 evaluation is a fallback
+# reference, `summarize.py --reference`, but last.ckpt is a few steps past 450)
 for s in 0 1 2; do optical_1125 $s moderate $N100; done
 for s in 0 1 2; do optical_225 $s severe $N100; done
 for s in 0 1 2; do
