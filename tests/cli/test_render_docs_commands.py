@@ -9,6 +9,7 @@ placeholder inputs the docs name (`traces.parquet`, `/ckpt/Glyph`) exist in the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -77,10 +78,33 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
                 texts.append(cfg.text)
                 cfg.save_images, cfg.progress = True, False
                 pages = sorted((Path(run_render(cfg, text_tokenizer(cfg))["output_dir"]) / "pages").glob("*.png"))
-                [expected] = render_text(cfg.text, RenderConfig())
+                # the page the command wrote is the one its renderer (degradations included)
+                # draws for exactly the quoted text
+                [expected] = render_text(cfg.text, cfg.renderer)
                 assert np.array_equal(np.asarray(Image.open(pages[-1]).convert("RGB")),
                                       np.asarray(expected))
-    assert texts == ["Let $x^2 = 4$, so $x = \\pm 2$.", "Let $x^2=4$. Then x=2."]
+                if cfg.renderer.degrade.level not in (None, "none"):  # the damage is really drawn
+                    [clean] = render_text(cfg.text, dataclasses.replace(
+                        cfg.renderer, degrade=type(cfg.renderer.degrade)()))
+                    assert not np.array_equal(np.asarray(expected), np.asarray(clean))
+    assert texts == ["Let $x^2 = 4$, so $x = \\pm 2$.", "P4.8.2.1", "Let $x^2=4$. Then x=2."]
+
+
+def _composed_renderer(cmd: str, tmp_path: Path) -> RenderConfig:
+    """The renderer a documented `vtc-lab render` command composes (its presets and overrides)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    import vtc_lab.cli.render  # noqa: F401  (registers the render schema with Hydra)
+    from vtc_lab.cli._hydra import CONF_DIR
+
+    words = [w for w in shlex.split(cmd, comments=True)[2:] if w != "-m"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        raw = compose(config_name="render", overrides=[*words, "tracking=off",
+                                                       f"output_root={tmp_path}"])
+    return OmegaConf.to_object(raw).renderer
 
 
 @pytest.mark.slow
@@ -109,13 +133,13 @@ def test_documented_render_commands_run_as_typed(tmp_path) -> None:
     assert proc.stdout.count("\nreport: ") == len(cmds) + 2  # the -m line runs three presets
 
     # each quoted example renders exactly the text the docs say it does
-    said = {"Let $x^2 = 4$, so $x = \\pm 2$.", "Let $x^2=4$. Then x=2."}
+    said = {"Let $x^2 = 4$, so $x = \\pm 2$.", "P4.8.2.1", "Let $x^2=4$. Then x=2."}
     rendered = {}
     for i, cmd in enumerate(cmds):
         if "text=" in cmd:
             text = re.search(r"'text=\"(.*?)\"'", cmd).group(1)
             [page] = (out / str(i)).glob("render/text-*/pages/*.png")
-            [expected] = render_text(text, RenderConfig())
+            [expected] = render_text(text, _composed_renderer(cmd, tmp_path))
             assert np.array_equal(np.asarray(Image.open(page).convert("RGB")), np.asarray(expected))
             rendered[text] = page
     assert set(rendered) == said
