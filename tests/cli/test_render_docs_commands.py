@@ -48,12 +48,8 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
     """Fast check of every documented command: POSIX shell word splitting (shlex, as bash does
     for these lines), then Hydra's override lexer and the real config (a `-m` sweep composes
     once per value); the `text=` examples are rendered and must show exactly the quoted text."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
-    from vtc_lab.cli._hydra import CONF_DIR
     from vtc_lab.cli.render import text_tokenizer
     from vtc_lab.data.render_app import run_render
 
@@ -69,11 +65,7 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
             runs = [r + [f"{o.get_key_element()}={v}" if o.is_sweep_override() else w]
                     for r in runs for v in values]
         for overrides in runs:
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-                raw = compose(config_name="render", overrides=[*overrides, "tracking=off",
-                                                               f"output_root={tmp_path}"])
-            cfg = OmegaConf.to_object(raw)
+            cfg = _composed(overrides, tmp_path)
             if cfg.text is not None:
                 texts.append(cfg.text)
                 cfg.save_images, cfg.progress = True, False
@@ -90,8 +82,8 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
     assert texts == ["Let $x^2 = 4$, so $x = \\pm 2$.", "P4.8.2.1", "Let $x^2=4$. Then x=2."]
 
 
-def _composed_renderer(cmd: str, tmp_path: Path) -> RenderConfig:
-    """The renderer a documented `vtc-lab render` command composes (its presets and overrides)."""
+def _composed(overrides: list[str], tmp_path: Path):
+    """The `vtc-lab render` config these command-line overrides compose (tracking off)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -99,12 +91,11 @@ def _composed_renderer(cmd: str, tmp_path: Path) -> RenderConfig:
     import vtc_lab.cli.render  # noqa: F401  (registers the render schema with Hydra)
     from vtc_lab.cli._hydra import CONF_DIR
 
-    words = [w for w in shlex.split(cmd, comments=True)[2:] if w != "-m"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        raw = compose(config_name="render", overrides=[*words, "tracking=off",
+        raw = compose(config_name="render", overrides=[*overrides, "tracking=off",
                                                        f"output_root={tmp_path}"])
-    return OmegaConf.to_object(raw).renderer
+    return OmegaConf.to_object(raw)
 
 
 @pytest.mark.slow
@@ -139,7 +130,8 @@ def test_documented_render_commands_run_as_typed(tmp_path) -> None:
         if "text=" in cmd:
             text = re.search(r"'text=\"(.*?)\"'", cmd).group(1)
             [page] = (out / str(i)).glob("render/text-*/pages/*.png")
-            [expected] = render_text(text, _composed_renderer(cmd, tmp_path))
+            words = [w for w in shlex.split(cmd, comments=True)[2:] if w != "-m"]
+            [expected] = render_text(text, _composed(words, tmp_path).renderer)
             assert np.array_equal(np.asarray(Image.open(page).convert("RGB")), np.asarray(expected))
             rendered[text] = page
     assert set(rendered) == said
