@@ -16,6 +16,7 @@ from typing import List, Optional
 
 from PIL import ImageColor
 
+from vtc_lab.render.adaptive import AdaptiveConfig, as_adaptive
 from vtc_lab.render.degrade import DegradeConfig, as_degrade
 
 ALIGNMENTS = ("left", "right", "center")
@@ -90,6 +91,9 @@ class RenderConfig:
     """Page degradations (blur, JPEG, jitter, rotation, ink fade, noise, resampling, a font
     per text), applied after layout, seeded per page: `vtc_lab.render.degrade`. All off by
     default (pages byte-identical to a render without it)."""
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    """Adaptive rendering: per text, the densest of a ladder of grid settings whose degraded
+    pages a reference reader still reads (`vtc_lab.render.adaptive`). Off by default."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.font, str) or not self.font.strip():
@@ -151,6 +155,25 @@ class RenderConfig:
                   f"({self.font_size * self.dpi / 72.0:g} px)")
         self.fallback_fonts = list(self.fallback_fonts)
         self.degrade = as_degrade(self.degrade)
+        self.adaptive = as_adaptive(self.adaptive)
+        self.candidates()  # every ladder setting validated now, naming its index
+
+    def candidates(self) -> list["RenderConfig"]:
+        """The adaptive ladder as full configs, densest first ([] when adaptive is off)."""
+        out = []
+        for i, overrides in enumerate(self.adaptive.settings):
+            unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+            if unknown:
+                _fail(f"adaptive.settings[{i}]", f"sets unknown renderer fields {unknown}")
+            try:
+                cand = dataclasses.replace(self, **overrides, adaptive=AdaptiveConfig())
+            except ValueError as err:
+                raise ValueError(f"renderer.adaptive.settings[{i}]: {err}") from None
+            if not cand.cell_width:
+                _fail(f"adaptive.settings[{i}]", "is not a grid layout (cell_width 0): the "
+                      "reference reader that picks the setting reads fixed character cells")
+            out.append(cand)
+        return out
 
     @property
     def scale(self) -> float:
@@ -160,8 +183,8 @@ class RenderConfig:
 
 def config_hash(config: RenderConfig) -> str:
     """A short stable hash of everything that changes pixels: the fields, the renderer version,
-    the bytes of every font file used (a font swapped under the same name changes it) and the
-    degradation settings when any is on."""
+    the bytes of every font file used (a font swapped under the same name changes it), the
+    degradation settings when any is on and the adaptive ladder when it is on."""
     from vtc_lab.render.fonts import font_digest  # local: fonts imports this module
 
     payload = dataclasses.asdict(config)
@@ -174,5 +197,10 @@ def config_hash(config: RenderConfig) -> str:
     else:
         payload["degrade"] = degrade
         payload["_degrade_fonts"] = [font_digest(name) for name in config.degrade.fonts]
+    adaptive = config.adaptive.hash_payload()
+    if adaptive is None:
+        del payload["adaptive"]  # off = no key: hashes of non-adaptive configs did not change
+    else:
+        payload["adaptive"] = adaptive
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

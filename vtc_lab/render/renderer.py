@@ -22,10 +22,12 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageColor
 
+from vtc_lab.render.adaptive import choose
 from vtc_lab.render.config import RenderConfig
 from vtc_lab.render.degrade import degrade_pages, pick_font
 from vtc_lab.render.fonts import PHASES, Face, get_face, resolve_font
@@ -73,6 +75,10 @@ class RenderResult:
     """Index in the original text up to which characters were laid out (len(text) unless truncated)."""
     fallback_glyphs: int = 0
     """Characters drawn from a fallback font."""
+    adaptive_choice: Optional[int] = None
+    """With `renderer.adaptive` on: the index of the ladder setting drawn (None when off)."""
+    legibility: list[float] = field(default_factory=list)
+    """With `renderer.adaptive` on: the reference reader's score of each setting tried."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -307,6 +313,26 @@ def _to_image(page: np.ndarray, fg: tuple[int, int, int], bg: tuple[int, int, in
 def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
     if not isinstance(text, str):
         raise TypeError(f"render_text expects str, got {type(text).__name__}")
+    if not cfg.adaptive.active:
+        return _render_one(text, cfg, want_boxes)
+
+    def attempt(cand: RenderConfig) -> tuple[RenderResult, list, list, list]:
+        # the candidate's pages exactly as `render_text(text, cand)` draws them, plus the
+        # clean pages and boxes the reference reader needs
+        result = _render_one(text, cand, want_boxes=True, degrade=False)
+        clean = result.images
+        bg = ImageColor.getrgb(cand.background_color)[:3]
+        result.images = degrade_pages(clean, text, cand.degrade, bg)
+        return result, clean, result.images, result.boxes
+
+    index, result, scores = choose(cfg.candidates(), attempt, cfg.adaptive.min_legibility)
+    if not want_boxes:
+        result.boxes = [[] for _ in result.images]
+    result.adaptive_choice, result.legibility = index, scores
+    return result
+
+
+def _render_one(text: str, cfg: RenderConfig, want_boxes: bool, degrade: bool = True) -> RenderResult:
     font = pick_font(cfg.degrade, text)
     if font is not None and font != cfg.font:
         cfg = dataclasses.replace(cfg, font=font)
@@ -352,7 +378,8 @@ def _render(text: str, cfg: RenderConfig, want_boxes: bool) -> RenderResult:
             result.boxes.append(boxes)
         else:
             result.boxes.append([])
-    result.images = degrade_pages(result.images, text, cfg.degrade, bg)
+    if degrade:
+        result.images = degrade_pages(result.images, text, cfg.degrade, bg)
     used = layout.fonts[: layout.chars_laid_out]
     result.fallback_glyphs = int((used > 0).sum())
     if layout.chars_laid_out >= len(norm.text):
