@@ -112,3 +112,23 @@ def test_bad_ladders_are_refused_naming_the_entry(adaptive, needle):
     with pytest.raises(ValueError) as err:
         toy(adaptive=adaptive)
     assert needle in str(err.value)
+
+
+def test_the_compression_report_counts_each_setting_and_its_vision_tokens():
+    from vtc_lab.render import qwen_tokenizer
+    from vtc_lab.render.report import format_table, measure
+
+    cfg = toy(degrade={"level": "severe"}, adaptive={"settings": [SMALL, LARGE], "min_legibility": 0.9})
+    texts = [TOY, "Q0.0.0.0\nP1.1.1.1\nO2.2.2.2\nN3.3.3.3", "AAAAAAAA"]
+    choices = [render_with_layout(t, cfg, boxes=False).adaptive_choice for t in texts]
+    assert sorted(set(choices)) == [0, 1]  # the texts exercise both settings
+    # at the toy model's pixel floor (4,096 px), so the small pages are not upsized
+    rows, m = measure(texts, cfg, qwen_tokenizer(), ["qwen3_vl"], min_pixels=4096, progress=False)
+    assert [r.adaptive_choice for r in rows] == choices
+    assert m["render/adaptive/setting_0_texts"] == choices.count(0)
+    assert m["render/adaptive/setting_1_texts"] == choices.count(1)
+    # Qwen3-VL's 32-px merged patches: a 64x64 px page is 4 tokens, a 128x128 px page 16
+    assert [r.vision_tokens["qwen3_vl"] for r in rows] == [(4, 16)[c] for c in choices]
+    assert "adaptive: texts per ladder setting 0: " in format_table(m, ["qwen3_vl"], "t")
+    off_rows, off = measure(texts, toy(), qwen_tokenizer(), ["qwen3_vl"], progress=False)
+    assert not any(k.startswith("render/adaptive") for k in off) and off_rows[0].adaptive_choice is None

@@ -36,6 +36,10 @@ class TextRow:
     missing_glyphs: int
     dropped_chars: int
     truncated: bool
+    adaptive_choice: int | None = None
+    """With `renderer.adaptive` on: the ladder setting drawn (its index)."""
+    legibility: float | None = None
+    """With `renderer.adaptive` on: the reference reader's score of the drawn pages."""
 
 
 def measure(texts: Sequence[str], render_cfg: RenderConfig, tokenizer: TextTokenizer,
@@ -63,7 +67,9 @@ def measure(texts: Sequence[str], render_cfg: RenderConfig, tokenizer: TextToken
             per_backbone[spec.name].append(c)
             vis[spec.name], ratio[spec.name] = c.vision_tokens, c.ratio
         rows.append(TextRow(i, len(text), n_text, len(sizes), sizes, vis, ratio,
-                            res.missing_glyphs, res.dropped_chars, res.truncated))
+                            res.missing_glyphs, res.dropped_chars, res.truncated,
+                            res.adaptive_choice,
+                            res.legibility[res.adaptive_choice] if res.legibility else None))
     total_s = time.perf_counter() - t_all
     pages = sum(r.pages for r in rows)
     m: dict[str, float] = {
@@ -80,6 +86,11 @@ def measure(texts: Sequence[str], render_cfg: RenderConfig, tokenizer: TextToken
         "render/texts_per_s": len(rows) / render_s if render_s else 0.0,
         "render/pages_per_s": pages / render_s if render_s else 0.0,
     }
+    if render_cfg.adaptive.active:  # how often each ladder setting was drawn, and how legibly
+        for k in range(len(render_cfg.adaptive.settings)):
+            m[f"render/adaptive/setting_{k}_texts"] = sum(r.adaptive_choice == k for r in rows)
+        scores = [r.legibility for r in rows if r.legibility is not None]
+        m["render/adaptive/legibility_mean"] = statistics.fmean(scores) if scores else 0.0
     for spec in specs:
         items = per_backbone[spec.name]
         key = f"render/{spec.name}"
@@ -102,6 +113,11 @@ def format_table(m: dict[str, float], backbones: Sequence[str], title: str) -> s
     if m["render/missing_glyphs"] or m["render/dropped_chars"] or m["render/truncated_texts"]:
         lines.append(f"  missing glyphs {int(m['render/missing_glyphs'])}, dropped chars "
                      f"{int(m['render/dropped_chars'])}, truncated texts {int(m['render/truncated_texts'])}")
+    settings = sorted(k for k in m if k.startswith("render/adaptive/setting_"))
+    if settings:
+        drawn = ", ".join(f"setting {k.split('_')[1]}: {int(m[k])}" for k in settings)
+        lines.append(f"  adaptive: texts per ladder {drawn}; reference-reader legibility "
+                     f"of the drawn pages {m['render/adaptive/legibility_mean']:.3f}")
     lines += ["", "  compression = text tokens / vision tokens "
                   "(pooled = sum/sum; +delim = with 2 image delimiter tokens per page)", ""]
     head = f"  {'backbone':<12}{'vision tok':>12}{'+delim':>12}{'pooled':>9}{'+delim':>9}{'median':>9}{'+delim':>9}"
