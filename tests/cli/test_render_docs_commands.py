@@ -79,7 +79,7 @@ def test_documented_render_commands_parse_and_compose(tmp_path) -> None:
                     [clean] = render_text(cfg.text, dataclasses.replace(
                         cfg.renderer, degrade=type(cfg.renderer.degrade)()))
                     assert not np.array_equal(np.asarray(expected), np.asarray(clean))
-    assert texts == ["Let $x^2 = 4$, so $x = \\pm 2$.", "P4.8.2.1", "Let $x^2=4$. Then x=2."]
+    assert texts == ["Let $x^2 = 4$, so $x = \\pm 2$.", "P4.8.2.1", "P4.8.2.1", "Let $x^2=4$. Then x=2."]
 
 
 def _composed(overrides: list[str], tmp_path: Path):
