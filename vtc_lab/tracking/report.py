@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from vtc_lab.tracking.crossover_plot import PREFIX as CROSSOVER_PREFIX
 from vtc_lab.tracking.liveness import mark_dead_runs
 from vtc_lab.tracking.lifecycle import PARENT_TAG
 
@@ -33,7 +34,8 @@ CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss", "train/samples_seen")
 CURVE_SUFFIXES = ("/accuracy", "/read_rate", "/compression_ratio", "/context_tokens_mean")
 """Evaluation metrics whose history is read too (`eval/<benchmark>/<loop>/accuracy`, ...):
 the learning curves against training samples, and every evaluation point the report
-aggregates over seeds (`vtc_lab.tracking.aggregate.AGG_METRICS`)."""
+aggregates over seeds (`vtc_lab.tracking.aggregate.AGG_METRICS`). The render-crossover
+runs' `crossover/*` metrics too: one value per repeat or per round length (their steps)."""
 PREDICTIONS = (re.compile(r"^eval/predictions/([^/]+)/([^/]+)/step_(\d+)\.json$"),
                re.compile(r"^predictions/([^/]+?)__([^/]+)\.json$"))
 """Predictions tables with per-problem outcomes: the training evaluator's
@@ -69,7 +71,8 @@ def _record(client: Any, run: Any, with_curves: bool) -> RunRecord:
                     start_time=run.info.start_time or 0)
     if with_curves:
         for key in [*CURVE_KEYS, *(k for k in rec.metrics
-                                   if k.startswith("eval/") and k.endswith(CURVE_SUFFIXES))]:
+                                   if (k.startswith("eval/") and k.endswith(CURVE_SUFFIXES))
+                                   or k.startswith(CROSSOVER_PREFIX))]:
             if key in rec.metrics:
                 hist = client.get_metric_history(rec.run_id, key)
                 rec.curves[key] = sorted((m.step, m.value) for m in hist)
