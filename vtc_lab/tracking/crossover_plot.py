@@ -16,16 +16,15 @@ import re
 from collections import defaultdict
 from typing import Any, Optional
 
-PREFIX = "crossover/"
-"""Metric prefix of the crossover runs; their histories are read (`report.curve_keys`)."""
+from vtc_lab.tracking.report import CROSSOVER_PREFIX as PREFIX
+
 ROUND_PARAM = "crossover.round_tokens"
 MODEL_PARAM = "crossover.model"
 PREDICTED_PARAM = "crossover.predicted"
-CROSSOVER_KEYS = {"text_s": "crossover/text_s", "optical_s": "crossover/optical_s",
-                  "delta_s": "crossover/delta_s", "work_delta_s": "crossover/work_delta_s"}
+CROSSOVER_KEYS = {name: PREFIX + name for name in ("text_s", "optical_s", "delta_s", "work_delta_s")}
 """Per repeat (step = repeat index): each loop's latency of one problem, optical − text, and
 optical − text of the memory work alone (render + preprocess + vision + prefill)."""
-_PREDICTED = re.compile(r"^crossover/predicted/([^/]+)/([^/]+)/delta_s$")
+_PREDICTED = re.compile(rf"^{PREFIX}predicted/([^/]+)/([^/]+)/delta_s$")
 """`crossover/predicted/<model>/<regime>/delta_s` at step S (seconds, cost model)."""
 
 
@@ -104,7 +103,7 @@ def plot_render_crossover(runs: list[Any], lk: Any) -> Any:
                 cross = crossover([(s, iv.mean) for s, iv in pts])
                 if cross is not None:
                     axes[0].axvline(cross, color=color, ls=":", lw=1.2)
-                    axes[0].annotate(f"S* ≈ {cross:.0f}", (cross, 0), xytext=(4, 6),
+                    axes[0].annotate(f"S* ≈ {cross:.0f} (means)", (cross, 0), xytext=(4, 6),
                                      textcoords="offset points", fontsize=8, color=color)
         for name, marker in (("text_s", "s"), ("optical_s", "o")):
             pts = q.get(name, [])

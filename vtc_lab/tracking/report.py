@@ -16,7 +16,6 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from vtc_lab.tracking.crossover_plot import PREFIX as CROSSOVER_PREFIX
 from vtc_lab.tracking.liveness import mark_dead_runs
 from vtc_lab.tracking.lifecycle import PARENT_TAG
 
@@ -34,8 +33,10 @@ CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss", "train/samples_seen")
 CURVE_SUFFIXES = ("/accuracy", "/read_rate", "/compression_ratio", "/context_tokens_mean")
 """Evaluation metrics whose history is read too (`eval/<benchmark>/<loop>/accuracy`, ...):
 the learning curves against training samples, and every evaluation point the report
-aggregates over seeds (`vtc_lab.tracking.aggregate.AGG_METRICS`). The render-crossover
-runs' `crossover/*` metrics too: one value per repeat or per round length (their steps)."""
+aggregates over seeds (`vtc_lab.tracking.aggregate.AGG_METRICS`)."""
+CROSSOVER_PREFIX = "crossover/"
+"""Metrics of experiments/perf/render_crossover.py's runs (`vtc_lab.tracking.crossover_plot`):
+their histories are read, a value per repeat or per round length (the steps)."""
 PREDICTIONS = (re.compile(r"^eval/predictions/([^/]+)/([^/]+)/step_(\d+)\.json$"),
                re.compile(r"^predictions/([^/]+?)__([^/]+)\.json$"))
 """Predictions tables with per-problem outcomes: the training evaluator's
