@@ -1,7 +1,9 @@
-"""Tables and the figure of the legibility frontier (experiments/frontier/README.md) from the
-runs `run_evals.sh` logged: per point (compression x page condition) the mean over the three
+"""Tables of the legibility frontier (experiments/frontier/README.md) from the runs
+`run_evals.sh` logged: per point (compression x page condition) the mean over the three
 trained models (seeds) with a 95 % t-interval, paired comparisons of each condition against
-clean pages on the same models and problems, and accuracy by the round of the first misread.
+clean pages on the same models and problems, and accuracy by the round of the first misread;
+and the page-conditions illustration. The result figures (`legibility_frontier.png`,
+`accuracy_by_first_misread.png`) are drawn by `vtc-lab report` and logged to MLflow.
 
     python experiments/frontier/summarize.py --tracking-uri sqlite:////work/runs/frontier/mlflow.db \
         --out experiments/frontier
@@ -186,7 +188,7 @@ def main() -> None:
     ap.add_argument("--reference", action="append", default=[], metavar="RATIO:SEED:PATH",
                     help="a clean point from an in-training evaluation's predictions table")
     args = ap.parse_args()
-    runs, points = load(args.tracking_uri, args.experiment)
+    _, points = load(args.tracking_uri, args.experiment)
     problems = load_benchmark(BenchmarkConfig(name="toy", limit=200))
     for spec in args.reference:
         add_reference(points, spec, problems)
@@ -200,21 +202,6 @@ def main() -> None:
     (out / "results.md").write_text(text + "\n")
     print(text)
     levels_figure(out / "page_conditions.png")
-    from vtc_lab.tracking.frontier_plot import plot_legibility_frontier
-
-    from vtc_lab.tracking.report import RunRecord
-
-    drawn = [r for r in runs if NAME.match(r.name) and r.status == "FINISHED"]
-    for spec in args.reference:  # the clean points evaluated in training, drawn like the rest
-        ratio, seed, _ = spec.split(":", 2)
-        v = points[(ratio, "none")][int(seed)]
-        drawn.append(RunRecord(run_id=v["run_id"], name=f"c{ratio}-s{seed}-none", status="FINISHED",
-                               params={"degrade": "none"},
-                               metrics={"eval/toy/optical/accuracy": v["accuracy"],
-                                        "eval/toy/optical/compression_ratio": float(ratio)}))
-    fig = plot_legibility_frontier(drawn, None)
-    if not isinstance(fig, str):
-        fig.savefig(out / "legibility_frontier.png", dpi=110, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,10 @@ predicted by the cost model (vtc_lab.infer.costmodel) for Qwen3-VL-8B and GLM-4.
     python experiments/perf/render_crossover.py --lengths 8,16,32,64,128,256,512 --repeats 3
     python experiments/perf/render_crossover.py --predict-only 0.0071,0.0357   # cost model only
 
-Results: printed, and a JSON file (`--json`). Wall times on a shared CPU depend on the load
+Results: printed, a JSON file (`--json`) and, unless `--tracking off`, MLflow (experiment
+`perf-render-crossover` in `<--output-root>/mlflow.db`: one run per S with each repeat as a
+step, one run of the cost model's curves), which `vtc-lab report
+tracking.experiment=perf-render-crossover` draws as `render_crossover.png`. Wall times on a shared CPU depend on the load
 (printed at start and end): compare only numbers of one run.
 """
 
@@ -42,6 +45,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from vtc_lab.tracking.crossover_plot import crossover  # one home: the report marks the same S*
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -135,21 +140,12 @@ def _excludes_zero(xs: list[float]) -> bool:
     return iv.has_interval and (iv.low > 0 or iv.high < 0)
 
 
-def crossover(points: list[tuple[float, float]]) -> float | None:
-    """The x where y (sorted by x) first goes from > 0 to <= 0, linear between the two points;
-    None when it never does (or is <= 0 from the first point: then below the range)."""
-    pts = sorted(points)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if y0 > 0 >= y1:
-            return x0 + (x1 - x0) * y0 / (y0 - y1)
-    return None
-
-
 def predicted(render_s_per_page: float, preprocess_s_per_page: float, rounds: int,
-              problems: int = 512) -> dict:
+              problems: int = 512, curves: dict | None = None) -> dict:
     """Cost-model crossover for the two 8-9B models on one H100, reuse on, in the eager regime
     (one sequence through HF `generate`) and the serving regime (`problems` sequences through a
-    vLLM-like engine, concurrency bounded by the KV cache; `costmodel.serving`)."""
+    vLLM-like engine, concurrency bounded by the KV cache; `costmodel.serving`). `curves`, when
+    given, receives every grid point: {(model, regime): [(S, optical - text seconds)]}."""
     from vtc_lab.infer.costmodel import (GLM_41V_9B, H100, QWEN3_VL_8B, Workload, optical_loop,
                                          serving, text_loop)
 
@@ -166,11 +162,55 @@ def predicted(render_s_per_page: float, preprocess_s_per_page: float, rounds: in
                           - text_loop(model, H100, w).total_s))
             served.append((s, serving(model, H100, w, "optical", problems).total_s
                            - serving(model, H100, w, "text", problems).total_s))
+        if curves is not None:
+            curves[(name, "eager")], curves[(name, "serving")] = eager, served
         out[name] = {regime: dict(crossover=crossover(d),
                                   delta_at={s: x for s, x in d
                                             if s in (64, 256, 1024, 4096, 8192)})
                      for regime, d in (("eager", eager), ("serving", served))}
     return out
+
+
+EXPERIMENT = "perf-render-crossover"
+"""MLflow experiment of the measurement (`vtc-lab report tracking.experiment=perf-render-crossover`)."""
+
+
+def log_to_mlflow(args, name: str, sweep: dict, pred_curves: dict, render_pp: float,
+                  prep_pp: float) -> list[str]:
+    """One MLflow run per round length S (each repeat one step of `crossover/<quantity>`: the
+    per-repeat values, so the report computes the interval over repeats itself) and one run of
+    the cost model's predicted optical - text per S (step = S). Returns the run ids."""
+    from vtc_lab.tracking import TrackingConfig, start_run
+    from vtc_lab.tracking.crossover_plot import (CROSSOVER_KEYS, MODEL_PARAM, PREDICTED_PARAM,
+                                                 ROUND_PARAM, predicted_key)
+
+    tracking = TrackingConfig(mode=args.tracking, experiment=EXPERIMENT, log_config=False)
+    common = {MODEL_PARAM: name, "crossover.rounds": args.rounds,
+              "crossover.repeats": args.repeats, "crossover.threads": args.threads}
+    ids = []
+    for s, point in sweep.items():
+        with start_run(tracking, None, args.output_root, run_name=f"{name} S={s}") as run:
+            run.log_params({**common, ROUND_PARAM: s})
+            pairs = zip(point["runs"]["text"], point["runs"]["optical"], point["deltas"],
+                        point["work_deltas"])
+            for i, (t, o, delta, work) in enumerate(pairs):
+                run.log_metrics({CROSSOVER_KEYS["text_s"]: t["latency_s"],
+                                 CROSSOVER_KEYS["optical_s"]: o["latency_s"],
+                                 CROSSOVER_KEYS["delta_s"]: delta,
+                                 CROSSOVER_KEYS["work_delta_s"]: work}, step=i)
+            ids.append(run.run_id)
+    with start_run(tracking, None, args.output_root, run_name=f"{name} cost model") as run:
+        run.log_params({**common, PREDICTED_PARAM: "true", "crossover.predict_rounds":
+                        args.predict_rounds, "crossover.render_s_per_page": render_pp,
+                        "crossover.preprocess_s_per_page": prep_pp})
+        by_s: dict[int, dict[str, float]] = {}
+        for (gpu_model, regime), pts in pred_curves.items():
+            for s, delta in pts:
+                by_s.setdefault(s, {})[predicted_key(gpu_model, regime)] = delta
+        for s, values in sorted(by_s.items()):
+            run.log_metrics(values, step=s)
+        ids.append(run.run_id)
+    return ids
 
 
 def interval(xs: list[float]) -> str:
@@ -203,6 +243,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="S=8,32,128, 2 repeats, 4-round mixed workload")
     parser.add_argument("--json", default="vtc-runs/perf/render_crossover.json")
+    parser.add_argument("--tracking", default="local", choices=["local", "off"],
+                        help=f"log to MLflow (experiment {EXPERIMENT}, store "
+                             "<output-root>/mlflow.db) or not")
+    parser.add_argument("--output-root", default="vtc-runs")
     args = parser.parse_args()
     if args.quick:
         args.lengths, args.repeats, args.mixed_rounds = "8,32,128", 2, 4
@@ -320,8 +364,15 @@ def main() -> None:
                                       render_s_per_page=render_pp,
                                       preprocess_s_per_page=prep_pp, threshold=threshold,
                                       both=both)
-        pred = predicted(render_pp, prep_pp, args.predict_rounds)
+        pred_curves: dict = {}
+        pred = predicted(render_pp, prep_pp, args.predict_rounds, curves=pred_curves)
         report["models"][name]["predicted"] = pred
+        if args.tracking != "off":
+            ids = log_to_mlflow(args, name, sweep, pred_curves, render_pp, prep_pp)
+            report["models"][name]["mlflow_runs"] = ids
+            print(f"# logged {len(ids)} MLflow runs (experiment {EXPERIMENT}, under "
+                  f"{args.output_root}): vtc-lab report tracking.experiment={EXPERIMENT} "
+                  f"output_root={args.output_root}", flush=True)
         for gpu_model, regimes in pred.items():
             for regime, p in regimes.items():
                 c = p["crossover"]

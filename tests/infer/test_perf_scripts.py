@@ -174,6 +174,18 @@ def test_render_crossover_forces_round_lengths_and_measures_both_ways(tmp_path):
     assert set(model["predicted"]) == {"Qwen3-VL-8B", "GLM-4.1V-9B"}
     assert all(set(p) == {"eager", "serving"} for p in model["predicted"].values())
     assert "crossover (tiny_qwen3_vl, CPU, measured, end to end)" in proc.stdout
+    # logged to MLflow (the default local store under ./vtc-runs): one run per S with the
+    # repeat's values, one of the cost model's curves, as `vtc-lab report` reads them
+    from vtc_lab.tracking.report import collect_runs
+
+    runs, _, _ = collect_runs(f"sqlite:///{tmp_path}/vtc-runs/mlflow.db", "perf-render-crossover")
+    measured = {r.params["crossover.round_tokens"]: r for r in runs
+                if "crossover.predicted" not in r.params}
+    assert set(measured) == {"8", "32"}
+    for s, point in model["sweep"].items():
+        assert measured[s].curves["crossover/delta_s"] == [(0, pytest.approx(point["deltas"][0]))]
+    [cost] = [r for r in runs if r.params.get("crossover.predicted") == "true"]
+    assert any(k.startswith("crossover/predicted/Qwen3-VL-8B/") for k in cost.curves)
 
 
 def test_preprocess_benchmark_runs_every_backbone_on_the_same_pages(tmp_path):

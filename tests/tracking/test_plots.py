@@ -142,7 +142,8 @@ def test_loss_on_log_scale_and_saved_files_uncut(tmp_path):
                                          "latency_vs_reasoning_length.png", "rounds_histogram.png",
                                          "training_loss.png"}
     assert set(skipped) == {"data_compression.png", "loop_speedup_vs_length.png",
-                            "accuracy_vs_problem_length.png", "legibility_frontier.png"}
+                            "accuracy_vs_problem_length.png", "legibility_frontier.png",
+                            "accuracy_by_first_misread.png", "render_crossover.png"}
     # the legend sits beside the axes: the tight box widens the image past the 8-inch figure
     assert Image.open(tmp_path / "training_loss.png").size[0] > 8 * 110
 
@@ -243,6 +244,7 @@ def test_legibility_frontier_curves_bands_and_break_point():
 
     crosses = sorted(tuple(xy) for c in ax.collections if isinstance(c, PathCollection)
                      for xy in c.get_offsets())
-    assert crosses == [pytest.approx((2.25, 20.0)), pytest.approx((2.25, 40.0))]
+    # (the one-point downscale curve sits a little aside of 2.25, not on top of the others)
+    assert crosses == [pytest.approx((2.25, 20.0)), pytest.approx((2.25, 40.0), rel=0.02)]
     plt.close(fig)
     assert isinstance(figures(toy_sweep())["legibility_frontier.png"], str)  # no degrade: why not

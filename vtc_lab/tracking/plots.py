@@ -28,7 +28,9 @@ from vtc_lab.tracking.plot_style import ladder as _ladder
 from vtc_lab.tracking.plot_style import legend as _legend
 from vtc_lab.tracking.plot_style import loop_fill_handles as _loop_fill_handles
 from vtc_lab.tracking.plot_style import save as _save
+from vtc_lab.tracking.crossover_plot import plot_render_crossover
 from vtc_lab.tracking.frontier_plot import plot_legibility_frontier
+from vtc_lab.tracking.misread_plot import plot_accuracy_by_first_misread
 from vtc_lab.tracking.report import RunRecord
 
 
@@ -298,6 +300,7 @@ def plot_accuracy_vs_length(runs: list[RunRecord], lk: Look) -> Drawn:
 
 
 PLOTS = {
+    "accuracy_by_first_misread.png": plot_accuracy_by_first_misread,
     "accuracy_vs_problem_length.png": plot_accuracy_vs_length,
     "accuracy_vs_samples.png": plot_accuracy_vs_samples,
     "accuracy_vs_vision_tokens.png": plot_accuracy_vs_compression,
@@ -305,6 +308,7 @@ PLOTS = {
     "latency_vs_reasoning_length.png": plot_latency_vs_length,
     "legibility_frontier.png": plot_legibility_frontier,
     "loop_speedup_vs_length.png": plot_loop_speedup,
+    "render_crossover.png": plot_render_crossover,
     "rounds_histogram.png": plot_rounds_histogram,
     "training_loss.png": plot_training_curves,
 }

@@ -34,6 +34,9 @@ CURVE_SUFFIXES = ("/accuracy", "/read_rate", "/compression_ratio", "/context_tok
 """Evaluation metrics whose history is read too (`eval/<benchmark>/<loop>/accuracy`, ...):
 the learning curves against training samples, and every evaluation point the report
 aggregates over seeds (`vtc_lab.tracking.aggregate.AGG_METRICS`)."""
+CROSSOVER_PREFIX = "crossover/"
+"""Metrics of experiments/perf/render_crossover.py's runs (`vtc_lab.tracking.crossover_plot`):
+their histories are read, a value per repeat or per round length (the steps)."""
 PREDICTIONS = (re.compile(r"^eval/predictions/([^/]+)/([^/]+)/step_(\d+)\.json$"),
                re.compile(r"^predictions/([^/]+?)__([^/]+)\.json$"))
 """Predictions tables with per-problem outcomes: the training evaluator's
@@ -69,7 +72,8 @@ def _record(client: Any, run: Any, with_curves: bool) -> RunRecord:
                     start_time=run.info.start_time or 0)
     if with_curves:
         for key in [*CURVE_KEYS, *(k for k in rec.metrics
-                                   if k.startswith("eval/") and k.endswith(CURVE_SUFFIXES))]:
+                                   if (k.startswith("eval/") and k.endswith(CURVE_SUFFIXES))
+                                   or k.startswith(CROSSOVER_PREFIX))]:
             if key in rec.metrics:
                 hist = client.get_metric_history(rec.run_id, key)
                 rec.curves[key] = sorted((m.step, m.value) for m in hist)
