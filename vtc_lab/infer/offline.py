@@ -21,8 +21,8 @@ from typing import Any
 from vtc_lab import atomic
 from vtc_lab.infer.config import EvalConfig
 from vtc_lab.infer.engines import get_engine
-from vtc_lab.models.reading import (RUN_INFO, ReadingSpec, read_reading, run_export_model,
-                                    run_reading)
+from vtc_lab.models.reading import (RUN_INFO, ReadingSpec, model_run_dir, read_reading,
+                                    run_export_model, run_identity, run_reading)
 from vtc_lab.render.config import config_hash
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,18 @@ def resolve_model(cfg: EvalConfig) -> EvalConfig:
     return cfg
 
 
+def trained_model(cfg: EvalConfig) -> dict[str, Any]:
+    """The identity of the trained model a resolved `cfg` evaluates (`run_identity` of the
+    `vtc-lab train` run its checkpoint or export lies in: `train_run=` resolves to the export),
+    logged on the eval run (`vtc_lab.tracking.replicates`); {} for other models and for models
+    behind servers (what a server serves is not known here)."""
+    if get_engine(cfg.engine.name).servers:
+        return {}
+    model_path = cfg.model.path if cfg.model.source == "pretrained" else None
+    run_dir = model_run_dir(model_path, cfg.checkpoint)
+    return run_identity(run_dir) if run_dir is not None else {}
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, float]:
     """Load the model and benchmark, run the loops (resuming), grade, log; returns the metrics.
     The predictions directory is locked for the whole evaluation (a second writer is refused,
@@ -112,6 +124,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
     from vtc_lab.eval.benchmarks import load_benchmark
 
     cfg = resolve_model(cfg)
+    identity = trained_model(cfg)  # before any work: an unreadable run record stops here
     problems = load_benchmark(cfg.benchmark)
     spec = get_engine(cfg.engine.name)
     # An engine behind servers connects (and checks them) first: an unreachable server or a
@@ -132,21 +145,24 @@ def evaluate(cfg: EvalConfig) -> dict[str, float]:
         with OutputLock(out_dir, job="vtc-lab eval"):
             if engine is None:  # an in-process model loads only once the directory is ours
                 engine = spec.build(cfg)
-            return _run_and_log(cfg, engine, problems, header, out_dir)
+            return _run_and_log(cfg, engine, problems, header, out_dir, identity)
     finally:
         if engine is not None:
             engine.close()
 
 
 def _run_and_log(cfg: EvalConfig, engine: Any, problems: Any, header: dict[str, Any],
-                 out_dir: Path) -> dict[str, float]:
+                 out_dir: Path, identity: dict[str, Any]) -> dict[str, float]:
     from vtc_lab.infer.evaluate import evaluate_benchmarks
     from vtc_lab.tracking import start_run
+    from vtc_lab.tracking.replicates import log_trained_model
 
     name = header["model"].get("served_model") or cfg.model.name
     run_name = cfg.run_name or f"eval-{name}-{problems.name}"
     with start_run(cfg.tracking, cfg, cfg.output_root, run_name=run_name) as run:
         from vtc_lab.eval.benchmarks import benchmark_input
+
+        log_trained_model(run, identity)  # train.* params, vtc.seed / vtc.config_key tags
 
         run.log_dataset(**benchmark_input(problems), context="evaluation")
         if cfg.task == "transcribe":

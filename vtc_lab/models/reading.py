@@ -130,3 +130,62 @@ def run_reading(run_dir: str | os.PathLike) -> tuple[ReadingSpec, str]:
             f"settings of your own: model=local model.path={export} renderer=... "
             "system_prompt=... image_position=... model.image_max_pixels=...")
     return ReadingSpec.from_dict(info["reading"], str(info_path)), str(info_path)
+
+
+def model_run_dir(model_path: str | None, checkpoint: str | None) -> Path | None:
+    """The `vtc-lab train` run directory the evaluated weights come from, when they lie in one:
+    a `checkpoint` at `<run>/checkpoints/<file>`, else a model directory that is a run's export
+    (`<run>/export`, what `train_run=` resolves to); None for weights from anywhere else."""
+    if checkpoint:
+        run = Path(checkpoint).parent.parent
+        return run if (run / RUN_INFO).is_file() else None
+    if model_path and Path(model_path).name == EXPORT_DIR:
+        run = Path(model_path).parent
+        return run if (run / RUN_INFO).is_file() else None
+    return None
+
+
+def _recorded_seed(run: Path, info: dict[str, Any]) -> int | None:
+    """run.json's `seed`; for runs recorded before it was, the `optim.seed` of the Hydra job
+    config Hydra keeps in the run directory (`.hydra/config.yaml`, when the run directory was
+    the job's); None when neither says it as an integer."""
+    seed = info.get("seed")
+    if seed is None:
+        import yaml
+
+        try:
+            seed = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["optim"]["seed"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def run_identity(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Which trained model a run directory holds, as its record says: `seed` (optim.seed),
+    `degrade` (the degradation level of the pages it was trained on, `none` when clean),
+    `renderer` (the hash of the renderer that drew them, `vtc_lab.render.config.config_hash`),
+    `run_id` (its MLflow run) and `config` (its configuration key, the swept values except the
+    seed); what the record lacks is left out. Evaluations log it so that the evaluations of
+    the seeds of one configuration are told apart and grouped without the run directory."""
+    from vtc_lab.render.config import config_hash
+
+    run = Path(run_dir)
+    info_path = run / RUN_INFO
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{info_path}: unreadable ({err})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{info_path}: not a `vtc-lab train` run record (a JSON "
+                         f"{type(info).__name__}, not an object)")
+    if "reading" in info:
+        spec: ReadingSpec | None = ReadingSpec.from_dict(info["reading"], str(info_path))
+    else:
+        spec = read_reading(run / EXPORT_DIR) if (run / EXPORT_DIR).is_dir() else None
+    out: dict[str, Any] = {"seed": _recorded_seed(run, info)}
+    if spec is not None:
+        out["degrade"] = spec.renderer.degrade.level
+        out["renderer"] = config_hash(spec.renderer)
+    out["run_id"] = info.get("mlflow_run_id")
+    out["config"] = info.get("config_key")
+    return {k: v for k, v in out.items() if v is not None}

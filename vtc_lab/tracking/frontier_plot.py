@@ -25,6 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
+from vtc_lab.tracking.replicates import TRAIN_DEGRADE
+
 _EVAL = re.compile(r"^eval/([^/]+)/([^/]+)/(.+)$")
 _DOWNSCALE_PARAMS = ("eval_degrade.downscale", "renderer.degrade.downscale")
 BREAK_FRACTION = 0.5
@@ -34,7 +36,8 @@ RENDER_PARAMS = ("renderer", "font", "font_size", "dpi", "page_width")
 them are different points even when their measured ratios nearly coincide."""
 RUN_INFO = "run.json"
 """A training run directory's record (`vtc_lab.models.reading.RUN_INFO`; the tracking layer may
-not import models, tests/tracking/test_plots.py keeps the two names equal)."""
+not import models, tests/tracking/test_plots.py keeps the two names equal). Read only for eval
+runs logged before they carried `train.degrade`."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -52,10 +55,14 @@ def _recorded_level(run_dir: str) -> Optional[str]:
 
 
 def trained_on(run: Any) -> str:
-    """The degradation level of the pages the evaluated model was trained on, from the reading
-    its training run recorded (`train_run=<dir>`, or `checkpoint=<dir>/checkpoints/<file>`);
-    `unknown` when the run names neither or the record is not readable from here (eval runs do
-    not log it themselves: it is read back from the run directory the run names)."""
+    """The degradation level of the pages the evaluated model was trained on: the run's
+    `train.degrade` param (`vtc_lab.tracking.replicates`: eval runs of trained models log it);
+    for runs logged before that param existed, the reading their training run recorded, read
+    back from the run directory the run names (`train_run=<dir>`, or
+    `checkpoint=<dir>/checkpoints/<file>`); `unknown` when the run names neither or the record
+    is not readable from here."""
+    if run.params.get(TRAIN_DEGRADE) not in (None, "", "None"):
+        return run.params[TRAIN_DEGRADE]
     run_dir = run.params.get("train_run")
     if run_dir in (None, "", "None"):
         ckpt = run.params.get("checkpoint")

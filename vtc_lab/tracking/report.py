@@ -27,6 +27,8 @@ HEADLINE = ("*/accuracy", "*/compression_ratio", "*/context_vision_tokens_mean",
 # Params that describe the run but never what is being compared.
 NOISE_PARAMS = ("output_root", "tracking.*", "hparams.*", "progress", "checkpoint", "run_dir",
                 "dataset_dir", "output_dir", "*.progress",
+                # which trained model an eval read: differs between the seeds of one setting
+                "train_run", "train.run_id",
                 # the split sizes follow the seed: an outcome, not a setting to group runs by
                 "train_samples", "val_samples")
 CURVE_KEYS = ("train/loss", "train/loss_step", "val/loss", "train/samples_seen")

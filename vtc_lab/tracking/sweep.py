@@ -126,6 +126,8 @@ class JobContext:
     job_num: Optional[int] = None
     tags: dict[str, str] = field(default_factory=dict)
     """`vtc.seed` / `vtc.config_key` (see `SEED_TAG`, `CONFIG_KEY_TAG`)."""
+    swept: Optional[dict[str, str]] = None
+    """A sweep job's swept values (seed included); None outside a multirun."""
 
 
 def task_overrides(config: Any) -> dict[str, str]:
@@ -160,13 +162,23 @@ def job_context(config: Any, tracking_uri: str) -> JobContext:
         data = _parent_data(ctx.sweep_dir, tracking_uri)
         ctx.parent_run_id = data.get("run_id")
         ctx.job_num = int(hydra.job.num) if hydra.job.get("num") is not None else None
-        swept = [k for k in data.get("swept_keys", []) if k in overrides]
-        ctx.tags[CONFIG_KEY_TAG] = config_key({k: overrides[k] for k in swept})
-        ctx.name = run_name({k: overrides[k] for k in swept}) or f"job-{ctx.job_num}"
+        ctx.swept = {k: overrides[k] for k in data.get("swept_keys", []) if k in overrides}
+        ctx.tags[CONFIG_KEY_TAG] = config_key(ctx.swept)
+        ctx.name = run_name(ctx.swept) or f"job-{ctx.job_num}"
     return ctx
 
 
-def _is_seed(key: str) -> bool:
+def job_config_key(tracking_uri: Optional[str]) -> Optional[str]:
+    """The `vtc.config_key` of the Hydra job running now (what a training run records in its
+    run.json, so evaluations of its model know its configuration); None outside Hydra or
+    without a tracking store (no sweep parent to say what was swept)."""
+    if not tracking_uri:
+        return None
+    return hydra_job_context(tracking_uri).tags.get(CONFIG_KEY_TAG)
+
+
+def is_seed(key: str) -> bool:
+    """Whether config path `key` is a seed (`optim.seed`, `loop.seed`: short name `seed`)."""
     return short_name(key) == "seed"
 
 
@@ -175,7 +187,7 @@ def _config_seed(config: Any, overrides: dict[str, str]) -> Optional[str]:
     from omegaconf import OmegaConf
 
     for key, value in overrides.items():
-        if _is_seed(key):
+        if is_seed(key):
             return str(value)
     for path in KEY_PARAMS["seed"]:
         value = OmegaConf.select(config, path, default=None)
@@ -187,7 +199,7 @@ def _config_seed(config: Any, overrides: dict[str, str]) -> Optional[str]:
 def config_key(swept: dict[str, str]) -> str:
     """The configuration a sweep job runs, without its seed: `short=value` pairs sorted by short
     name, joined by `,` (`font_size=7,seg_budget=64`); the value of tag `vtc.config_key`."""
-    pairs = sorted((short_name(k), str(v)) for k, v in swept.items() if not _is_seed(k))
+    pairs = sorted((short_name(k), str(v)) for k, v in swept.items() if not is_seed(k))
     return ",".join(f"{k}={v}" for k, v in pairs)
 
 
@@ -197,8 +209,8 @@ def run_name(swept: dict[str, str], max_len: int = 60) -> str:
     number does not, and a value holding a `-` would be ambiguous joined by `-`: then the name
     spells `short=value` pairs (`font_size=7,seg_budget=64-s2`). Empty when nothing is swept.
     Longer than `max_len`: cut, with a digest of the full name keeping it distinct."""
-    values = [(short_name(k), str(v)) for k, v in swept.items() if not _is_seed(k)]
-    seeds = [str(v) for k, v in swept.items() if _is_seed(k)]
+    values = [(short_name(k), str(v)) for k, v in swept.items() if not is_seed(k)]
+    seeds = [str(v) for k, v in swept.items() if is_seed(k)]
     if all(re.search(r"[A-Za-z]", v) and "-" not in v for _, v in values):
         name = "-".join(v for _, v in values)
     else:

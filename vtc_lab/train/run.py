@@ -113,8 +113,10 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
     return trainer, evaluator
 
 
-def _record_start(run, s: Setup, paths: RunPaths, memory: str) -> None:
+def _record_start(run, s: Setup, paths: RunPaths, memory: str, seed: int) -> None:
     """run.json (what a resume and `eval train_run=` read) and the run's tags and params."""
+    from vtc_lab.tracking.sweep import job_config_key
+
     dataset_path = Path(s.dataset.path).resolve()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_json(paths.info_path, {**paths.info, "mlflow_run_id": getattr(run, "run_id", None),
@@ -124,6 +126,10 @@ def _record_start(run, s: Setup, paths: RunPaths, memory: str) -> None:
                                         "model_signature": s.module.model_signature,
                                         # what `eval train_run=` names the metric keys by
                                         "memory": memory,
+                                        # the model's replicate identity, which the evaluations
+                                        # of it log (`vtc_lab.models.reading.run_identity`)
+                                        "seed": seed,
+                                        "config_key": job_config_key(getattr(run, "tracking_uri", None)),
                                         "reading": s.reading.to_dict()})
     run.set_tags({"run_dir": str(paths.run_dir.resolve()), "dataset_path": str(dataset_path)})
     run.log_params({"train_samples": s.datamodule.train_samples,
@@ -135,7 +141,7 @@ def fit(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, dict]:
     """Run Lightning (from last.ckpt when resuming); (trainer, final metrics + paths)."""
     trainer, evaluator = _lightning_trainer(cfg, s, paths, run)
     if trainer.is_global_zero:
-        _record_start(run, s, paths, cfg.optim.memory)
+        _record_start(run, s, paths, cfg.optim.memory, cfg.optim.seed)
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from vtc_lab.train.callbacks import TrainingTerminated
