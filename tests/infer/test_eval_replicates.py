@@ -2,7 +2,8 @@
 with seeds 0 and 1, each evaluated by a real `vtc-lab eval train_run=...` process into one
 MLflow store, carry the model's identity (params `train.*`, tag `vtc.seed` = the training
 seed) and `vtc-lab report` aggregates them as one configuration with n = 2, reading nothing
-but the store (the run directories are gone by then)."""
+but the store (the run directories are gone by then); so does a sweep over `train_run` (one
+configuration per swept page condition)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from vtc_lab.render.config import RenderConfig, config_hash
 from ..tracking._helpers import child_env
 
 
-@pytest.mark.slow  # two 2-step trainings and two eval processes: ~2-3 min on the loaded box
+@pytest.mark.slow  # two 2-step trainings, three eval processes (6 evals): ~1-2 min
 def test_evals_of_two_seeds_are_one_configuration_with_n_2(tmp_path):
     from vtc_lab.tracking.aggregate import eval_points
     from vtc_lab.tracking.report import collect_runs
@@ -54,6 +55,14 @@ def test_evals_of_two_seeds_are_one_configuration_with_n_2(tmp_path):
              f"run_name=eval-s{seed}", f"output_root={out}"],
             cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
+    # the same two models in one sweep over the models and the pages: a configuration per pages
+    proc = subprocess.run(
+        [sys.executable, "-m", "vtc_lab.cli.main", "eval", "-m",
+         f"train_run={tmp_path}/runs/0,{tmp_path}/runs/1", "eval_degrade=none,mild", "benchmark.limit=2",
+         "loop.max_rounds=1", "loop.max_new_tokens=4", "grade_workers=1", "progress=false",
+         "log_images=0", "tracking.experiment=swept", f"output_root={out}"],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     shutil.rmtree(tmp_path / "runs")  # the report must not need the training run directories
 
     uri = f"sqlite:///{out}/mlflow.db"
@@ -81,3 +90,10 @@ def test_evals_of_two_seeds_are_one_configuration_with_n_2(tmp_path):
     table = (tmp_path / "report" / "report.md").read_text()
     assert f"| math500 | accuracy | {key} | memory | step 0 |" in table
     assert info["seed"] == 0  # run.json records the seed the evals learn it from
+
+    swept, _, _ = collect_runs(uri, "swept")
+    assert sorted((r.tags["vtc.config_key"], r.tags["vtc.seed"]) for r in swept) == [
+        (f"eval_degrade={pages},train.degrade=none,train.renderer={renderer}", seed)
+        for pages in ("mild", "none") for seed in ("0", "1")]
+    assert {(p.arm.config.split(",")[0], p.interval.n) for p in eval_points(swept)
+            if p.metric == "accuracy"} == {("eval_degrade=none", 2), ("eval_degrade=mild", 2)}

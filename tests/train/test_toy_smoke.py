@@ -97,6 +97,10 @@ def test_toy_main_command_runs_both_jobs_side_by_side_and_prints_their_table(tmp
     for job in ("0", "1"):
         assert (tmp_path / "toy" / job / "checkpoints" / "last.ckpt").is_file()
         runs[job] = json.loads((tmp_path / "toy" / job / "run.json").read_text())["mlflow_run_id"]
+    # run.json names each model as its run's tags do (what evaluations of it log: train.*)
+    infos = [json.loads((tmp_path / "toy" / job / "run.json").read_text()) for job in ("0", "1")]
+    assert sorted((i["config_key"], i["seed"]) for i in infos) == [("memory=optical", 0),
+                                                                   ("memory=text", 0)]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     for job in ("0", "1"):  # each job continued its own checkpoint and MLflow run

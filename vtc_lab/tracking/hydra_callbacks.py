@@ -174,7 +174,7 @@ class TrackingCallback(Callback):
             tags["hydra.job.num"] = str(ctx.job_num)
         handle = runs.open_run(cfg, uri, run_name=name[:250], parent_run_id=ctx.parent_run_id,
                                tags=tags, spool_root=_spool_root(config))
-        runs.set_job_run(handle)  # from here on the app logs into this run, whatever follows
+        runs.set_job_run(handle, context=ctx)  # from here on the app logs into this run
         try:
             # overrides (what was asked) and .hydra/ only: the key params and config.yaml come
             # from the app's effective config when it opens the run (`start_run`), so a value

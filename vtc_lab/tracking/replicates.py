@@ -74,9 +74,9 @@ def eval_tags(identity: Mapping[str, Any], ctx: JobContext) -> dict[str, str]:
 def trained_model_record(identity: Mapping[str, Any], tracking_uri: str) -> tuple[dict[str, str],
                                                                                   dict[str, str]]:
     """(params, tags) an eval run of the model `identity` logs, in the Hydra job running now."""
-    from vtc_lab.tracking.sweep import hydra_job_context
+    from vtc_lab.tracking.runs import current_job_context
 
-    return model_params(identity), eval_tags(identity, hydra_job_context(tracking_uri))
+    return model_params(identity), eval_tags(identity, current_job_context(tracking_uri))
 
 
 def log_trained_model(run: Any, identity: Mapping[str, Any]) -> None:

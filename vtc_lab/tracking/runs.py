@@ -25,15 +25,38 @@ from vtc_lab.tracking.lifecycle import (PARENT_TAG, log_config_text, finish_run,
 from vtc_lab.tracking.provenance import key_params
 from vtc_lab.tracking.state import STATE, TrackingState
 from vtc_lab.tracking.store import prepare
+from vtc_lab.tracking.sweep import CONFIG_KEY_TAG, JobContext, hydra_job_context
 
 __all__ = ["NullRunHandle", "PARENT_TAG", "RunHandle", "continue_run", "current_job_run",
            "finish_run", "launched_rank", "open_run", "record_config", "set_job_run",
            "spool_root", "start_run"]
 
 
-def set_job_run(handle: Optional[RunHandle], state: Optional[TrackingState] = None) -> None:
-    """Used by the Hydra callback: the run of the job now running in this process."""
-    (state or STATE).job_run = handle
+def set_job_run(handle: Optional[RunHandle], state: Optional[TrackingState] = None,
+                context: Optional[JobContext] = None) -> None:
+    """Used by the Hydra callback: the run of the job now running in this process, and the
+    job context it was opened with (kept when a handle is swapped without one)."""
+    state = state or STATE
+    state.job_run = handle
+    if handle is None or context is not None:
+        state.job_context = context
+
+
+def current_job_context(tracking_uri: str, state: Optional[TrackingState] = None) -> JobContext:
+    """The context of the Hydra job running now: the one the callback opened its run with
+    (computed from the job's full config), else `hydra_job_context` (which sees only the
+    `hydra` node), else an empty context outside Hydra."""
+    ctx = (state or STATE).job_context
+    return ctx if ctx is not None else hydra_job_context(tracking_uri)
+
+
+def job_config_key(tracking_uri: Optional[str]) -> Optional[str]:
+    """The `vtc.config_key` of the Hydra job running now (what a training run records in its
+    run.json, so evaluations of its model know its configuration); None outside Hydra or
+    without a tracking store (no sweep parent to say what was swept)."""
+    if not tracking_uri:
+        return None
+    return current_job_context(tracking_uri).tags.get(CONFIG_KEY_TAG)
 
 
 def current_job_run(state: Optional[TrackingState] = None) -> Optional[RunHandle]:
@@ -104,8 +127,6 @@ def start_run(tracking_cfg: TrackingConfig, app_cfg: Any = None,
             job.client.update_run(job.run_id, name=run_name)
         yield job
         return
-    from vtc_lab.tracking.sweep import hydra_job_context
-
     ctx = hydra_job_context(uri)
     handle = open_run(tracking_cfg, uri, run_name=run_name or tracking_cfg.run_name or ctx.name,
                       parent_run_id=ctx.parent_run_id, tags=ctx.tags,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from vtc_lab.tracking.handle import RunHandle
+    from vtc_lab.tracking.sweep import JobContext
 
 
 class TrackingState:
@@ -24,6 +25,9 @@ class TrackingState:
         self.job_run: Optional[RunHandle] = None
         """The run the Hydra callback opened for the job running now (one job at a time per
         process, under every launcher); None outside a Hydra job."""
+        self.job_context: Optional[JobContext] = None
+        """The job context that run was opened with (its swept values, overrides and tags),
+        computed by the callback from the job's full config; None with no job run."""
         self.parents: dict[str, RunHandle] = {}
         """The parent run of each multirun sweep launched here, by sweep directory."""
 

@@ -168,15 +168,6 @@ def job_context(config: Any, tracking_uri: str) -> JobContext:
     return ctx
 
 
-def job_config_key(tracking_uri: Optional[str]) -> Optional[str]:
-    """The `vtc.config_key` of the Hydra job running now (what a training run records in its
-    run.json, so evaluations of its model know its configuration); None outside Hydra or
-    without a tracking store (no sweep parent to say what was swept)."""
-    if not tracking_uri:
-        return None
-    return hydra_job_context(tracking_uri).tags.get(CONFIG_KEY_TAG)
-
-
 def is_seed(key: str) -> bool:
     """Whether config path `key` is a seed (`optim.seed`, `loop.seed`: short name `seed`)."""
     return short_name(key) == "seed"

@@ -115,7 +115,7 @@ def _lightning_trainer(cfg, s: Setup, paths: RunPaths, run) -> tuple[Any, Any]:
 
 def _record_start(run, s: Setup, paths: RunPaths, memory: str, seed: int) -> None:
     """run.json (what a resume and `eval train_run=` read) and the run's tags and params."""
-    from vtc_lab.tracking.sweep import job_config_key
+    from vtc_lab.tracking.runs import job_config_key
 
     dataset_path = Path(s.dataset.path).resolve()
     paths.run_dir.mkdir(parents=True, exist_ok=True)
