@@ -68,3 +68,22 @@ def test_the_frontier_reads_the_training_pages_from_the_run_not_the_disk(tmp_pat
                                                    "train_run": str(tmp_path / "gone")})
     assert trained_on(gone) == "mild"
     assert trained_on(RunRecord("c", "c", "FINISHED", params={"train_run": str(run_dir)})) == "none"
+
+
+def test_the_job_context_is_the_one_the_callback_opened_the_run_with():
+    """Inside a sweep job the `hydra` node alone cannot resolve the sweep directory
+    (`${output_root}/...`), so the context the callback computed from the full config is kept
+    with the job's run and handed out while that run is the job's."""
+    from vtc_lab.tracking.runs import current_job_context, job_config_key, set_job_run
+    from vtc_lab.tracking.state import TrackingState
+
+    state = TrackingState()
+    ctx = JobContext(swept={"eval_degrade": "mild"}, tags={"vtc.config_key": "eval_degrade=mild"})
+    assert current_job_context("sqlite:///x.db", state) == JobContext()  # outside Hydra
+    set_job_run(object(), state, context=ctx)
+    assert current_job_context("sqlite:///x.db", state) is ctx
+    set_job_run(object(), state)  # a resumed run swapped in keeps the job's context
+    assert current_job_context("sqlite:///x.db", state) is ctx
+    set_job_run(None, state)
+    assert state.job_context is None
+    assert job_config_key(None) is None  # tracking off: nothing says what was swept
