@@ -132,7 +132,7 @@ def test_render_app_sweep_then_report_through_the_cli(tmp_path):
     # counts it and names it
     assert len(parents) == 1 and len(children) == 2
     status = {c.info.run_name: c.info.status for c in children}
-    assert status == {"renderer.font_size=7": "FINISHED", "renderer.font_size=9": "FINISHED"}
+    assert status == {"font_size=7": "FINISHED", "font_size=9": "FINISHED"}  # short names (sweep.run_name)
     assert "renderer.font_size=-1" in parents[0].data.tags["sweep.failed_jobs"]
     assert {c.data.params.get("font_size") for c in children if c.info.status == "FINISHED"} \
         == {"7.0", "9.0"}
