@@ -51,6 +51,20 @@ def param_value(value: Any) -> str:
     return text if len(text) <= _MAX_PARAM_VALUE else text[: _MAX_PARAM_VALUE - 3] + "..."
 
 
+
+def same_param(old: str, new: str) -> bool:
+    """Whether two logged param texts hold the same value: equal strings, or equal once read
+    as YAML (JSON is YAML), so a command-line override `[optical]` and the app's `["optical"]`,
+    or `7` and `7.0`, are one value and not a "changed" param."""
+    if old == new:
+        return True
+    import yaml
+
+    try:
+        return yaml.safe_load(old) == yaml.safe_load(new)
+    except yaml.YAMLError:
+        return False
+
 class NullRunHandle:
     """`tracking=off`: the same methods, doing nothing, so apps never branch on the mode."""
 
@@ -166,7 +180,7 @@ class RunHandle:
             old = self._params.get(key, new.get(key))
             if old is None:
                 new[key] = text
-            elif old != text:
+            elif not same_param(old, text):
                 changed[key] = text
         if new:
             self.outbox.deliver({"op": "params", "items": new})
