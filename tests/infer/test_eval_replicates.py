@@ -93,7 +93,8 @@ def test_evals_of_two_seeds_are_one_configuration_with_n_2(tmp_path):
 
     swept, _, _ = collect_runs(uri, "swept")
     assert sorted((r.tags["vtc.config_key"], r.tags["vtc.seed"]) for r in swept) == [
-        (f"eval_degrade={pages},train.degrade=none,train.renderer={renderer}", seed)
-        for pages in ("mild", "none") for seed in ("0", "1")]
-    assert {(p.arm.config.split(",")[0], p.interval.n) for p in eval_points(swept)
+        (f"benchmark.limit=2,eval_degrade={pages},max_new_tokens=4,max_rounds=1,"
+         f"train.degrade=none,train.renderer={renderer}", seed)
+        for pages in ("mild", "none") for seed in ("0", "1")]  # the sweep's fixed values count too
+    assert {(p.arm.config.split(",")[1], p.interval.n) for p in eval_points(swept)
             if p.metric == "accuracy"} == {("eval_degrade=none", 2), ("eval_degrade=mild", 2)}

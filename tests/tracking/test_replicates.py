@@ -45,7 +45,13 @@ def test_a_sweep_of_models_groups_by_setting_and_a_seed_sweep_keeps_its_seeds():
     swept = {"train_run": "/runs/toy/2", "eval_degrade": "severe"}
     assert eval_tags(MODEL, JobContext(swept=swept, overrides={**swept, "experiment": "x"})) == {
         "vtc.seed": "2",
-        "vtc.config_key": "eval_degrade=severe,train.degrade=moderate,train.renderer=0f1e2d3c"}
+        "vtc.config_key": "eval_degrade=severe,experiment=x,train.degrade=moderate,train.renderer=0f1e2d3c"}
+    # two sweeps over the same models that fix different pages are two settings
+    # (`train_run=a,b eval_degrade=none`, then `train_run=a,b eval_degrade=severe`)
+    keys = {eval_tags(MODEL, JobContext(swept={"train_run": "/runs/toy/2"},
+                                        overrides={"train_run": "/runs/toy/2", "eval_degrade": pages}))
+            ["vtc.config_key"] for pages in ("none", "severe")}
+    assert len(keys) == 2 and all("eval_degrade=" in k for k in keys)
     # `seeds=3` sweeps loop.seed: the sampling seeds are the replicates, the model a setting
     seeds = {"loop.seed": "1"}
     assert eval_tags(MODEL, JobContext(swept=seeds, overrides=seeds)) == {

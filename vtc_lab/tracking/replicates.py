@@ -14,8 +14,9 @@ record: `vtc_lab.models.reading.run_identity`) the eval run gets:
   its own seed (sweeps a seed key, `seeds=N`, or sets one on the command line): then its
   sampling seed stays the replicate and `train.seed` becomes part of the configuration;
 - tag `vtc.config_key` = what the eval varies except the seed, the model's location and how
-  the run is carried out (`NOT_SETTINGS`): a sweep job's swept values, a single run's
-  command-line overrides (what a user changes by hand), plus what the model is besides its seed:
+  the run is carried out (`NOT_SETTINGS`): the job's command-line overrides, swept or fixed
+  (what a user changes by hand; a sweep's fixed values differ between sweeps of one
+  experiment), plus what the model is besides its seed:
   `train.degrade`, `train.renderer` and a non-default `train.config`.
 
 So the evaluations of the three seeds of one configuration under one eval setting form one
@@ -56,7 +57,9 @@ def eval_tags(identity: Mapping[str, Any], ctx: JobContext) -> dict[str, str]:
     """The `vtc.seed` / `vtc.config_key` tags of an eval run of the model `identity` (see the
     module docstring), in the job `ctx` (a sweep job, a single Hydra run, or nothing)."""
     params = model_params(identity)
-    own = ctx.swept if ctx.swept is not None else ctx.overrides
+    # every command-line override of the job, swept or not: two sweeps of one experiment that
+    # fix different values (eval_degrade=none, then eval_degrade=severe) are two settings
+    own = {**ctx.overrides, **(ctx.swept or {})}
     setting = {k: v for k, v in own.items() if k not in NOT_SETTINGS and not is_seed(k)}
     eval_seeds = any(is_seed(k) for k in own)
     for key in MODEL_KEY_PARAMS:
