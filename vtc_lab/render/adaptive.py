@@ -8,11 +8,13 @@ through the channel well stay dense, and only the ones that would be misread pay
 cells. Off (an empty ladder) by default: pages and `config_hash` are what they were without it.
 
 Why a reference reader and not the model: the renderer must decide before any model sees the
-page, on a CPU, in microseconds. The reader is nearest-template classification of each grid
-cell: templates are the clean cells of the characters on the page (the reader knows the
-alphabet it is reading), a degraded cell is read as the template it correlates with best
-(normalized, over small offsets), and legibility is the fraction of non-blank cells read right. It is a proxy: a
-template reader and a VLM fail on different pages, and it is measured on the very damage the
+page, on a CPU, in milliseconds (4-36 ms per toy round and rung here). The reader is
+nearest-template classification of each grid cell: templates are the clean cells of the
+characters on the page (the reader knows the alphabet it is reading), a degraded cell is read
+as the template it correlates with best (normalized, over small offsets), and legibility is the
+fraction of non-blank cells read right. It is a proxy, and a poor one for a trained model
+(experiments/adaptive/README.md: models read perfectly the pages it scores 0.61): a template
+reader and a VLM fail on different pages. It is measured on the very damage the
 page will carry (the renderer simulates the channel, so it sees its draw; a deployed renderer
 facing an unknown channel would use the frontier's measured read rate per setting instead).
 Grid pages only (every ladder setting must set `cell_width`), because only there is "the cell
