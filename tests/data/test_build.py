@@ -257,6 +257,51 @@ def test_concurrent_builders_of_one_directory_build_once(make_cfg, tmp_path):
     assert results[0]["data/samples"] == results[1]["data/samples"] == len(rows_of(tmp_path / "shared"))
 
 
+def test_a_builder_arriving_mid_build_waits_for_it_instead_of_refusing(make_cfg, tmp_path, caplog):
+    """The race behind a flaky CI run of the test above: the second builder looked before the
+    first had written its manifest, saw the first one's shards in a directory without one and
+    refused. Replayed deterministically: the builder's files without a manifest, the lock held."""
+    import fcntl
+    import logging
+    import threading
+    import time
+
+    from vtc_lab.data import shards as sh
+
+    cfg = make_cfg(limit=4, output_dir=str(tmp_path / "shared"), render_cache=False)
+    out = Path(build_dataset(cfg)["path"])
+    manifest = (out / sh.MANIFEST).read_bytes()
+    (out / sh.MANIFEST).unlink()           # mid-build: shards written, manifest not yet
+    results, errors = [], []
+    with open(out / sh.LOCK, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)   # the first builder still holds the lock
+        with caplog.at_level(logging.INFO, logger="vtc_lab.data.build"):
+            second = threading.Thread(target=lambda: _call(build_dataset, cfg, results, errors))
+            second.start()
+            deadline = time.monotonic() + 60
+            while "being built by another process" not in caplog.text and second.is_alive() \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not errors, errors      # it did not refuse the directory
+            assert second.is_alive()       # it waits for the lock
+            (out / sh.MANIFEST).write_bytes(manifest)  # the first builder finishes
+            fcntl.flock(held, fcntl.LOCK_UN)
+            second.join(60)
+    assert not errors and results and results[0]["reused"] is True
+    # a directory holding a file the builder never writes is still refused, lock or not
+    (out / sh.MANIFEST).unlink()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetConfigMismatch, match="has no manifest.json"):
+        build_dataset(cfg)
+
+
+def _call(fn, arg, results, errors):
+    try:
+        results.append(fn(arg))
+    except Exception as err:  # noqa: BLE001 - handed to the test thread
+        errors.append(err)
+
+
 def test_config_hash_placeholder_gives_one_directory_per_config(make_cfg, tmp_path):
     template = str(tmp_path / "ds-{config_hash}")
     a = build_dataset(make_cfg(limit=2, output_dir=template))

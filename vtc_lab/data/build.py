@@ -185,7 +185,9 @@ def build_dataset(cfg: Any) -> dict:
     if cfg.overwrite:
         _check_overwrite(out)  # refuse early, before taking the lock or deleting anything
     else:
-        check_directory(out, cfg, chash, fingerprint)  # refuse early, before taking the lock
+        # refuse early, before taking the lock; a build in progress (its files, no manifest
+        # yet) is checked again under the lock, once it has finished
+        check_directory(out, cfg, chash, fingerprint, building_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     with _build_lock(out):
         if cfg.overwrite:

@@ -119,11 +119,15 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 
 def check_directory(out: Path, cfg: Any, chash: str, fingerprint: dict | None = None,
-                    check_input: bool = True) -> dict | None:
+                    check_input: bool = True, building_ok: bool = False) -> dict | None:
     """The existing manifest if `out` holds this config's dataset (built from the same input);
-    raises on any other content. `fingerprint` defaults to `input_fingerprint(cfg.data)`."""
+    raises on any other content. `fingerprint` defaults to `input_fingerprint(cfg.data)`.
+    `building_ok`: files only the builder writes, without a manifest yet, are a build another
+    process is running (the caller then waits for its lock and checks again), not a refusal."""
     manifest = sh.read_manifest(out)
     if manifest is None:
+        if building_ok and out.exists() and not sh.foreign_files(out):
+            return None
         if out.exists() and any(p.name not in sh.LOCK_FILES for p in out.iterdir()):
             raise DatasetConfigMismatch(
                 f"{out} exists, is not empty and has no {sh.MANIFEST}: refusing to write a dataset "
