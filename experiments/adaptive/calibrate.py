@@ -4,8 +4,8 @@ renderer draws (rungs, vision tokens per round) on the same rounds.
 
 No model is involved: this is the renderer's own view of the pages, in seconds on a CPU.
 Rounds are the held-out toy problems' solution lines cut into rounds of `lines_per_round`
-lines, as the toy segmenter cuts them. Vision tokens are the toy model's merged 16-px patches
-(patch 8, merge 2) of the page as drawn.
+lines, as the toy segmenter cuts them. Vision tokens are what the toy model's image processor
+makes of the page as drawn (`vtc_lab.render.vision_tokens`).
 
     python experiments/adaptive/calibrate.py                      # 200 problems, every level
     python experiments/adaptive/calibrate.py --problems 50 --levels severe
@@ -24,11 +24,11 @@ import yaml
 from vtc_lab.render import RenderConfig, render_with_layout
 from vtc_lab.render.adaptive import legibility
 from vtc_lab.render.degrade import LEVELS
+from vtc_lab.render.vision import get_spec, vision_tokens
 from vtc_lab.task.toytask import ToyTaskSpec, heldout_problems
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "renderer"
 PRESETS = ("toy_task", "toy_task_f18", "toy_task_adaptive")
-TOKEN_PX = 16  # the toy model's merged patch: patch 8 x merge 2
 
 
 def rounds(problems: int) -> list[str]:
@@ -41,8 +41,20 @@ def rounds(problems: int) -> list[str]:
     return out
 
 
+def toy_vision_spec():
+    """The toy model's image processor: Qwen3-VL's, with the patch size and pixel floor of
+    conf/model/tiny_qwen3_vl_toy.yaml."""
+    model = yaml.safe_load((CONF.parent / "model" / "tiny_qwen3_vl_toy.yaml").read_text())
+    return dataclasses.replace(get_spec("qwen3_vl"), patch_size=model["tiny"]["patch_size"],
+                               temporal_patch_size=model["tiny"]["temporal_patch_size"],
+                               min_pixels=model["min_pixels"])
+
+
+TOY_SPEC = toy_vision_spec()
+
+
 def tokens(images) -> int:
-    return sum((im.width // TOKEN_PX) * (im.height // TOKEN_PX) for im in images)
+    return sum(vision_tokens(im.width, im.height, TOY_SPEC) for im in images)
 
 
 def settings(level: str) -> dict[str, RenderConfig]:
